@@ -1,0 +1,135 @@
+//! The application: the store, the shared state and the router, bound to a listener and run until
+//! a shutdown signal. Tests build it on port 0 and drive the real thing.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::auth::TokenKeys;
+use crate::auth::accounts::LoginLimits;
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub tokens: Arc<TokenKeys>,
+    /// Failed-login buckets per (IP, email) and per IP.
+    pub login_limits: Arc<LoginLimits>,
+    /// True while the socket server accepts connections on this node.
+    pub socket_ready: Arc<AtomicBool>,
+    pub started_at: Instant,
+}
+
+impl AppState {
+    pub fn socket_ready(&self) -> bool {
+        self.socket_ready.load(Ordering::Relaxed)
+    }
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Application {
+    /// Connects and migrates the database, then binds `HOST:PORT`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(config.database_url.expose())
+            .await
+            .context("DATABASE_URL: cannot open the database")?;
+        store.migrate().await.context("migrating the database")?;
+        let listener = TcpListener::bind((config.host, config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        let tokens = TokenKeys::new(config.jwt_secret.expose().as_bytes(), config.jwt_ttl);
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            tokens: Arc::new(tokens),
+            login_limits: Arc::new(LoginLimits::default()),
+            socket_ready: Arc::new(AtomicBool::new(false)),
+            started_at: Instant::now(),
+        };
+        Ok(Self { listener, state })
+    }
+
+    /// The address actually bound (the real port when PORT was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the
+    /// database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self { listener, state } = self;
+        let store = state.store.clone();
+        let router = crate::http::router(state);
+        tracing::info!(addr = %listener.local_addr()?, "✅ serving");
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("🔌 shutting down");
+            let _ = stopping_tx.send(());
+        });
+        let drained = async {
+            server.await?;
+            anyhow::Ok(())
+        };
+        tokio::pin!(drained);
+        tokio::select! {
+            result = &mut drained => result?,
+            () = async { let _ = stopping_rx.await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
+                tracing::warn!("⚠️ requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
+            }
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

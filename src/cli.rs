@@ -1,0 +1,280 @@
+//! The command line: `serve` (the default), `migrate` and `user create|list|set`.
+
+use std::io::Read;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{Application, shutdown_signal};
+use crate::auth::password;
+use crate::config::{Config, LogFormat};
+use crate::domain::{Email, Name, Password};
+use crate::store::{NewUser, Store, UserFlags};
+
+#[derive(Parser, Debug)]
+#[command(name = "craftcode", version, about = "CraftCode Realtime server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: Box<ServeArgs>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Manage accounts from the command line (e.g. to recover a lost admin).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Make the account an admin.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input (otherwise the account has no password).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// List accounts.
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Change an account's rights or status.
+    Set {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        admin: Option<bool>,
+        #[arg(long)]
+        active: Option<bool>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// sqlite://path or postgres://…
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/craftcode.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+/// Every setting of the contract's §7 as a flag; each also reads its environment variable.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    #[arg(long, env = "HOST")]
+    host: Option<String>,
+    #[arg(long, env = "PORT")]
+    port: Option<String>,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    #[arg(long, env = "REDIS_PREFIX")]
+    redis_prefix: Option<String>,
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    #[arg(long, env = "JWT_TTL")]
+    jwt_ttl: Option<String>,
+    #[arg(long, env = "SESSION_TTL")]
+    session_ttl: Option<String>,
+    #[arg(long, env = "AUTH_TIMEOUT")]
+    auth_timeout: Option<String>,
+    #[arg(long, env = "BASE_URL")]
+    base_url: Option<String>,
+    #[arg(long, env = "APP_URL")]
+    app_url: Option<String>,
+    #[arg(long, env = "CORS_ORIGINS")]
+    cors_origins: Option<String>,
+    #[arg(long, env = "ALLOW_SIGNUP")]
+    allow_signup: Option<String>,
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    max_connections: Option<String>,
+    #[arg(long, env = "MAX_CONNECTIONS_PER_USER")]
+    max_connections_per_user: Option<String>,
+    #[arg(long, env = "PRESENCE_INTERVAL")]
+    presence_interval: Option<String>,
+    #[arg(long, env = "PRESENCE_TTL")]
+    presence_ttl: Option<String>,
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    #[arg(long, env = "LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+impl ServeArgs {
+    /// The value of a §7 variable: the flag (which clap already fills from the environment),
+    /// else the environment itself for variables without a flag (aliases, `APP_ENV`).
+    fn lookup(&self, var: &str) -> Option<String> {
+        let flag = match var {
+            "HOST" => &self.host,
+            "PORT" => &self.port,
+            "DATABASE_URL" => &self.database_url,
+            "REDIS_URL" => &self.redis_url,
+            "REDIS_PREFIX" => &self.redis_prefix,
+            "JWT_SECRET" => &self.jwt_secret,
+            "JWT_TTL" => &self.jwt_ttl,
+            "SESSION_TTL" => &self.session_ttl,
+            "AUTH_TIMEOUT" => &self.auth_timeout,
+            "BASE_URL" => &self.base_url,
+            "APP_URL" => &self.app_url,
+            "CORS_ORIGINS" => &self.cors_origins,
+            "ALLOW_SIGNUP" => &self.allow_signup,
+            "MAX_CONNECTIONS" => &self.max_connections,
+            "MAX_CONNECTIONS_PER_USER" => &self.max_connections_per_user,
+            "PRESENCE_INTERVAL" => &self.presence_interval,
+            "PRESENCE_TTL" => &self.presence_ttl,
+            "METRICS_TOKEN" => &self.metrics_token,
+            "LOG_FORMAT" => &self.log_format,
+            _ => return std::env::var(var).ok(),
+        };
+        flag.clone()
+    }
+
+    pub fn log_format(&self) -> LogFormat {
+        match self.log_format.as_deref() {
+            Some("json") => LogFormat::Json,
+            _ => LogFormat::Pretty,
+        }
+    }
+}
+
+impl Cli {
+    pub fn log_format(&self) -> LogFormat {
+        match &self.command {
+            Some(Command::Serve(args)) => args.log_format(),
+            _ => self.serve.log_format(),
+        }
+    }
+}
+
+/// Runs the chosen command to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => serve(*cli.serve).await,
+        Some(Command::Serve(args)) => serve(*args).await,
+        Some(Command::Migrate(db)) => {
+            open_store(&db).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::User(command)) => user(command).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(|var| args.lookup(var)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = Application::build(config).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn open_store(db: &DatabaseArgs) -> anyhow::Result<Store> {
+    let store = Store::connect(&db.database_url)
+        .await
+        .context("DATABASE_URL: cannot open the database")?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Create {
+            email,
+            name,
+            admin,
+            password_stdin,
+            db,
+        } => {
+            let email = Email::parse(&email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+            let name = Name::parse(&name).map_err(|m| anyhow::anyhow!("--name {m}"))?;
+            let hash = if password_stdin {
+                let mut raw = String::new();
+                std::io::stdin().read_to_string(&mut raw)?;
+                let raw = raw.trim_end_matches(['\r', '\n']);
+                let password =
+                    Password::parse(raw).map_err(|m| anyhow::anyhow!("the password {m}"))?;
+                Some(password::hash(password.expose().to_owned()).await?)
+            } else {
+                None
+            };
+            let store = open_store(&db).await?;
+            let user = store
+                .insert_user(&NewUser {
+                    email: email.as_str(),
+                    name: name.as_str(),
+                    password_hash: hash.as_deref(),
+                    is_admin: admin,
+                    is_active: true,
+                })
+                .await?
+                .with_context(|| format!("an account with email {} exists", email.as_str()))?;
+            println!("{}", serde_json::to_string(&user)?);
+            Ok(())
+        }
+        UserCommand::List { db } => {
+            let store = open_store(&db).await?;
+            for user in store.list_all_users().await? {
+                println!("{}", serde_json::to_string(&user)?);
+            }
+            Ok(())
+        }
+        UserCommand::Set {
+            email,
+            admin,
+            active,
+            db,
+        } => {
+            if admin.is_none() && active.is_none() {
+                bail!("nothing to change: pass --admin true|false and/or --active true|false");
+            }
+            let store = open_store(&db).await?;
+            let email = Email::parse(&email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+            let user = store
+                .find_user_by_email(email.as_str())
+                .await?
+                .with_context(|| format!("no account with email {}", email.as_str()))?;
+            let loses_admin =
+                user.is_admin && user.is_active && (admin == Some(false) || active == Some(false));
+            if loses_admin && store.count_other_active_admins(user.id).await? == 0 {
+                bail!(
+                    "{} is the last active admin; promote another account first",
+                    user.email
+                );
+            }
+            let flags = UserFlags {
+                is_admin: admin,
+                is_active: active,
+            };
+            let user = store
+                .set_user_flags(user.id, flags)
+                .await?
+                .context("the account disappeared")?;
+            if active == Some(false) {
+                store
+                    .revoke_user_sessions(user.id, "account_disabled")
+                    .await?;
+            }
+            println!("{}", serde_json::to_string(&user)?);
+            Ok(())
+        }
+    }
+}

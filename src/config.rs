@@ -1,0 +1,448 @@
+//! Configuration: every variable of the contract's §7, read from `serve` flags, then the
+//! environment (a `.env` file is loaded into it first), then the defaults. A bad value stops
+//! start-up with one line naming the variable.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use url::Url;
+
+/// A value that must never reach a log line or a `Debug` print.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Where a problem with the configuration is, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            var,
+            message: message.into(),
+        }
+    }
+}
+
+/// The server's settings, resolved and validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address (`HOST`).
+    pub host: IpAddr,
+    /// Listen port (`PORT`); 0 picks a free one, which tests use.
+    pub port: u16,
+    /// `sqlite://…` (default, embedded) or `postgres://…`.
+    pub database_url: Secret,
+    /// Set in a cluster; unset means a single node.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key and channel.
+    pub redis_prefix: String,
+    /// HS256 key of access tokens; at least 32 bytes.
+    pub jwt_secret: Secret,
+    /// Lifetime of an access token.
+    pub jwt_ttl: Duration,
+    /// Lifetime of a session, sliding with use.
+    pub session_ttl: Duration,
+    /// How long an unauthenticated socket may wait before `authenticate`.
+    pub auth_timeout: Duration,
+    /// Public URL of this server.
+    pub base_url: Url,
+    /// The web app, target of OAuth redirects.
+    pub app_url: Url,
+    /// Allowed origins (`scheme://host[:port]`) for CORS, cookie-authenticated writes and sockets.
+    pub cors_origins: Vec<String>,
+    /// Whether `POST /api/auth/register` is open to the public.
+    pub allow_signup: bool,
+    /// Socket connections accepted by this node.
+    pub max_connections: usize,
+    /// Socket connections one user may hold across the cluster.
+    pub max_connections_per_user: usize,
+    /// At most one `presenceChanged` batch per interval.
+    pub presence_interval: Duration,
+    /// How soon a dead node's sockets stop counting.
+    pub presence_ttl: Duration,
+    /// When set, `/metrics` needs it as a bearer token.
+    pub metrics_token: Option<Secret>,
+    pub log_format: LogFormat,
+    /// `APP_ENV=production`: no localhost origins are allowed by default.
+    pub production: bool,
+}
+
+const DATA_DIR: &str = "data";
+const DEFAULT_DATABASE_URL: &str = "sqlite://data/craftcode.db";
+
+impl Config {
+    /// Resolves every setting through `lookup` (flags, then environment). Generates and keeps a
+    /// JWT secret under `data/` when none is given.
+    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let host = match get("HOST").as_deref() {
+            None => IpAddr::from([127, 0, 0, 1]),
+            Some("localhost") => IpAddr::from([127, 0, 0, 1]),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new("HOST", format!("{v:?} is not an IP address")))?,
+        };
+        let port = parse_number("PORT", get("PORT"), 3000u16)?;
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        let redis_url = get("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        let redis_prefix = get("REDIS_PREFIX").unwrap_or_else(|| "craftcode".into());
+
+        let jwt_secret = match get("JWT_SECRET") {
+            Some(secret) => secret,
+            None => kept_jwt_secret(Path::new(DATA_DIR))
+                .map_err(|e| ConfigError::new("JWT_SECRET", e))?,
+        };
+        if jwt_secret.len() < 32 {
+            return Err(ConfigError::new(
+                "JWT_SECRET",
+                format!("must be at least 32 bytes (got {})", jwt_secret.len()),
+            ));
+        }
+
+        let jwt_ttl = parse_duration("JWT_TTL", get("JWT_TTL"), Duration::from_secs(3600))?;
+        let session_ttl = parse_duration(
+            "SESSION_TTL",
+            get("SESSION_TTL"),
+            Duration::from_secs(30 * 86400),
+        )?;
+        let auth_timeout =
+            parse_duration("AUTH_TIMEOUT", get("AUTH_TIMEOUT"), Duration::from_secs(10))?;
+        let presence_interval = parse_duration(
+            "PRESENCE_INTERVAL",
+            get("PRESENCE_INTERVAL"),
+            Duration::from_secs(1),
+        )?;
+        let presence_ttl =
+            parse_duration("PRESENCE_TTL", get("PRESENCE_TTL"), Duration::from_secs(15))?;
+
+        let base_url = parse_url(
+            "BASE_URL",
+            get("BASE_URL").or_else(|| get("NEXT_PUBLIC_BASE_URL")),
+        )?
+        .unwrap_or_else(|| Url::parse("http://localhost:3000").expect("a valid default URL"));
+        let app_url = parse_url(
+            "APP_URL",
+            get("APP_URL").or_else(|| get("NEXT_PUBLIC_APP_URL")),
+        )?
+        .unwrap_or_else(|| base_url.clone());
+
+        let production = get("APP_ENV").is_some_and(|v| v.eq_ignore_ascii_case("production"));
+        let cors_origins = match get("CORS_ORIGINS") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    origin_of(s).ok_or_else(|| {
+                        ConfigError::new(
+                            "CORS_ORIGINS",
+                            format!("{s:?} is not an origin like https://app.example.com"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => {
+                let mut origins = vec![
+                    app_url.origin().ascii_serialization(),
+                    base_url.origin().ascii_serialization(),
+                ];
+                if !production {
+                    origins.push("http://localhost:3000".into());
+                    origins.push("http://127.0.0.1:3000".into());
+                }
+                origins
+            }
+        };
+        let mut cors_origins = cors_origins;
+        cors_origins.sort();
+        cors_origins.dedup();
+
+        let allow_signup = parse_bool("ALLOW_SIGNUP", get("ALLOW_SIGNUP"), true)?;
+        let max_connections = parse_number("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), 100_000)?;
+        let max_connections_per_user = parse_number(
+            "MAX_CONNECTIONS_PER_USER",
+            get("MAX_CONNECTIONS_PER_USER"),
+            20,
+        )?;
+        let metrics_token = get("METRICS_TOKEN").map(Secret::new);
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("{other:?} is neither pretty nor json"),
+                ));
+            }
+        };
+
+        Ok(Self {
+            host,
+            port,
+            database_url: Secret::new(database_url),
+            redis_url: redis_url.map(Secret::new),
+            redis_prefix,
+            jwt_secret: Secret::new(jwt_secret),
+            jwt_ttl,
+            session_ttl,
+            auth_timeout,
+            base_url,
+            app_url,
+            cors_origins,
+            allow_signup,
+            max_connections,
+            max_connections_per_user,
+            presence_interval,
+            presence_ttl,
+            metrics_token,
+            log_format,
+            production,
+        })
+    }
+
+    /// Settings from a fixed map (tests and tools), with nothing read from the environment.
+    pub fn from_map(vars: &HashMap<&str, String>) -> Result<Self, ConfigError> {
+        Self::load(|name| vars.get(name).cloned())
+    }
+
+    /// Whether cookies should carry `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.base_url.scheme() == "https"
+    }
+
+    /// Whether an `Origin` header value (or a `Referer` URL) names an allowed origin.
+    pub fn is_allowed_origin(&self, origin_or_url: &str) -> bool {
+        origin_of(origin_or_url).is_some_and(|o| self.cors_origins.contains(&o))
+    }
+}
+
+/// `scheme://host[:port]` of a URL; a path is ignored. `None` for opaque origins.
+pub fn origin_of(value: &str) -> Option<String> {
+    let url = Url::parse(value).ok()?;
+    let origin = url.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+/// Reads `data/jwt_secret`, creating it (mode 0600) with a fresh random secret the first time.
+fn kept_jwt_secret(dir: &Path) -> Result<String, String> {
+    let path: PathBuf = dir.join("jwt_secret");
+    match std::fs::read_to_string(&path) {
+        Ok(secret) => return Ok(secret.trim().to_owned()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("cannot read {}: {e}", path.display()));
+        }
+        Err(_) => {}
+    }
+    let mut bytes = [0u8; 48];
+    rand::fill(&mut bytes);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    write_private(&path, &secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "⚠️ JWT_SECRET is not set: generated one and kept it in this file; set JWT_SECRET to share it between nodes"
+    );
+    Ok(secret)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+fn parse_number<T: std::str::FromStr>(
+    var: &'static str,
+    value: Option<String>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(var, format!("{v:?} is not a valid number"))),
+    }
+}
+
+fn parse_bool(
+    var: &'static str,
+    value: Option<String>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(v) => Err(ConfigError::new(
+            var,
+            format!("{v:?} is not a boolean (true or false)"),
+        )),
+    }
+}
+
+/// `1h`, `30d`, `10s`, `500ms`, or a bare number of seconds.
+fn parse_duration(
+    var: &'static str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(v) = value else { return Ok(default) };
+    let v = v.trim();
+    let parsed = match v.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(v),
+    };
+    match parsed {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(ConfigError::new(
+            var,
+            format!("{v:?} is not a positive duration such as 10s, 1h or 30d"),
+        )),
+    }
+}
+
+fn parse_url(var: &'static str, value: Option<String>) -> Result<Option<Url>, ConfigError> {
+    let Some(v) = value else { return Ok(None) };
+    match Url::parse(v.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(Some(url)),
+        _ => Err(ConfigError::new(
+            var,
+            format!("{v:?} is not an http(s) URL"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&'static str, &str)]) -> HashMap<&'static str, String> {
+        let mut map: HashMap<&str, String> =
+            pairs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        map.entry("JWT_SECRET").or_insert_with(|| "x".repeat(32));
+        map
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let config = Config::from_map(&vars(&[])).unwrap();
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.host.to_string(), "127.0.0.1");
+        assert_eq!(config.database_url.expose(), "sqlite://data/craftcode.db");
+        assert_eq!(config.jwt_ttl, Duration::from_secs(3600));
+        assert_eq!(config.session_ttl, Duration::from_secs(30 * 86400));
+        assert_eq!(config.auth_timeout, Duration::from_secs(10));
+        assert_eq!(config.app_url.as_str(), "http://localhost:3000/");
+        assert!(config.allow_signup);
+        assert_eq!(config.max_connections_per_user, 20);
+        assert!(config.is_allowed_origin("http://127.0.0.1:3000"));
+        assert!(!config.is_allowed_origin("http://evil.example"));
+    }
+
+    #[test]
+    fn next_public_aliases_are_read() {
+        let config = Config::from_map(&vars(&[
+            ("NEXT_PUBLIC_BASE_URL", "https://api.example.com"),
+            ("NEXT_PUBLIC_APP_URL", "https://app.example.com/chat"),
+        ]))
+        .unwrap();
+        assert_eq!(config.base_url.as_str(), "https://api.example.com/");
+        assert!(config.secure_cookies());
+        assert!(config.is_allowed_origin("https://app.example.com"));
+        assert!(config.is_allowed_origin("https://app.example.com/some/page?x=1"));
+    }
+
+    #[test]
+    fn production_drops_the_localhost_origins() {
+        let config = Config::from_map(&vars(&[
+            ("APP_ENV", "production"),
+            ("BASE_URL", "https://api.example.com"),
+        ]))
+        .unwrap();
+        assert!(!config.is_allowed_origin("http://localhost:3000"));
+        assert!(config.is_allowed_origin("https://api.example.com"));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (var, value) in [
+            ("PORT", "eighty"),
+            ("JWT_TTL", "soon"),
+            ("JWT_SECRET", "short"),
+            ("ALLOW_SIGNUP", "maybe"),
+            ("BASE_URL", "ftp://x"),
+            ("CORS_ORIGINS", "not a url"),
+            ("DATABASE_URL", "mysql://x"),
+            ("LOG_FORMAT", "xml"),
+            ("HOST", "example.com"),
+        ] {
+            let err = Config::from_map(&vars(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+            assert!(err.to_string().starts_with(var));
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let config = Config::from_map(&vars(&[(
+            "JWT_SECRET",
+            "super-secret-value-of-32-bytes-at-least",
+        )]))
+        .unwrap();
+        assert!(!format!("{config:?}").contains("super-secret"));
+    }
+}

@@ -1,0 +1,3 @@
+//! Operations endpoints: liveness and readiness (later: metrics, self-test, the monitor).
+
+pub mod health;

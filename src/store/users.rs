@@ -1,0 +1,149 @@
+//! The `users` table: accounts, their credentials and their rights.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Store, StoreError, on_pool};
+use crate::timestamp::Timestamp;
+
+/// The public user object of the contract.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub avatar_url: Option<String>,
+    pub is_admin: bool,
+    pub is_active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A user with the hash that login checks; never serialized.
+#[derive(sqlx::FromRow)]
+struct Credentials {
+    #[sqlx(flatten)]
+    user: User,
+    password_hash: Option<String>,
+}
+
+/// What creating an account needs; values are validated before they get here.
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub name: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub is_admin: bool,
+    pub is_active: bool,
+}
+
+/// A change of rights or status; `None` leaves a flag as it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UserFlags {
+    pub is_admin: Option<bool>,
+    pub is_active: Option<bool>,
+}
+
+impl Store {
+    /// Creates an account; the first account of an empty database is an admin. `None` when the
+    /// email is taken.
+    #[tracing::instrument(skip_all)]
+    pub async fn insert_user(&self, new: &NewUser<'_>) -> Result<Option<User>, StoreError> {
+        let now = Timestamp::now();
+        let user = on_pool!(self, pool => sqlx::query_as::<_, User>(
+            "INSERT INTO users (id, email, name, password_hash, is_admin, is_active, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, ($5 OR NOT EXISTS (SELECT 1 FROM users)), $6, $7, $7)
+             ON CONFLICT (email) DO NOTHING
+             RETURNING id, email, name, avatar_url, is_admin, is_active, created_at, updated_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(new.email)
+        .bind(new.name)
+        .bind(new.password_hash)
+        .bind(new.is_admin)
+        .bind(new.is_active)
+        .bind(now)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(user)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let user = on_pool!(self, pool => sqlx::query_as::<_, User>(
+            "SELECT id, email, name, avatar_url, is_admin, is_active, created_at, updated_at
+             FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(user)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.find_credentials(email).await?.map(|(user, _)| user))
+    }
+
+    /// The account with this (lowercased) email and its password hash, if it has one.
+    #[tracing::instrument(skip_all)]
+    pub async fn find_credentials(
+        &self,
+        email: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let found = on_pool!(self, pool => sqlx::query_as::<_, Credentials>(
+            "SELECT id, email, name, avatar_url, is_admin, is_active, created_at, updated_at, password_hash
+             FROM users WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(found.map(|c| (c.user, c.password_hash)))
+    }
+
+    /// Every account, oldest first (for the operator's `user list`).
+    #[tracing::instrument(skip_all)]
+    pub async fn list_all_users(&self) -> Result<Vec<User>, StoreError> {
+        let users = on_pool!(self, pool => sqlx::query_as::<_, User>(
+            "SELECT id, email, name, avatar_url, is_admin, is_active, created_at, updated_at
+             FROM users ORDER BY id",
+        )
+        .fetch_all(pool)
+        .await)?;
+        Ok(users)
+    }
+
+    /// Changes rights or status; `None` when there is no such user.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_user_flags(
+        &self,
+        id: Uuid,
+        flags: UserFlags,
+    ) -> Result<Option<User>, StoreError> {
+        let user = on_pool!(self, pool => sqlx::query_as::<_, User>(
+            "UPDATE users
+             SET is_admin = COALESCE($2, is_admin), is_active = COALESCE($3, is_active), updated_at = $4
+             WHERE id = $1
+             RETURNING id, email, name, avatar_url, is_admin, is_active, created_at, updated_at",
+        )
+        .bind(id)
+        .bind(flags.is_admin)
+        .bind(flags.is_active)
+        .bind(Timestamp::now())
+        .fetch_optional(pool)
+        .await)?;
+        Ok(user)
+    }
+
+    /// How many active admins there are, other than `except`.
+    #[tracing::instrument(skip_all)]
+    pub async fn count_other_active_admins(&self, except: Uuid) -> Result<i64, StoreError> {
+        let count = on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM users WHERE is_admin AND is_active AND id <> $1",
+        )
+        .bind(except)
+        .fetch_one(pool)
+        .await)?;
+        Ok(count)
+    }
+}
