@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,7 +12,11 @@ use tokio::net::TcpListener;
 use crate::auth::TokenKeys;
 use crate::auth::accounts::LoginLimits;
 use crate::config::Config;
+use crate::ratelimit::TokenBuckets;
+use crate::realtime::{self, Realtime};
 use crate::store::Store;
+use socketioxide::layer::SocketIoLayer;
+use uuid::Uuid;
 
 /// What every request handler can reach.
 #[derive(Clone)]
@@ -23,14 +26,16 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     /// Failed-login buckets per (IP, email) and per IP.
     pub login_limits: Arc<LoginLimits>,
-    /// True while the socket server accepts connections on this node.
-    pub socket_ready: Arc<AtomicBool>,
+    /// Messages each user may send per second.
+    pub message_limits: Arc<TokenBuckets<Uuid>>,
+    /// The sockets, as REST handlers reach them.
+    pub realtime: Realtime,
     pub started_at: Instant,
 }
 
 impl AppState {
     pub fn socket_ready(&self) -> bool {
-        self.socket_ready.load(Ordering::Relaxed)
+        self.realtime.is_ready()
     }
 }
 
@@ -38,6 +43,7 @@ impl AppState {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    sockets: SocketIoLayer,
 }
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -59,10 +65,16 @@ impl Application {
             store,
             tokens: Arc::new(tokens),
             login_limits: Arc::new(LoginLimits::default()),
-            socket_ready: Arc::new(AtomicBool::new(false)),
+            message_limits: Arc::new(TokenBuckets::new(20, Duration::from_secs(1))),
+            realtime: Realtime::default(),
             started_at: Instant::now(),
         };
-        Ok(Self { listener, state })
+        let sockets = realtime::mount(&state);
+        Ok(Self {
+            listener,
+            state,
+            sockets,
+        })
     }
 
     /// The address actually bound (the real port when PORT was 0).
@@ -82,9 +94,14 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            state,
+            sockets,
+        } = self;
         let store = state.store.clone();
-        let router = crate::http::router(state);
+        let realtime = state.realtime.clone();
+        let router = crate::http::router(state).layer(sockets);
         tracing::info!(addr = %listener.local_addr()?, "✅ serving");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(
@@ -93,7 +110,8 @@ impl Application {
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("🔌 shutting down");
+            tracing::info!("🔌 shutting down: telling every socket");
+            realtime.shutdown().await;
             let _ = stopping_tx.send(());
         });
         let drained = async {

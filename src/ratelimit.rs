@@ -74,6 +74,67 @@ impl<K: Hash + Eq + Clone> TokenBuckets<K> {
     }
 }
 
+/// One socket's event allowance: a token bucket plus how long it has been over the limit, so a
+/// socket that keeps flooding can be disconnected.
+pub struct EventBudget {
+    bucket: Bucket,
+    capacity: f64,
+    per_second: f64,
+    over_since: Option<Instant>,
+}
+
+/// What an event costs its socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Spend {
+    Allowed,
+    /// Over the limit: refuse this event.
+    Refused,
+    /// Over the limit for longer than the grace period: disconnect the socket.
+    Abusive,
+}
+
+impl EventBudget {
+    pub fn per_second(events: u32) -> Self {
+        Self {
+            bucket: Bucket {
+                tokens: f64::from(events),
+                updated: Instant::now(),
+            },
+            capacity: f64::from(events),
+            per_second: f64::from(events),
+            over_since: None,
+        }
+    }
+
+    /// Spends one event; `grace` is how long a socket may stay over the limit.
+    pub fn spend(&mut self, grace: Duration) -> Spend {
+        let now = Instant::now();
+        let elapsed = now
+            .saturating_duration_since(self.bucket.updated)
+            .as_secs_f64();
+        self.bucket.tokens = (self.bucket.tokens + elapsed * self.per_second).min(self.capacity);
+        self.bucket.updated = now;
+        if self.bucket.tokens >= 1.0 {
+            self.bucket.tokens -= 1.0;
+            self.over_since = None;
+            return Spend::Allowed;
+        }
+        let since = *self.over_since.get_or_insert(now);
+        if now.duration_since(since) >= grace {
+            Spend::Abusive
+        } else {
+            Spend::Refused
+        }
+    }
+}
+
+impl Default for EventBudget {
+    /// The contract's 50 events per second per socket.
+    fn default() -> Self {
+        Self::per_second(50)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +150,15 @@ mod tests {
         assert!(buckets.wait_time(&"a").is_some());
         assert!(buckets.wait_time(&"b").is_none());
         assert!(buckets.take(&"b").is_ok());
+    }
+
+    #[test]
+    fn a_socket_over_its_budget_is_refused_then_called_abusive_after_the_grace() {
+        let mut budget = EventBudget::per_second(2);
+        assert_eq!(budget.spend(Duration::from_secs(10)), Spend::Allowed);
+        assert_eq!(budget.spend(Duration::from_secs(10)), Spend::Allowed);
+        assert_eq!(budget.spend(Duration::from_secs(10)), Spend::Refused);
+        assert_eq!(budget.spend(Duration::ZERO), Spend::Abusive);
     }
 
     #[test]

@@ -309,8 +309,9 @@ pub async fn refresh(state: &AppState, presented: &str) -> ApiResult<RefreshResp
         .await?;
     let session = match outcome {
         RefreshOutcome::Rotated(session) => session,
-        RefreshOutcome::Reused => {
-            tracing::warn!("⚠️ a rotated refresh token was presented again: session ended");
+        RefreshOutcome::Reused(session_id) => {
+            tracing::warn!(%session_id, "⚠️ a rotated refresh token was presented again: session ended");
+            state.realtime.end_session(session_id, "session_revoked").await;
             return Err(invalid());
         }
         RefreshOutcome::Invalid => return Err(invalid()),
@@ -344,10 +345,14 @@ pub async fn logout(state: &AppState, caller: &AuthUser, all: bool) -> ApiResult
     } else {
         Vec::new()
     };
-    tracing::info!(user_id = %caller.user.id, sessions = ended.len(), "🔌 logged out");
+    let mut sockets = 0;
+    for session_id in &ended {
+        sockets += state.realtime.end_session(*session_id, "logout").await;
+    }
+    tracing::info!(user_id = %caller.user.id, sessions = ended.len(), sockets, "🔌 logged out");
     Ok(LogoutResponse {
         ok: true,
         sessions_ended: ended.len(),
-        sockets_disconnected: 0,
+        sockets_disconnected: sockets,
     })
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod json;
+pub mod messages;
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
     let cors = cors(&state);
     Router::new()
         .merge(auth::router())
+        .merge(messages::router())
         .merge(crate::ops::health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -3,6 +3,7 @@
 //! `RETURNING`, `ON CONFLICT`) and run on whichever pool is configured; migrations are kept per
 //! database under `migrations/`.
 
+mod messages;
 mod sessions;
 mod users;
 
@@ -14,6 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use messages::{ConversationRow, Message};
 pub use sessions::{NewSession, RefreshOutcome, Session};
 pub use users::{NewUser, User, UserFlags};
 

@@ -33,8 +33,8 @@ impl Session {
 pub enum RefreshOutcome {
     /// The token was current: it is now replaced by the new one and the session extended.
     Rotated(Session),
-    /// The token had already been rotated: the session is ended (theft detection).
-    Reused,
+    /// The token had already been rotated: this session is now ended (theft detection).
+    Reused(Uuid),
     /// No such token, or its session has ended.
     Invalid,
 }
@@ -188,7 +188,7 @@ impl Store {
                             .bind(now)
                             .execute(&mut *tx)
                             .await?;
-                            RefreshOutcome::Reused
+                            RefreshOutcome::Reused(session_id)
                         }
                         None => RefreshOutcome::Invalid,
                     }

@@ -1,0 +1,277 @@
+//! Direct messages, one code path for REST and sockets: store first, then push `newMessage` to
+//! the recipient and `messageSent` to the sender's devices; delivery acks, read receipts,
+//! history, conversations and sync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::realtime::user_room;
+use crate::store::{Message, User};
+use crate::timestamp::Timestamp;
+
+/// Longest message, in characters after trimming.
+pub const MAX_CONTENT_CHARS: usize = 4000;
+/// Longest `clientId` a client may choose.
+pub const MAX_CLIENT_ID_CHARS: usize = 128;
+/// How long a recipient's socket has to acknowledge `newMessage` for it to count as delivered.
+const DELIVERY_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default and largest page of history or sync.
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 100;
+
+/// The result of a send.
+#[derive(Debug, Serialize)]
+pub struct Sent {
+    pub message: Message,
+    /// False when this `clientId` had been sent before and the stored message is returned.
+    #[serde(skip)]
+    pub created: bool,
+    /// The recipient had a live socket.
+    pub delivered: bool,
+    /// False when the real-time layer failed (the message is stored all the same).
+    pub realtime: bool,
+}
+
+/// Sends a direct message from `sender` to `to`.
+pub async fn send(
+    state: &AppState,
+    sender: &User,
+    to: Uuid,
+    content: &str,
+    client_id: Option<&str>,
+) -> ApiResult<Sent> {
+    let content = content.trim();
+    let chars = content.chars().count();
+    let mut fields = BTreeMap::new();
+    if chars == 0 {
+        fields.insert("content".to_owned(), "must not be empty".to_owned());
+    } else if chars > MAX_CONTENT_CHARS {
+        fields.insert(
+            "content".to_owned(),
+            format!("must be at most {MAX_CONTENT_CHARS} characters"),
+        );
+    }
+    let client_id = client_id.filter(|c| !c.is_empty());
+    if client_id.is_some_and(|c| c.chars().count() > MAX_CLIENT_ID_CHARS) {
+        fields.insert(
+            "clientId".to_owned(),
+            format!("must be at most {MAX_CLIENT_ID_CHARS} characters"),
+        );
+    }
+    if !fields.is_empty() {
+        return Err(ApiError::validation(fields));
+    }
+    if let Err(wait) = state.message_limits.take(&sender.id) {
+        let mut err = ApiError::too_many("rate_limited", wait.as_secs_f64().ceil().max(1.0) as u64);
+        err.message = "you are sending messages too fast".to_owned();
+        return Err(err);
+    }
+    if let Some(id) = client_id
+        && let Some(message) = state.store.find_message_by_client_id(sender.id, id).await?
+    {
+        return Ok(already_sent(state, message));
+    }
+    let recipient = state
+        .store
+        .find_user(to)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
+    if !recipient.is_active {
+        return Err(ApiError::forbidden(
+            "recipient_disabled",
+            "this user's account is disabled",
+        ));
+    }
+    let Some(message) = state
+        .store
+        .insert_message(sender.id, to, content, client_id)
+        .await?
+    else {
+        // A concurrent send with the same clientId won the race.
+        let id = client_id.unwrap_or_default();
+        let message = state
+            .store
+            .find_message_by_client_id(sender.id, id)
+            .await?
+            .ok_or_else(|| ApiError::internal("a conflicting message vanished"))?;
+        return Ok(already_sent(state, message));
+    };
+    let delivered = state.realtime.presence().is_online(to);
+    let realtime = push_new_message(state, &message).await;
+    tracing::debug!(message_id = %message.id, delivered, realtime, "📨 message sent");
+    Ok(Sent {
+        message,
+        created: true,
+        delivered,
+        realtime,
+    })
+}
+
+fn already_sent(state: &AppState, message: Message) -> Sent {
+    let delivered =
+        message.delivered_at.is_some() || state.realtime.presence().is_online(message.to);
+    Sent {
+        message,
+        created: false,
+        delivered,
+        realtime: true,
+    }
+}
+
+/// `newMessage` to the recipient (watching for their ack), `messageSent` to the sender.
+async fn push_new_message(state: &AppState, message: &Message) -> bool {
+    let Some(io) = state.realtime.io() else {
+        return false;
+    };
+    let payload = json!({ "message": message });
+    let to_recipient = io
+        .to(user_room(message.to))
+        .timeout(DELIVERY_ACK_TIMEOUT)
+        .emit_with_ack::<_, Value>("newMessage", &payload)
+        .await;
+    let recipient_ok = match to_recipient {
+        Ok(acks) => {
+            let (state, id, to) = (state.clone(), message.id, message.to);
+            tokio::spawn(async move {
+                let mut acks = std::pin::pin!(acks);
+                while let Some((_, ack)) = acks.next().await {
+                    if ack.is_ok() {
+                        mark_delivered(&state, id, to).await;
+                        break;
+                    }
+                }
+            });
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "❌ newMessage emit failed");
+            false
+        }
+    };
+    let sender_ok = state
+        .realtime
+        .emit_to_user(message.from, "messageSent", &payload)
+        .await;
+    recipient_ok && sender_ok
+}
+
+/// A recipient's socket acknowledged `newMessage`: record it and tell the sender.
+async fn mark_delivered(state: &AppState, id: Uuid, recipient: Uuid) {
+    match state.store.mark_delivered(id, recipient).await {
+        Ok(Some(message)) => {
+            let payload = json!({
+                "messageId": message.id,
+                "to": message.to,
+                "deliveredAt": message.delivered_at,
+            });
+            state
+                .realtime
+                .emit_to_user(message.from, "messageDelivered", &payload)
+                .await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "❌ recording a delivery failed"),
+    }
+}
+
+/// Marks read what `other` sent to `reader`, up to `up_to`; tells `other` with `messagesRead`.
+pub async fn mark_read(state: &AppState, reader: Uuid, other: Uuid, up_to: Uuid) -> ApiResult<u64> {
+    let now = Timestamp::now();
+    let count = state.store.mark_read(reader, other, up_to, now).await?;
+    if count > 0 {
+        let payload = json!({ "by": reader, "upTo": up_to, "readAt": now });
+        state
+            .realtime
+            .emit_to_user(other, "messagesRead", &payload)
+            .await;
+    }
+    Ok(count)
+}
+
+/// A page of messages and whether there are more.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+fn page_size(limit: Option<i64>) -> ApiResult<i64> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::validation(BTreeMap::from([(
+            "limit".to_owned(),
+            format!("must be between 1 and {MAX_PAGE}"),
+        )]))),
+    }
+}
+
+/// The conversation with `other`, newest first.
+pub async fn history(
+    state: &AppState,
+    me: Uuid,
+    other: Uuid,
+    before: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: Option<i64>,
+) -> ApiResult<Page> {
+    let limit = page_size(limit)?;
+    let mut messages = state
+        .store
+        .conversation(me, other, before, after, limit + 1)
+        .await?;
+    let has_more = messages.len() as i64 > limit;
+    messages.truncate(limit as usize);
+    Ok(Page { messages, has_more })
+}
+
+/// Everything to or from `me` after `since`, oldest first.
+pub async fn sync(
+    state: &AppState,
+    me: Uuid,
+    since: Option<Uuid>,
+    limit: Option<i64>,
+) -> ApiResult<Page> {
+    let limit = page_size(limit)?;
+    let mut messages = state.store.messages_since(me, since, limit + 1).await?;
+    let has_more = messages.len() as i64 > limit;
+    messages.truncate(limit as usize);
+    Ok(Page { messages, has_more })
+}
+
+/// One entry of the conversation list.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub user: Value,
+    pub last_message: Message,
+    pub unread_count: i64,
+}
+
+/// The caller's conversations, most recent first.
+pub async fn conversations(state: &AppState, me: Uuid) -> ApiResult<Vec<Conversation>> {
+    let rows = state.store.conversations(me, MAX_PAGE).await?;
+    let unread: HashMap<Uuid, i64> = state.store.unread_counts(me).await?.into_iter().collect();
+    let presence = state.realtime.presence();
+    Ok(rows
+        .into_iter()
+        .map(|row| Conversation {
+            user: json!({
+                "id": row.other_id,
+                "name": row.other_name.unwrap_or_else(|| "Deleted user".to_owned()),
+                "avatarUrl": row.other_avatar_url,
+                "online": presence.is_online(row.other_id),
+            }),
+            unread_count: unread.get(&row.other_id).copied().unwrap_or(0),
+            last_message: row.last_message,
+        })
+        .collect())
+}

@@ -1,0 +1,351 @@
+//! Connecting and authenticating sockets: the handshake middleware (origin, limits, token from
+//! `auth.token` or the cookie), the unauthenticated state with `authenticate` and its timeout,
+//! rooms, presence counting, and the token pushed before the old one expires.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::http::header;
+use axum_extra::extract::cookie::CookieJar;
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::socket::DisconnectReason;
+use tokio::task::AbortHandle;
+
+use super::{AUTHENTICATED_ROOM, events, session_room, user_room};
+use crate::app::AppState;
+use crate::auth::TokenError;
+use crate::auth::accounts::{AccessError, check_access};
+use crate::auth::cookies::ACCESS_COOKIE;
+use crate::ratelimit::EventBudget;
+use crate::store::User;
+use crate::timestamp::Timestamp;
+
+/// Who an authenticated socket belongs to.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user: User,
+    pub session_id: uuid::Uuid,
+    /// When the socket's current access token expires.
+    pub expires_at: Timestamp,
+}
+
+/// Per-socket state, kept in the socket's extensions.
+#[derive(Default)]
+pub struct Connection {
+    identity: RwLock<Option<Identity>>,
+    /// Events per second this socket may send.
+    pub budget: Mutex<EventBudget>,
+    /// The pending auth timeout or token refresh; aborted when replaced or at disconnect.
+    timer: Mutex<Option<AbortHandle>>,
+}
+
+impl Connection {
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_identity(&self, identity: Identity) {
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some(identity);
+    }
+
+    fn set_timer(&self, handle: AbortHandle) {
+        if let Some(old) = self
+            .timer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(handle)
+        {
+            old.abort();
+        }
+    }
+
+    fn cancel_timer(&self) {
+        if let Some(old) = self.timer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            old.abort();
+        }
+    }
+}
+
+/// The connection state of a socket (set by the handshake before anything else runs).
+pub fn connection(s: &SocketRef) -> Arc<Connection> {
+    s.extensions.get::<Arc<Connection>>().unwrap_or_default()
+}
+
+/// A refused handshake; its text is the `connect_error` message the client sees.
+#[derive(Debug)]
+pub struct Refusal(&'static str);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl From<AccessError> for Refusal {
+    fn from(err: AccessError) -> Self {
+        match err {
+            AccessError::Refused(e) => Self(e.code()),
+            AccessError::Store(e) => {
+                tracing::error!(error = %e, "❌ socket authentication failed");
+                Self("server_error")
+            }
+        }
+    }
+}
+
+/// Checks an access token as REST does and answers who it belongs to.
+pub async fn identify(state: &AppState, token: &str) -> Result<Identity, AccessError> {
+    let claims = state.tokens.verify(token).map_err(AccessError::Refused)?;
+    let (user, _session) = check_access(state, &claims).await?;
+    Ok(Identity {
+        user,
+        session_id: claims.sid,
+        expires_at: claims.expires_at(),
+    })
+}
+
+/// Connect middleware: runs before the socket joins the namespace.
+pub async fn handshake(
+    s: SocketRef,
+    TryData(auth): TryData<Value>,
+    State(state): State<AppState>,
+) -> Result<(), Refusal> {
+    let headers = &s.req_parts().headers;
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| state.config.is_allowed_origin(o));
+        if !allowed {
+            return Err(Refusal("origin_not_allowed"));
+        }
+    }
+    if state.realtime.connections() >= state.config.max_connections {
+        return Err(Refusal("too_many_connections"));
+    }
+    let token = auth
+        .ok()
+        .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| {
+            CookieJar::from_headers(headers)
+                .get(ACCESS_COOKIE)
+                .map(|c| c.value().to_owned())
+        })
+        .filter(|t| !t.is_empty());
+    let connection = Connection::default();
+    if let Some(token) = token {
+        let identity = identify(&state, &token).await?;
+        let open = state.realtime.presence().user_connections(identity.user.id);
+        if open >= state.config.max_connections_per_user {
+            return Err(Refusal("too_many_connections"));
+        }
+        connection.set_identity(identity);
+    }
+    s.extensions.insert(Arc::new(connection));
+    Ok(())
+}
+
+/// Runs once the socket is connected: registers the events, then either completes the
+/// authentication or starts the clock for `authenticate`.
+pub async fn on_connect(s: SocketRef, State(state): State<AppState>) {
+    state.realtime.connected();
+    events::register(&s);
+    s.on("authenticate", on_authenticate);
+    s.on_disconnect(on_disconnect);
+    let connection = connection(&s);
+    match connection.identity() {
+        Some(identity) => establish(&s, &state, &connection, identity),
+        None => {
+            let socket = s.clone();
+            let timeout = state.config.auth_timeout;
+            let timer = tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                if self::connection(&socket).identity().is_none() {
+                    let _ = socket.emit(
+                        "authError",
+                        &json!({"code": "auth_timeout", "message": "no authenticate event in time"}),
+                    );
+                    let _ = socket.disconnect();
+                }
+            });
+            connection.set_timer(timer.abort_handle());
+        }
+    }
+}
+
+/// An authenticated socket: rooms, presence, the welcome events and the token refresh clock.
+fn establish(s: &SocketRef, state: &AppState, connection: &Connection, identity: Identity) {
+    s.join([
+        user_room(identity.user.id),
+        session_room(identity.session_id),
+        AUTHENTICATED_ROOM.to_owned(),
+    ]);
+    state
+        .realtime
+        .presence()
+        .connect(identity.user.id, identity.session_id, &identity.user.name);
+    tracing::debug!(user_id = %identity.user.id, socket = %s.id, "🔌 socket authenticated");
+    let _ = s.emit("authenticated", &authenticated_payload(&identity));
+    let _ = s.emit("getOnlineUsers", &events::online_users_payload(state));
+    schedule_token_refresh(s, state, connection, identity.expires_at);
+}
+
+fn authenticated_payload(identity: &Identity) -> Value {
+    json!({
+        "user": identity.user,
+        "sessionId": identity.session_id,
+        "expiresAt": identity.expires_at,
+    })
+}
+
+async fn on_authenticate(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(state): State<AppState>,
+) {
+    let connection = connection(&s);
+    let token = data
+        .ok()
+        .and_then(|d| d.get("token").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    let identity = match identify(&state, &token).await {
+        Ok(identity) => identity,
+        Err(err) => {
+            let code = Refusal::from(err).0;
+            let message = match code {
+                "server_error" => "authentication failed on the server".to_owned(),
+                _ => refusal_message(code),
+            };
+            let error = json!({"code": code, "message": message});
+            let _ = ack.send(&json!({"ok": false, "error": error}));
+            let _ = s.emit("authError", &error);
+            let _ = s.disconnect();
+            return;
+        }
+    };
+    match connection.identity() {
+        None => {
+            connection.set_identity(identity.clone());
+            establish(&s, &state, &connection, identity.clone());
+        }
+        Some(current) if current.user.id != identity.user.id => {
+            let _ = ack.send(&json!({"ok": false, "error": {
+                "code": "forbidden",
+                "message": "a socket cannot switch to another user; reconnect instead",
+            }}));
+            return;
+        }
+        Some(current) => {
+            // The same user with a fresh token, possibly of another session.
+            if current.session_id != identity.session_id {
+                s.leave(session_room(current.session_id));
+                s.join(session_room(identity.session_id));
+                let presence = state.realtime.presence();
+                presence.disconnect(current.user.id, current.session_id);
+                presence.connect(identity.user.id, identity.session_id, &identity.user.name);
+            }
+            connection.set_identity(identity.clone());
+            let _ = s.emit("authenticated", &authenticated_payload(&identity));
+            schedule_token_refresh(&s, &state, &connection, identity.expires_at);
+        }
+    }
+    let _ = ack.send(&json!({"ok": true, "user": identity.user, "sessionId": identity.session_id}));
+}
+
+fn refusal_message(code: &str) -> String {
+    let error = match code {
+        "token_expired" => TokenError::Expired,
+        "session_revoked" => TokenError::SessionRevoked,
+        "account_disabled" => TokenError::AccountDisabled,
+        _ => TokenError::Invalid,
+    };
+    error.to_string()
+}
+
+async fn on_disconnect(s: SocketRef, State(state): State<AppState>, reason: DisconnectReason) {
+    state.realtime.disconnected();
+    let connection = connection(&s);
+    connection.cancel_timer();
+    if let Some(identity) = connection.identity() {
+        state
+            .realtime
+            .presence()
+            .disconnect(identity.user.id, identity.session_id);
+        tracing::debug!(user_id = %identity.user.id, socket = %s.id, ?reason, "🔌 socket disconnected");
+    }
+}
+
+/// How long before expiry a socket gets its new token: a fifth of the lifetime, at most a minute.
+fn refresh_lead(ttl: Duration) -> Duration {
+    (ttl / 5).min(Duration::from_secs(60))
+}
+
+/// Before the socket's token expires, mints a new one for its session and pushes `tokenUpdated`;
+/// if the session has ended meanwhile, sends `force_logout` and disconnects.
+fn schedule_token_refresh(
+    s: &SocketRef,
+    state: &AppState,
+    connection: &Connection,
+    expires_at: Timestamp,
+) {
+    let lead = refresh_lead(state.config.jwt_ttl);
+    let wait_ms = expires_at.as_millis() - Timestamp::now().as_millis() - lead.as_millis() as i64;
+    refresh_token_in(
+        s,
+        state,
+        connection,
+        Duration::from_millis(wait_ms.max(0) as u64),
+    );
+}
+
+fn refresh_token_in(s: &SocketRef, state: &AppState, connection: &Connection, wait: Duration) {
+    let (socket, state) = (s.clone(), state.clone());
+    let timer = tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        refresh_socket_token(socket, state).await;
+    });
+    connection.set_timer(timer.abort_handle());
+}
+
+async fn refresh_socket_token(s: SocketRef, state: AppState) {
+    let connection = connection(&s);
+    let Some(identity) = connection.identity() else {
+        return;
+    };
+    let session = state.store.find_session(identity.session_id).await;
+    let user = state.store.find_user(identity.user.id).await;
+    let (session, user) = match (session, user) {
+        (Ok(session), Ok(user)) => (session, user),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "❌ token refresh: database unavailable; retrying");
+            refresh_token_in(&s, &state, &connection, Duration::from_secs(5));
+            return;
+        }
+    };
+    let now = Timestamp::now();
+    let live = session.is_some_and(|s| s.is_live(now));
+    match user.filter(|u| live && u.is_active) {
+        Some(user) => {
+            let issued = state.tokens.issue(&user, identity.session_id);
+            let _ = s.emit(
+                "tokenUpdated",
+                &json!({"token": issued.token, "expiresAt": issued.expires_at, "user": user}),
+            );
+            connection.set_identity(Identity {
+                user,
+                session_id: identity.session_id,
+                expires_at: issued.expires_at,
+            });
+            schedule_token_refresh(&s, &state, &connection, issued.expires_at);
+        }
+        None => {
+            let _ = s.emit("force_logout", &json!({"reason": "session_revoked"}));
+            let _ = s.disconnect();
+        }
+    }
+}

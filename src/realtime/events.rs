@@ -1,0 +1,282 @@
+//! Client → server events of an authenticated socket: `sendMessage`, `typing`,
+//! `getOnlineUsers`, `markRead`, `sync`, `ping`. Every one goes through [`admit`] (authenticated,
+//! within the per-socket event budget) and answers its ack as `{ok: true, …}` or
+//! `{ok: false, error: {code, message}}`. A malformed payload gets `invalid_payload`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use socketioxide::ParserError;
+use socketioxide::extract::{AckSender, Data, Event, SocketRef, State, TryData};
+
+use super::connection::{Identity, connection};
+use super::{TYPING_TIMEOUT, user_room};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::messaging;
+use crate::ratelimit::Spend;
+use crate::timestamp::Timestamp;
+
+/// How long a socket may keep exceeding its event budget before it is disconnected.
+const ABUSE_GRACE: Duration = Duration::from_secs(10);
+
+/// Registers every client event on a new socket.
+pub fn register(s: &SocketRef) {
+    s.on("sendMessage", on_send_message);
+    s.on("typing", on_typing);
+    s.on("getOnlineUsers", on_get_online_users);
+    s.on("markRead", on_mark_read);
+    s.on("sync", on_sync);
+    s.on("ping", on_ping);
+    s.on_fallback(on_unknown);
+}
+
+/// Answers an ack with the outcome of an event.
+fn reply(ack: AckSender, outcome: Result<Value, ApiError>) {
+    let body = match outcome {
+        Ok(Value::Object(mut fields)) => {
+            fields.insert("ok".into(), Value::Bool(true));
+            Value::Object(fields)
+        }
+        Ok(_) => json!({"ok": true}),
+        Err(e) => {
+            let mut error = json!({"code": e.code, "message": e.message});
+            if let Some(fields) = e.fields {
+                error["fields"] = json!(fields);
+            }
+            json!({"ok": false, "error": error})
+        }
+    };
+    let _ = ack.send(&body);
+}
+
+/// Lets an event through if its socket is authenticated and within its budget.
+fn admit(s: &SocketRef) -> Result<Identity, ApiError> {
+    let connection = connection(s);
+    let spend = connection
+        .budget
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .spend(ABUSE_GRACE);
+    match spend {
+        Spend::Allowed => {}
+        Spend::Refused => {
+            return Err(ApiError::too_many("rate_limited", 1));
+        }
+        Spend::Abusive => {
+            tracing::warn!(socket = %s.id, "⚠️ socket disconnected for flooding events");
+            let _ = s.clone().disconnect();
+            return Err(ApiError::too_many("rate_limited", 1));
+        }
+    }
+    connection.identity().ok_or_else(|| {
+        let error = json!({"code": "unauthenticated", "message": "send `authenticate` with your token first"});
+        let _ = s.emit("authError", &error);
+        ApiError::unauthorized("unauthenticated", "send `authenticate` with your token first")
+    })
+}
+
+fn parse<T: DeserializeOwned>(data: Result<Value, ParserError>) -> Result<T, ApiError> {
+    data.ok()
+        .and_then(|value| serde_json::from_value(value).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_payload", "the payload does not match this event")
+        })
+}
+
+fn parse_id(raw: &str, field: &str) -> Result<uuid::Uuid, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request("invalid_payload", format!("`{field}` must be an id")))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendMessage {
+    to: String,
+    content: String,
+    client_id: Option<String>,
+}
+
+async fn on_send_message(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s)?;
+        let input: SendMessage = parse(data)?;
+        let to = parse_id(&input.to, "to")
+            .map_err(|_| ApiError::not_found("user_not_found", "no such user"))?;
+        let sent = messaging::send(
+            &state,
+            &me.user,
+            to,
+            &input.content,
+            input.client_id.as_deref(),
+        )
+        .await?;
+        Ok(json!({"message": sent.message, "delivered": sent.delivered}))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Typing {
+    to: String,
+    is_typing: bool,
+}
+
+async fn on_typing(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s)?;
+        let input: Typing = parse(data)?;
+        let to = parse_id(&input.to, "to")?;
+        let from = me.user.id;
+        let realtime = &state.realtime;
+        if input.is_typing {
+            let generation = realtime.typing_started(from, to);
+            let (realtime, s) = (realtime.clone(), s.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(TYPING_TIMEOUT).await;
+                if realtime.typing_ended(from, to, Some(generation)) {
+                    let stopped = json!({"userId": from, "isTyping": false});
+                    let _ = s.to(user_room(to)).emit("userTyping", &stopped).await;
+                }
+            });
+        } else {
+            realtime.typing_ended(from, to, None);
+        }
+        let payload = json!({"userId": from, "isTyping": input.is_typing});
+        let _ = s.to(user_room(to)).emit("userTyping", &payload).await;
+        Ok(json!({}))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+/// `{users, total}` of who is online.
+pub fn online_users_payload(state: &AppState) -> Value {
+    let users = state.realtime.presence().online_users();
+    json!({"total": users.len(), "users": users})
+}
+
+async fn on_get_online_users(
+    s: SocketRef,
+    ack: AckSender,
+    AckRequested(wants_ack): AckRequested,
+    State(state): State<AppState>,
+) {
+    let outcome = admit(&s).map(|_| online_users_payload(&state));
+    match outcome {
+        Ok(payload) if !wants_ack => {
+            let _ = s.emit("getOnlineUsers", &payload);
+        }
+        outcome => reply(ack, outcome),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MarkRead {
+    user_id: String,
+    up_to: String,
+}
+
+async fn on_mark_read(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s)?;
+        let input: MarkRead = parse(data)?;
+        let other = parse_id(&input.user_id, "userId")?;
+        let up_to = parse_id(&input.up_to, "upTo")?;
+        let count = messaging::mark_read(&state, me.user.id, other, up_to).await?;
+        Ok(json!({"count": count}))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+#[derive(Deserialize)]
+struct Sync {
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn on_sync(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s)?;
+        let input: Sync = parse(data)?;
+        let since = input
+            .since
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_id(&s, "since"))
+            .transpose()?;
+        let page = messaging::sync(&state, me.user.id, since, input.limit).await?;
+        Ok(json!({"messages": page.messages, "hasMore": page.has_more}))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+async fn on_ping(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender) {
+    let outcome = admit(&s).map(|_| {
+        let ts = data
+            .ok()
+            .and_then(|d| d.get("ts").cloned())
+            .unwrap_or(Value::Null);
+        json!({"ts": ts, "serverTime": Timestamp::now()})
+    });
+    if let Ok(pong) = &outcome {
+        let _ = s.emit("pong", pong);
+    }
+    reply(ack, outcome);
+}
+
+async fn on_unknown(s: SocketRef, Event(event): Event, ack: AckSender, _data: Data<Value>) {
+    let outcome = admit(&s).and_then(|_| {
+        Err(ApiError::bad_request(
+            "unknown_event",
+            format!(
+                "there is no event named {:?}",
+                event.chars().take(64).collect::<String>()
+            ),
+        ))
+    });
+    reply(ack, outcome);
+}
+
+/// Whether the client passed an ack callback with its event.
+pub struct AckRequested(pub bool);
+
+impl<A: socketioxide::adapter::Adapter> socketioxide::handler::FromMessageParts<A>
+    for AckRequested
+{
+    type Error = std::convert::Infallible;
+
+    fn from_message_parts(
+        _: &std::sync::Arc<socketioxide::socket::Socket<A>>,
+        _: &mut socketioxide_core::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        Ok(Self(ack_id.is_some()))
+    }
+}
