@@ -101,7 +101,8 @@ impl Application {
         } = self;
         let store = state.store.clone();
         let realtime = state.realtime.clone();
-        let router = crate::http::router(state).layer(sockets);
+        let cors = crate::http::cors(&state.config);
+        let router = crate::http::router(state).layer(sockets).layer(cors);
         tracing::info!(addr = %listener.local_addr()?, "✅ serving");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(

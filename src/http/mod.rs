@@ -16,13 +16,15 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
+use crate::config::Config;
 use crate::error::ApiError;
 
 /// HTTP bodies above this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// Every REST route with its layers. CORS is applied by the caller around this router and the
+/// socket servers together, so polling transports get the same headers.
 pub fn router(state: AppState) -> Router {
-    let cors = cors(&state);
     Router::new()
         .merge(auth::router())
         .merge(messages::router())
@@ -30,7 +32,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(cors)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The matched route, never the raw URI: query strings can carry OAuth codes.
             let route = req
@@ -43,9 +44,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn cors(state: &AppState) -> CorsLayer {
-    let origins: Vec<HeaderValue> = state
-        .config
+/// CORS for the allowed origins, with credentials (cookies).
+pub fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
         .cors_origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
