@@ -311,7 +311,10 @@ pub async fn refresh(state: &AppState, presented: &str) -> ApiResult<RefreshResp
         RefreshOutcome::Rotated(session) => session,
         RefreshOutcome::Reused(session_id) => {
             tracing::warn!(%session_id, "⚠️ a rotated refresh token was presented again: session ended");
-            state.realtime.end_session(session_id, "session_revoked").await;
+            state
+                .realtime
+                .end_session(session_id, "session_revoked")
+                .await;
             return Err(invalid());
         }
         RefreshOutcome::Invalid => return Err(invalid()),
