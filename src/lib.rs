@@ -19,6 +19,7 @@ pub mod realtime;
 pub mod store;
 pub mod telemetry;
 pub mod timestamp;
+pub mod users;
 
 pub use app::{AppState, Application};
 pub use config::Config;

@@ -334,28 +334,27 @@ pub async fn refresh(state: &AppState, presented: &str) -> ApiResult<RefreshResp
 
 /// Ends the caller's session, or every session of theirs with `all`.
 pub async fn logout(state: &AppState, caller: &AuthUser, all: bool) -> ApiResult<LogoutResponse> {
-    let ended = if all {
-        state
-            .store
-            .revoke_user_sessions(caller.user.id, "logout")
-            .await?
+    let (sessions, sockets) = if all {
+        crate::users::end_all_sessions(state, caller.user.id, "logout").await?
     } else if state
         .store
         .revoke_session(caller.session.id, "logout")
         .await?
     {
-        vec![caller.session.id]
+        (
+            1,
+            state
+                .realtime
+                .end_session(caller.session.id, "logout")
+                .await,
+        )
     } else {
-        Vec::new()
+        (0, 0)
     };
-    let mut sockets = 0;
-    for session_id in &ended {
-        sockets += state.realtime.end_session(*session_id, "logout").await;
-    }
-    tracing::info!(user_id = %caller.user.id, sessions = ended.len(), sockets, "🔌 logged out");
+    tracing::info!(user_id = %caller.user.id, sessions, sockets, "🔌 logged out");
     Ok(LogoutResponse {
         ok: true,
-        sessions_ended: ended.len(),
+        sessions_ended: sessions,
         sockets_disconnected: sockets,
     })
 }

@@ -131,3 +131,19 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
         Ok(Self { user_agent, ip })
     }
 }
+
+/// A signed-in admin; anyone else gets 403 `forbidden`.
+#[derive(Clone, Debug)]
+pub struct AdminUser(pub AuthUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = AuthUser::from_request_parts(parts, state).await?;
+        if !caller.user.is_admin {
+            return Err(ApiError::forbidden("forbidden", "this needs an admin"));
+        }
+        Ok(Self(caller))
+    }
+}

@@ -9,5 +9,5 @@ pub mod password;
 pub mod refresh;
 pub mod token;
 
-pub use extract::AuthUser;
+pub use extract::{AdminUser, AuthUser};
 pub use token::{Claims, TokenError, TokenKeys};

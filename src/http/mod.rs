@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod json;
 pub mod messages;
+pub mod sessions;
+pub mod users;
 
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(auth::router())
         .merge(messages::router())
+        .merge(sessions::router())
+        .merge(users::router())
         .merge(crate::ops::health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

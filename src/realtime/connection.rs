@@ -194,6 +194,29 @@ fn establish(s: &SocketRef, state: &AppState, connection: &Connection, identity:
     schedule_token_refresh(s, state, connection, identity.expires_at);
 }
 
+/// A session got a new token (an admin changed the user): pushes `tokenUpdated` to the session's
+/// sockets and makes their identity and refresh clock follow it.
+pub async fn push_session_token(state: &AppState, user: &User, session_id: uuid::Uuid) {
+    let issued = state.tokens.issue(user, session_id);
+    let payload = json!({"token": issued.token, "expiresAt": issued.expires_at, "user": user});
+    state
+        .realtime
+        .emit_to_session(session_id, "tokenUpdated", &payload)
+        .await;
+    let Some(io) = state.realtime.io() else {
+        return;
+    };
+    for socket in io.to(session_room(session_id)).sockets() {
+        let connection = connection(&socket);
+        connection.set_identity(Identity {
+            user: user.clone(),
+            session_id,
+            expires_at: issued.expires_at,
+        });
+        schedule_token_refresh(&socket, state, &connection, issued.expires_at);
+    }
+}
+
 fn authenticated_payload(identity: &Identity) -> Value {
     json!({
         "user": identity.user,

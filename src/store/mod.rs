@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 
 pub use messages::{ConversationRow, Message};
 pub use sessions::{NewSession, RefreshOutcome, Session};
-pub use users::{NewUser, User, UserFlags};
+pub use users::{NewUser, User, UserChanges, UserFlags, UserUpdate, UserWithSessions};
 
 /// A failure of the database itself; callers turn it into a 500 or a start-up error.
 #[derive(Debug, thiserror::Error)]

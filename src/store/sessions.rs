@@ -92,6 +92,21 @@ impl Store {
         Ok(session)
     }
 
+    /// A user's live sessions, newest first.
+    #[tracing::instrument(skip_all)]
+    pub async fn live_sessions(&self, user_id: Uuid) -> Result<Vec<Session>, StoreError> {
+        let sessions = on_pool!(self, pool => sqlx::query_as::<_, Session>(
+            "SELECT id, user_id, user_agent, ip, created_at, last_seen_at, expires_at, revoked_at
+             FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+             ORDER BY id DESC",
+        )
+        .bind(user_id)
+        .bind(Timestamp::now())
+        .fetch_all(pool)
+        .await)?;
+        Ok(sessions)
+    }
+
     /// Records use of a live session and slides its expiry.
     #[tracing::instrument(skip_all)]
     pub async fn touch_session(

@@ -147,3 +147,152 @@ impl Store {
         Ok(count)
     }
 }
+
+/// A user as admins list them: the account plus how many live sessions it has.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct UserWithSessions {
+    #[sqlx(flatten)]
+    pub user: User,
+    pub sessions: i64,
+}
+
+/// A change to an account; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct UserChanges {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub is_admin: Option<bool>,
+    pub is_active: Option<bool>,
+}
+
+/// What updating an account led to.
+#[derive(Debug)]
+pub enum UserUpdate {
+    Updated(User),
+    NotFound,
+    EmailTaken,
+}
+
+impl Store {
+    /// A page of accounts ordered by id, after `cursor`, whose name or email contains `query`.
+    #[tracing::instrument(skip_all)]
+    pub async fn list_users(
+        &self,
+        query: Option<&str>,
+        cursor: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<UserWithSessions>, StoreError> {
+        let pattern = query.map(like_pattern);
+        let users = on_pool!(self, pool => sqlx::query_as::<_, UserWithSessions>(
+            "SELECT id, email, name, avatar_url, is_admin, is_active, created_at, updated_at,
+                    (SELECT COUNT(*) FROM sessions s
+                     WHERE s.user_id = users.id AND s.revoked_at IS NULL AND s.expires_at > $4) AS sessions
+             FROM users
+             WHERE ($1 IS NULL OR LOWER(name) LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')
+               AND ($2 IS NULL OR id > $2)
+             ORDER BY id LIMIT $3",
+        )
+        .bind(pattern)
+        .bind(cursor)
+        .bind(limit)
+        .bind(Timestamp::now())
+        .fetch_all(pool)
+        .await)?;
+        Ok(users)
+    }
+
+    /// Active accounts whose name or email contains `query`, by name, for finding people.
+    #[tracing::instrument(skip_all)]
+    pub async fn directory(
+        &self,
+        query: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<User>, StoreError> {
+        let pattern = query.map(like_pattern);
+        let users = on_pool!(self, pool => sqlx::query_as::<_, User>(
+            "SELECT id, email, name, avatar_url, is_admin, is_active, created_at, updated_at
+             FROM users
+             WHERE is_active AND ($1 IS NULL OR LOWER(name) LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')
+             ORDER BY LOWER(name), id LIMIT $2",
+        )
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+        Ok(users)
+    }
+
+    /// Applies a change to an account.
+    #[tracing::instrument(skip_all)]
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        changes: &UserChanges,
+    ) -> Result<UserUpdate, StoreError> {
+        let result = on_pool!(self, pool => sqlx::query_as::<_, User>(
+            "UPDATE users SET
+                 name = COALESCE($2, name),
+                 email = COALESCE($3, email),
+                 password_hash = COALESCE($4, password_hash),
+                 is_admin = COALESCE($5, is_admin),
+                 is_active = COALESCE($6, is_active),
+                 updated_at = $7
+             WHERE id = $1
+             RETURNING id, email, name, avatar_url, is_admin, is_active, created_at, updated_at",
+        )
+        .bind(id)
+        .bind(changes.name.as_deref())
+        .bind(changes.email.as_deref())
+        .bind(changes.password_hash.as_deref())
+        .bind(changes.is_admin)
+        .bind(changes.is_active)
+        .bind(Timestamp::now())
+        .fetch_optional(pool)
+        .await);
+        match result {
+            Ok(Some(user)) => Ok(UserUpdate::Updated(user)),
+            Ok(None) => Ok(UserUpdate::NotFound),
+            Err(e) if is_unique_violation(&e) => Ok(UserUpdate::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes an account (its sessions go with it; its messages stay). False if there was none.
+    #[tracing::instrument(skip_all)]
+    pub async fn delete_user(&self, id: Uuid) -> Result<bool, StoreError> {
+        let deleted = on_pool!(self, pool => sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(deleted == 1)
+    }
+
+    /// The password hash of an account, if it has one.
+    #[tracing::instrument(skip_all)]
+    pub async fn password_hash(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        let hash = on_pool!(self, pool => sqlx::query_scalar::<_, Option<String>>(
+            "SELECT password_hash FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(hash.flatten())
+    }
+}
+
+/// `%query%` for a case-insensitive LIKE, with the wildcards of the query escaped.
+fn like_pattern(query: &str) -> String {
+    let escaped = query
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}

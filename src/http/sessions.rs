@@ -1,0 +1,65 @@
+//! `/api/sessions`: a user's devices, and ending one of them.
+
+use axum::extract::{Path, State};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/sessions", get(list))
+        .route("/api/sessions/{id}", delete(end))
+}
+
+async fn list(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<Value>> {
+    let presence = state.realtime.presence();
+    let sessions: Vec<Value> = state
+        .store
+        .live_sessions(caller.user.id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let connections = presence.session_connections(caller.user.id, s.id);
+            json!({
+                "id": s.id,
+                "current": s.id == caller.session.id,
+                "userAgent": s.user_agent,
+                "ip": s.ip,
+                "createdAt": s.created_at,
+                "lastSeenAt": s.last_seen_at,
+                "expiresAt": s.expires_at,
+                "online": connections > 0,
+                "connections": connections,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+/// Ends one session: the caller's own, or anyone's for an admin. Others' answer 404.
+async fn end(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let not_found = || ApiError::not_found("session_not_found", "no such session");
+    let id: Uuid = id.parse().map_err(|_| not_found())?;
+    let session = state
+        .store
+        .find_session(id)
+        .await?
+        .filter(|s| s.revoked_at.is_none())
+        .filter(|s| s.user_id == caller.user.id || caller.user.is_admin)
+        .ok_or_else(not_found)?;
+    state.store.revoke_session(session.id, "revoked").await?;
+    let sockets = state
+        .realtime
+        .end_session(session.id, "session_revoked")
+        .await;
+    Ok(Json(json!({ "ok": true, "socketsDisconnected": sockets })))
+}

@@ -1,0 +1,166 @@
+//! `/api/users/*`: administration for admins, the directory for everyone, and self-service.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::json::Json as JsonBody;
+use crate::app::AppState;
+use crate::auth::{AdminUser, AuthUser};
+use crate::error::{ApiError, ApiResult};
+use crate::users::{self, NewAccount, Patch};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/users", get(list).post(create))
+        .route("/api/users/directory", get(directory))
+        .route("/api/users/{id}", get(show).patch(update).delete(remove))
+}
+
+fn user_id(raw: &str) -> ApiResult<Uuid> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found("user_not_found", "no such user"))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `limit` between 1 and 100 (default 50), `cursor` an id, `q` up to 100 characters.
+fn page(query: &ListQuery) -> ApiResult<(Option<String>, Option<Uuid>, i64)> {
+    let mut fields = BTreeMap::new();
+    let limit = match query.limit.as_deref().filter(|l| !l.is_empty()) {
+        None => users::DEFAULT_PAGE,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=users::MAX_PAGE).contains(&n) => n,
+            _ => {
+                fields.insert(
+                    "limit".to_owned(),
+                    format!("must be between 1 and {}", users::MAX_PAGE),
+                );
+                0
+            }
+        },
+    };
+    let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(raw) => raw
+            .parse()
+            .map_err(|_| fields.insert("cursor".to_owned(), "must be a user id".to_owned()))
+            .ok(),
+    };
+    let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    if q.is_some_and(|q| q.chars().count() > 100) {
+        fields.insert("q".to_owned(), "must be at most 100 characters".to_owned());
+    }
+    if !fields.is_empty() {
+        return Err(ApiError::validation(fields));
+    }
+    Ok((q.map(str::to_owned), cursor, limit))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let (q, cursor, limit) = page(&query)?;
+    let page = users::list(&state, q.as_deref(), cursor, limit).await?;
+    Ok(Json(json!(page)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    email: Option<String>,
+    name: Option<String>,
+    password: Option<String>,
+    is_admin: Option<bool>,
+    is_active: Option<bool>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let input = NewAccount {
+        email: body.email,
+        name: body.name,
+        password: body.password,
+        is_admin: body.is_admin.unwrap_or(false),
+        is_active: body.is_active.unwrap_or(true),
+    };
+    let user = users::create(&state, input).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "user": user }))))
+}
+
+async fn directory(
+    State(state): State<AppState>,
+    _caller: AuthUser,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let (q, _, limit) = page(&query)?;
+    let found = state.store.directory(q.as_deref(), limit).await?;
+    let entries: Vec<Value> = found
+        .iter()
+        .map(|u| users::directory_entry(&state, u))
+        .collect();
+    Ok(Json(json!({ "users": entries })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let user = users::visible(&state, &caller, user_id(&id)?).await?;
+    Ok(Json(json!({ "user": user })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PatchBody {
+    name: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+    current_password: Option<String>,
+    is_admin: Option<bool>,
+    is_active: Option<bool>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PatchBody>,
+) -> ApiResult<Json<Value>> {
+    let patch = Patch {
+        name: body.name,
+        email: body.email,
+        password: body.password,
+        current_password: body.current_password,
+        is_admin: body.is_admin,
+        is_active: body.is_active,
+    };
+    let user = users::update(&state, &caller, user_id(&id)?, patch).await?;
+    Ok(Json(json!({ "user": user })))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    users::delete(&state, user_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

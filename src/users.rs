@@ -1,0 +1,287 @@
+//! Account administration: listing, creating, changing and deleting users, and the effects a
+//! change has on their live sessions (new tokens pushed, status events, forced logouts).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{AuthUser, password};
+use crate::domain::{Email, Name, Password};
+use crate::error::{ApiError, ApiResult};
+use crate::realtime::connection::push_session_token;
+use crate::store::{NewUser, User, UserChanges, UserUpdate};
+
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 100;
+
+/// What other users see of someone.
+pub fn directory_entry(state: &AppState, user: &User) -> Value {
+    json!({
+        "id": user.id,
+        "name": user.name,
+        "avatarUrl": user.avatar_url,
+        "online": state.realtime.presence().is_online(user.id),
+    })
+}
+
+/// A user as admins see them: the public object plus live figures.
+pub fn admin_view(state: &AppState, user: &User, sessions: i64) -> Value {
+    let mut view = json!(user);
+    let presence = state.realtime.presence();
+    view["online"] = json!(presence.is_online(user.id));
+    view["connections"] = json!(presence.user_connections(user.id));
+    view["sessions"] = json!(sessions);
+    view
+}
+
+/// A page of users for admins.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPage {
+    pub users: Vec<Value>,
+    pub next_cursor: Option<Uuid>,
+}
+
+pub async fn list(
+    state: &AppState,
+    query: Option<&str>,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> ApiResult<UserPage> {
+    let mut rows = state.store.list_users(query, cursor, limit + 1).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.user.id)
+    } else {
+        None
+    };
+    Ok(UserPage {
+        users: rows
+            .iter()
+            .map(|r| admin_view(state, &r.user, r.sessions))
+            .collect(),
+        next_cursor,
+    })
+}
+
+/// Raw input of an admin creating an account.
+pub struct NewAccount {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub password: Option<String>,
+    pub is_admin: bool,
+    pub is_active: bool,
+}
+
+pub async fn create(state: &AppState, input: NewAccount) -> ApiResult<User> {
+    let mut fields = BTreeMap::new();
+    let email =
+        crate::auth::accounts::required(&mut fields, "email", input.email.as_deref(), Email::parse);
+    let name =
+        crate::auth::accounts::required(&mut fields, "name", input.name.as_deref(), Name::parse);
+    let password = match input.password.as_deref() {
+        None => None,
+        Some(raw) => match Password::parse(raw) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                fields.insert("password".into(), message.into());
+                None
+            }
+        },
+    };
+    let (Some(email), Some(name)) = (email, name) else {
+        return Err(ApiError::validation(fields));
+    };
+    if !fields.is_empty() {
+        return Err(ApiError::validation(fields));
+    }
+    let hash = match password {
+        Some(p) => Some(password::hash(p.expose().to_owned()).await?),
+        None => None,
+    };
+    let user = state
+        .store
+        .insert_user(&NewUser {
+            email: email.as_str(),
+            name: name.as_str(),
+            password_hash: hash.as_deref(),
+            is_admin: input.is_admin,
+            is_active: input.is_active,
+        })
+        .await?
+        .ok_or_else(|| ApiError::conflict("email_taken", "an account with this email exists"))?;
+    tracing::info!(user_id = %user.id, admin = user.is_admin, "✅ account created by an admin");
+    Ok(user)
+}
+
+/// A user that `caller` may see: themselves, or anyone for an admin. Others are "not found".
+pub async fn visible(state: &AppState, caller: &AuthUser, id: Uuid) -> ApiResult<User> {
+    let not_found = || ApiError::not_found("user_not_found", "no such user");
+    if caller.user.id != id && !caller.user.is_admin {
+        return Err(not_found());
+    }
+    state.store.find_user(id).await?.ok_or_else(not_found)
+}
+
+/// Raw input of a PATCH.
+#[derive(Default)]
+pub struct Patch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub current_password: Option<String>,
+    pub is_admin: Option<bool>,
+    pub is_active: Option<bool>,
+}
+
+/// Changes an account within the caller's rights, then brings its live sessions in line.
+pub async fn update(
+    state: &AppState,
+    caller: &AuthUser,
+    id: Uuid,
+    patch: Patch,
+) -> ApiResult<User> {
+    let target = visible(state, caller, id).await?;
+    let is_self = caller.user.id == id;
+    let admin = caller.user.is_admin;
+    let forbidden =
+        |what: &str| ApiError::forbidden("forbidden", format!("you may not change {what}"));
+    if !admin && (patch.is_admin.is_some() || patch.is_active.is_some() || patch.email.is_some()) {
+        return Err(forbidden("this field"));
+    }
+    if !is_self && patch.password.is_some() {
+        return Err(forbidden("another user's password"));
+    }
+
+    let mut fields = BTreeMap::new();
+    let mut changes = UserChanges {
+        is_admin: patch.is_admin.filter(|v| *v != target.is_admin),
+        is_active: patch.is_active.filter(|v| *v != target.is_active),
+        ..UserChanges::default()
+    };
+    if let Some(raw) = patch.name.as_deref() {
+        match Name::parse(raw) {
+            Ok(name) => changes.name = Some(name.into_string()),
+            Err(m) => {
+                fields.insert("name".into(), m.into());
+            }
+        }
+    }
+    if let Some(raw) = patch.email.as_deref() {
+        match Email::parse(raw) {
+            Ok(email) => changes.email = Some(email.into_string()),
+            Err(m) => {
+                fields.insert("email".into(), m.into());
+            }
+        }
+    }
+    if let Some(raw) = patch.password.as_deref() {
+        match Password::parse(raw) {
+            Ok(new) => {
+                let current = patch.current_password.clone().unwrap_or_default();
+                let hash = state.store.password_hash(id).await?;
+                if hash.is_some() && !password::verify(current, hash).await? {
+                    fields.insert("currentPassword".into(), "is incorrect".into());
+                } else {
+                    changes.password_hash = Some(password::hash(new.expose().to_owned()).await?);
+                }
+            }
+            Err(m) => {
+                fields.insert("password".into(), m.into());
+            }
+        }
+    }
+    if !fields.is_empty() {
+        return Err(ApiError::validation(fields));
+    }
+
+    let loses_admin = target.is_admin
+        && target.is_active
+        && (changes.is_admin == Some(false) || changes.is_active == Some(false));
+    if loses_admin && state.store.count_other_active_admins(id).await? == 0 {
+        return Err(ApiError::conflict(
+            "last_admin",
+            "this would leave no active admin; promote someone else first",
+        ));
+    }
+
+    let user = match state.store.update_user(id, &changes).await? {
+        UserUpdate::Updated(user) => user,
+        UserUpdate::NotFound => return Err(ApiError::not_found("user_not_found", "no such user")),
+        UserUpdate::EmailTaken => {
+            return Err(ApiError::conflict(
+                "email_taken",
+                "an account with this email exists",
+            ));
+        }
+    };
+
+    if changes.is_active == Some(false) {
+        end_all_sessions(state, id, "account_disabled").await?;
+    } else if changes.is_admin.is_some() || changes.is_active.is_some() {
+        for session in state.store.live_sessions(id).await? {
+            push_session_token(state, &user, session.id).await;
+        }
+        let status =
+            json!({"userId": user.id, "isActive": user.is_active, "isAdmin": user.is_admin});
+        state
+            .realtime
+            .emit_to_user(user.id, "userStatusChanged", &status)
+            .await;
+        tracing::info!(user_id = %user.id, admin = user.is_admin, "✅ rights changed; new tokens pushed");
+    }
+    if changes.password_hash.is_some() {
+        // A new password signs out the user's other devices.
+        for session in state.store.live_sessions(id).await? {
+            if session.id != caller.session.id {
+                state
+                    .store
+                    .revoke_session(session.id, "password_changed")
+                    .await?;
+                state
+                    .realtime
+                    .end_session(session.id, "session_revoked")
+                    .await;
+            }
+        }
+    }
+    Ok(user)
+}
+
+/// Ends every session of a user and disconnects their sockets with `force_logout {reason}`.
+/// Answers how many sessions and sockets were ended.
+pub async fn end_all_sessions(
+    state: &AppState,
+    user_id: Uuid,
+    reason: &str,
+) -> ApiResult<(usize, usize)> {
+    let ended = state.store.revoke_user_sessions(user_id, reason).await?;
+    let mut sockets = 0;
+    for session_id in &ended {
+        sockets += state.realtime.end_session(*session_id, reason).await;
+    }
+    Ok((ended.len(), sockets))
+}
+
+/// Deletes an account after ending its sessions; its messages stay with the other side.
+pub async fn delete(state: &AppState, id: Uuid) -> ApiResult<()> {
+    let target = state
+        .store
+        .find_user(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
+    if target.is_admin && target.is_active && state.store.count_other_active_admins(id).await? == 0
+    {
+        return Err(ApiError::conflict(
+            "last_admin",
+            "this would leave no active admin; promote someone else first",
+        ));
+    }
+    end_all_sessions(state, id, "account_deleted").await?;
+    state.store.delete_user(id).await?;
+    tracing::info!(user_id = %id, "✅ account deleted");
+    Ok(())
+}
