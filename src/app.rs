@@ -43,7 +43,7 @@ impl AppState {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    sockets: SocketIoLayer,
+    sockets: [SocketIoLayer; 2],
 }
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -102,7 +102,11 @@ impl Application {
         let store = state.store.clone();
         let realtime = state.realtime.clone();
         let cors = crate::http::cors(&state.config);
-        let router = crate::http::router(state).layer(sockets).layer(cors);
+        let [main_sockets, namespace_sockets] = sockets;
+        let router = crate::http::router(state)
+            .layer(main_sockets)
+            .layer(namespace_sockets)
+            .layer(cors);
         tracing::info!(addr = %listener.local_addr()?, "✅ serving");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(

@@ -125,36 +125,37 @@ fn already_sent(state: &AppState, message: Message) -> Sent {
     }
 }
 
-/// `newMessage` to the recipient (watching for their ack), `messageSent` to the sender.
+/// `newMessage` to the recipient on both servers (watching for their acks), `messageSent` to
+/// the sender.
 async fn push_new_message(state: &AppState, message: &Message) -> bool {
-    let Some(io) = state.realtime.io() else {
-        return false;
-    };
     let payload = json!({ "message": message });
-    let to_recipient = io
-        .to(user_room(message.to))
-        .timeout(DELIVERY_ACK_TIMEOUT)
-        .emit_with_ack::<_, Value>("newMessage", &payload)
-        .await;
-    let recipient_ok = match to_recipient {
-        Ok(acks) => {
-            let (state, id, to) = (state.clone(), message.id, message.to);
-            tokio::spawn(async move {
-                let mut acks = std::pin::pin!(acks);
-                while let Some((_, ack)) = acks.next().await {
-                    if ack.is_ok() {
-                        mark_delivered(&state, id, to).await;
-                        break;
+    let operators = state.realtime.operators("newMessage");
+    let mut recipient_ok = !operators.is_empty();
+    for operator in operators {
+        let acks = operator
+            .to(user_room(message.to))
+            .timeout(DELIVERY_ACK_TIMEOUT)
+            .emit_with_ack::<_, Value>("newMessage", &payload)
+            .await;
+        match acks {
+            Ok(acks) => {
+                let (state, id, to) = (state.clone(), message.id, message.to);
+                tokio::spawn(async move {
+                    let mut acks = std::pin::pin!(acks);
+                    while let Some((_, ack)) = acks.next().await {
+                        if ack.is_ok() {
+                            mark_delivered(&state, id, to).await;
+                            break;
+                        }
                     }
-                }
-            });
-            true
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "❌ newMessage emit failed");
+                recipient_ok = false;
+            }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "❌ newMessage emit failed");
-            false
-        }
-    };
+    }
     let sender_ok = state
         .realtime
         .emit_to_user(message.from, "messageSent", &payload)

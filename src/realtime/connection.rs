@@ -13,7 +13,7 @@ use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 use tokio::task::AbortHandle;
 
-use super::{AUTHENTICATED_ROOM, events, session_room, user_room};
+use super::{AUTHENTICATED_ROOM, carries, events, session_room, user_room};
 use crate::app::AppState;
 use crate::auth::TokenError;
 use crate::auth::accounts::{AccessError, check_access};
@@ -144,6 +144,9 @@ pub async fn handshake(
             return Err(Refusal("too_many_connections"));
         }
         connection.set_identity(identity);
+    } else if s.ns() != "/" {
+        // Only the main server has an unauthenticated state.
+        return Err(Refusal("invalid_token"));
     }
     s.extensions.insert(Arc::new(connection));
     Ok(())
@@ -154,7 +157,9 @@ pub async fn handshake(
 pub async fn on_connect(s: SocketRef, State(state): State<AppState>) {
     state.realtime.connected();
     events::register(&s);
-    s.on("authenticate", on_authenticate);
+    if carries(s.ns(), "authenticated") {
+        s.on("authenticate", on_authenticate);
+    }
     s.on_disconnect(on_disconnect);
     let connection = connection(&s);
     match connection.identity() {
@@ -189,9 +194,16 @@ fn establish(s: &SocketRef, state: &AppState, connection: &Connection, identity:
         .presence()
         .connect(identity.user.id, identity.session_id, &identity.user.name);
     tracing::debug!(user_id = %identity.user.id, socket = %s.id, "🔌 socket authenticated");
-    let _ = s.emit("authenticated", &authenticated_payload(&identity));
-    let _ = s.emit("getOnlineUsers", &events::online_users_payload(state));
+    emit_if_carried(s, "authenticated", &authenticated_payload(&identity));
+    emit_if_carried(s, "getOnlineUsers", &events::online_users_payload(state));
     schedule_token_refresh(s, state, connection, identity.expires_at);
+}
+
+/// Emits to this socket if its namespace carries the event's topic.
+fn emit_if_carried(s: &SocketRef, event: &str, data: &Value) {
+    if carries(s.ns(), event) {
+        let _ = s.emit(event, data);
+    }
 }
 
 /// A session got a new token (an admin changed the user): pushes `tokenUpdated` to the session's
@@ -203,10 +215,7 @@ pub async fn push_session_token(state: &AppState, user: &User, session_id: uuid:
         .realtime
         .emit_to_session(session_id, "tokenUpdated", &payload)
         .await;
-    let Some(io) = state.realtime.io() else {
-        return;
-    };
-    for socket in io.to(session_room(session_id)).sockets() {
+    for socket in state.realtime.local_sockets_in(&session_room(session_id)) {
         let connection = connection(&socket);
         connection.set_identity(Identity {
             user: user.clone(),
@@ -355,7 +364,8 @@ async fn refresh_socket_token(s: SocketRef, state: AppState) {
     match user.filter(|u| live && u.is_active) {
         Some(user) => {
             let issued = state.tokens.issue(&user, identity.session_id);
-            let _ = s.emit(
+            emit_if_carried(
+                &s,
                 "tokenUpdated",
                 &json!({"token": issued.token, "expiresAt": issued.expires_at, "user": user}),
             );

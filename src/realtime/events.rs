@@ -12,7 +12,7 @@ use socketioxide::ParserError;
 use socketioxide::extract::{AckSender, Data, Event, SocketRef, State, TryData};
 
 use super::connection::{Identity, connection};
-use super::{TYPING_TIMEOUT, user_room};
+use super::{TYPING_TIMEOUT, carries};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::messaging;
@@ -22,12 +22,14 @@ use crate::timestamp::Timestamp;
 /// How long a socket may keep exceeding its event budget before it is disconnected.
 const ABUSE_GRACE: Duration = Duration::from_secs(10);
 
-/// Registers every client event on a new socket.
+/// Registers the client events of the socket's topic (all of them on the main server).
 pub fn register(s: &SocketRef) {
-    s.on("sendMessage", on_send_message);
-    s.on("typing", on_typing);
-    s.on("getOnlineUsers", on_get_online_users);
-    s.on("markRead", on_mark_read);
+    if carries(s.ns(), "newMessage") {
+        s.on("sendMessage", on_send_message);
+        s.on("typing", on_typing);
+        s.on("getOnlineUsers", on_get_online_users);
+        s.on("markRead", on_mark_read);
+    }
     s.on("sync", on_sync);
     s.on("ping", on_ping);
     s.on_fallback(on_unknown);
@@ -145,19 +147,19 @@ async fn on_typing(
         let realtime = &state.realtime;
         if input.is_typing {
             let generation = realtime.typing_started(from, to);
-            let (realtime, s) = (realtime.clone(), s.clone());
+            let realtime = realtime.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(TYPING_TIMEOUT).await;
                 if realtime.typing_ended(from, to, Some(generation)) {
                     let stopped = json!({"userId": from, "isTyping": false});
-                    let _ = s.to(user_room(to)).emit("userTyping", &stopped).await;
+                    realtime.emit_to_user(to, "userTyping", &stopped).await;
                 }
             });
         } else {
             realtime.typing_ended(from, to, None);
         }
         let payload = json!({"userId": from, "isTyping": input.is_typing});
-        let _ = s.to(user_room(to)).emit("userTyping", &payload).await;
+        realtime.emit_to_user(to, "userTyping", &payload).await;
         Ok(json!({}))
     }
     .await;

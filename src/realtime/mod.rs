@@ -1,6 +1,9 @@
-//! The Socket.IO server at `/api/socket`: connection and authentication (`connection`), the
-//! client events (`events`), presence, and the small façade the REST side uses to reach sockets
-//! (`Realtime`: emit to a user or a session, end a session's connections).
+//! The two Socket.IO servers on one port: the main server at `/api/socket` (namespace `/`, every
+//! topic) and the namespace server at `/api/socket-namespaces` (`/auth`, `/messenger`,
+//! `/notifications`, one topic each, for older clients). One set of handlers serves both:
+//! connection and authentication (`connection`), the client events (`events`), presence, and the
+//! small façade the REST side uses to reach sockets (`Realtime`: emit to a user or a session, end
+//! a session's connections), which fans every event out to both servers.
 
 pub mod connection;
 pub mod events;
@@ -15,6 +18,7 @@ use serde::Serialize;
 use serde_json::json;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
+use socketioxide::operators::BroadcastOperators;
 use socketioxide::{SocketIo, TransportType};
 use uuid::Uuid;
 
@@ -23,12 +27,36 @@ use presence::Presence;
 
 /// Path of the main Socket.IO server.
 pub const SOCKET_PATH: &str = "/api/socket";
+/// Path of the namespace server, for older clients.
+pub const NAMESPACES_PATH: &str = "/api/socket-namespaces";
+/// The namespaces of the namespace server, one per topic.
+pub const AUTH_NS: &str = "/auth";
+pub const MESSENGER_NS: &str = "/messenger";
+pub const NOTIFICATIONS_NS: &str = "/notifications";
+const TOPIC_NAMESPACES: [&str; 3] = [AUTH_NS, MESSENGER_NS, NOTIFICATIONS_NS];
 /// Socket.IO packets above this are refused.
 pub const MAX_PACKET: usize = 64 * 1024;
 /// Every authenticated socket is in this room (presence batches go there).
 pub const AUTHENTICATED_ROOM: &str = "authenticated";
 /// A typing indicator the client stops refreshing ends after this.
 pub const TYPING_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// The namespaces of the namespace server that carry a server → client event. Events of no one
+/// topic (`force_logout`, `server_shutdown`, `testMessage`, `pong`) go to every namespace.
+pub fn namespaces_of(event: &str) -> &'static [&'static str] {
+    match event {
+        "authenticated" | "authError" | "tokenUpdated" | "userStatusChanged" => &[AUTH_NS],
+        "newMessage" | "messageSent" | "messageDelivered" | "messagesRead" | "userTyping"
+        | "getOnlineUsers" | "presenceChanged" => &[MESSENGER_NS],
+        "notification" | "notificationsRead" => &[NOTIFICATIONS_NS],
+        _ => &TOPIC_NAMESPACES,
+    }
+}
+
+/// Whether a socket of namespace `ns` gets `event` (the main server's `/` gets everything).
+pub fn carries(ns: &str, event: &str) -> bool {
+    ns == "/" || namespaces_of(event).contains(&ns)
+}
 
 pub fn user_room(user_id: Uuid) -> String {
     format!("user_{user_id}")
@@ -46,8 +74,11 @@ pub struct Realtime {
 
 #[derive(Default)]
 struct Inner {
-    /// Set once at start-up by [`mount`]; the socket handlers need the state that holds this.
+    /// The main server; set once at start-up by [`mount`] (its handlers need the state that
+    /// holds this).
     io: OnceLock<SocketIo>,
+    /// The namespace server, likewise.
+    namespaces: OnceLock<SocketIo>,
     presence: Presence,
     /// Sockets connected to this node, authenticated or not.
     connections: AtomicUsize,
@@ -57,9 +88,30 @@ struct Inner {
 }
 
 impl Realtime {
-    /// The socket server; `None` until it is mounted.
-    pub fn io(&self) -> Option<&SocketIo> {
-        self.inner.io.get()
+    /// Where an event goes: the main server's `/` and the namespaces of the namespace server
+    /// that carry it.
+    pub fn operators(&self, event: &str) -> Vec<BroadcastOperators> {
+        let main = self.inner.io.get().and_then(|io| io.of("/"));
+        let topics = self
+            .inner
+            .namespaces
+            .get()
+            .into_iter()
+            .flat_map(|io| namespaces_of(event).iter().filter_map(|ns| io.of(ns)));
+        main.into_iter().chain(topics).collect()
+    }
+
+    /// Every namespace of both servers.
+    fn all_operators(&self) -> Vec<BroadcastOperators> {
+        self.operators("force_logout")
+    }
+
+    /// This node's sockets in a room, on both servers.
+    pub fn local_sockets_in(&self, room: &str) -> Vec<socketioxide::extract::SocketRef> {
+        self.all_operators()
+            .into_iter()
+            .flat_map(|operator| operator.to(room.to_owned()).sockets())
+            .collect()
     }
 
     /// Whether the socket server accepts connections on this node.
@@ -104,37 +156,46 @@ impl Realtime {
             .await
     }
 
-    async fn emit_to_room<T: Serialize + ?Sized>(
+    /// Emits an event to a room on both servers; false when any emit failed.
+    pub async fn emit_to_room<T: Serialize + ?Sized>(
         &self,
         room: String,
         event: &str,
         data: &T,
     ) -> bool {
-        let Some(io) = self.io() else { return false };
-        match io.to(room).emit(event, data).await {
-            Ok(()) => true,
-            Err(e) => {
+        let operators = self.operators(event);
+        if operators.is_empty() {
+            return false;
+        }
+        let mut ok = true;
+        for operator in operators {
+            if let Err(e) = operator.to(room.clone()).emit(event, data).await {
                 tracing::warn!(event, error = %e, "❌ emit failed");
-                false
+                ok = false;
             }
         }
+        ok
     }
 
     /// Sends `force_logout {reason}` to a session's sockets and disconnects them; answers how
     /// many there were.
     pub async fn end_session(&self, session_id: Uuid, reason: &str) -> usize {
-        let Some(io) = self.io() else { return 0 };
         let room = session_room(session_id);
-        let sockets = io.to(room.clone()).sockets();
-        let _ = io
-            .to(room.clone())
-            .emit("force_logout", &json!({ "reason": reason }))
-            .await;
-        let _ = io.to(room).disconnect().await;
-        if !sockets.is_empty() {
-            tracing::info!(%session_id, sockets = sockets.len(), reason, "🔌 session's sockets logged out");
+        let notice = json!({ "reason": reason });
+        let mut sockets = 0;
+        for operator in self.all_operators() {
+            sockets += operator.clone().to(room.clone()).sockets().len();
+            let _ = operator
+                .clone()
+                .to(room.clone())
+                .emit("force_logout", &notice)
+                .await;
+            let _ = operator.to(room.clone()).disconnect().await;
         }
-        sockets.len()
+        if sockets > 0 {
+            tracing::info!(%session_id, sockets, reason, "🔌 session's sockets logged out");
+        }
+        sockets
     }
 
     /// Records a typing "start" and answers its generation; see [`Realtime::typing_ended`].
@@ -161,31 +222,46 @@ impl Realtime {
 
     /// Tells every socket the node is stopping, then closes them all.
     pub async fn shutdown(&self) {
-        let Some(io) = self.io() else { return };
         let notice = json!({ "reason": "server_shutdown", "reconnectAfterMs": 1000 });
-        let _ = io.emit("server_shutdown", &notice).await;
-        io.close().await;
+        for operator in self.all_operators() {
+            let _ = operator.emit("server_shutdown", &notice).await;
+        }
+        for io in [self.inner.io.get(), self.inner.namespaces.get()]
+            .into_iter()
+            .flatten()
+        {
+            io.close().await;
+        }
     }
 }
 
-/// Builds the Socket.IO server on `/api/socket`, registers its handlers and starts the presence
-/// batches. Answers the layer to put in front of the router.
-pub fn mount(state: &AppState) -> SocketIoLayer {
-    let (layer, io) = SocketIo::builder()
-        .req_path(SOCKET_PATH)
+/// Builds both Socket.IO servers, registers their handlers and starts the presence batches.
+/// Answers the layers to put in front of the router.
+pub fn mount(state: &AppState) -> [SocketIoLayer; 2] {
+    let (main_layer, main) = builder(state, SOCKET_PATH);
+    main.ns("/", connection::on_connect.with(connection::handshake));
+    let (namespaces_layer, namespaces) = builder(state, NAMESPACES_PATH);
+    for ns in TOPIC_NAMESPACES {
+        namespaces.ns(ns, connection::on_connect.with(connection::handshake));
+    }
+    let inner = &state.realtime.inner;
+    if inner.io.set(main).is_err() || inner.namespaces.set(namespaces).is_err() {
+        panic!("the socket servers are mounted once");
+    }
+    tokio::spawn(announce_presence(state.clone()));
+    [main_layer, namespaces_layer]
+}
+
+fn builder(state: &AppState, path: &'static str) -> (SocketIoLayer, SocketIo) {
+    SocketIo::builder()
+        .req_path(path)
         .transports([TransportType::Polling, TransportType::Websocket])
         .max_payload(MAX_PACKET as u64)
         .ws_max_message_size(MAX_PACKET)
         .ws_max_frame_size(MAX_PACKET)
         .max_buffer_size(1024)
         .with_state(state.clone())
-        .build_layer();
-    io.ns("/", connection::on_connect.with(connection::handshake));
-    if state.realtime.inner.io.set(io).is_err() {
-        panic!("the socket server is mounted once");
-    }
-    tokio::spawn(announce_presence(state.clone()));
-    layer
+        .build_layer()
 }
 
 /// Emits one `presenceChanged` per interval at most, and only when something changed.
@@ -195,12 +271,9 @@ async fn announce_presence(state: AppState) {
     loop {
         ticks.tick().await;
         if let Some(change) = state.realtime.presence().take_change() {
-            let Some(io) = state.realtime.io() else {
-                continue;
-            };
-            let _ = io
-                .to(AUTHENTICATED_ROOM)
-                .emit("presenceChanged", &change)
+            state
+                .realtime
+                .emit_to_room(AUTHENTICATED_ROOM.to_owned(), "presenceChanged", &change)
                 .await;
         }
     }
