@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod messaging;
+pub mod notifications;
 pub mod ops;
 pub mod ratelimit;
 pub mod realtime;

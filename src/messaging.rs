@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::realtime::user_room;
-use crate::store::{Message, User};
+use crate::store::{Message, Notification, User};
 use crate::timestamp::Timestamp;
 
 /// Longest message, in characters after trimming.
@@ -234,18 +234,40 @@ pub async fn history(
     Ok(Page { messages, has_more })
 }
 
+/// What a device missed: messages and notifications after `since`, oldest first.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPage {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+    /// Notifications created after the `since` message (ids of both are time-ordered).
+    pub notifications: Vec<Notification>,
+    pub has_more_notifications: bool,
+}
+
 /// Everything to or from `me` after `since`, oldest first.
 pub async fn sync(
     state: &AppState,
     me: Uuid,
     since: Option<Uuid>,
     limit: Option<i64>,
-) -> ApiResult<Page> {
+) -> ApiResult<SyncPage> {
     let limit = page_size(limit)?;
     let mut messages = state.store.messages_since(me, since, limit + 1).await?;
     let has_more = messages.len() as i64 > limit;
     messages.truncate(limit as usize);
-    Ok(Page { messages, has_more })
+    let mut notifications = state
+        .store
+        .notifications_since(me, since, limit + 1)
+        .await?;
+    let has_more_notifications = notifications.len() as i64 > limit;
+    notifications.truncate(limit as usize);
+    Ok(SyncPage {
+        messages,
+        has_more,
+        notifications,
+        has_more_notifications,
+    })
 }
 
 /// One entry of the conversation list.

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod json;
 pub mod messages;
+pub mod notifications;
 pub mod sessions;
 pub mod users;
 
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(auth::router())
         .merge(messages::router())
+        .merge(notifications::router())
         .merge(sessions::router())
         .merge(users::router())
         .merge(crate::ops::health::router())

@@ -233,7 +233,7 @@ async fn on_sync(
             .map(|s| parse_id(&s, "since"))
             .transpose()?;
         let page = messaging::sync(&state, me.user.id, since, input.limit).await?;
-        Ok(json!({"messages": page.messages, "hasMore": page.has_more}))
+        Ok(json!(page))
     }
     .await;
     reply(ack, outcome);

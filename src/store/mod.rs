@@ -4,6 +4,7 @@
 //! database under `migrations/`.
 
 mod messages;
+mod notifications;
 mod sessions;
 mod users;
 
@@ -16,6 +17,7 @@ use sqlx::sqlite::{
 };
 
 pub use messages::{ConversationRow, Message};
+pub use notifications::{NewNotification, Notification};
 pub use sessions::{NewSession, RefreshOutcome, Session};
 pub use users::{NewUser, User, UserChanges, UserFlags, UserUpdate, UserWithSessions};
 
@@ -56,12 +58,25 @@ pub struct Store {
     pool: Pool,
 }
 
-/// Runs the same statement-building expression on whichever pool the store holds.
+/// Runs the same statement-building expression on whichever pool the store holds; the second
+/// form also names the database type, for code that must spell it (query builders).
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
             $crate::store::Pool::Sqlite($pool) => $body,
             $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+    ($store:expr, $pool:ident, $db:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => {
+                type $db = sqlx::Sqlite;
+                $body
+            }
+            $crate::store::Pool::Postgres($pool) => {
+                type $db = sqlx::Postgres;
+                $body
+            }
         }
     };
 }

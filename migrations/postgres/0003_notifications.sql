@@ -1,0 +1,12 @@
+-- Notifications for one user each; `data` is a JSON document kept as text.
+CREATE TABLE notifications (
+    id         UUID PRIMARY KEY,
+    user_id    UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    data       TEXT,
+    created_at BIGINT NOT NULL,
+    read_at    BIGINT
+);
+CREATE INDEX notifications_user ON notifications (user_id, id);
