@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::auth::TokenKeys;
 use crate::auth::accounts::LoginLimits;
 use crate::config::Config;
+use crate::ops::metrics::Metrics;
 use crate::ratelimit::TokenBuckets;
 use crate::realtime::{self, Realtime};
 use crate::store::Store;
@@ -30,6 +31,11 @@ pub struct AppState {
     pub message_limits: Arc<TokenBuckets<Uuid>>,
     /// The sockets, as REST handlers reach them.
     pub realtime: Realtime,
+    pub metrics: Arc<Metrics>,
+    /// This node's unique id, as the self-test reports it.
+    pub node_id: String,
+    /// Where this node listens (loopback checks connect here).
+    pub listen_addr: SocketAddr,
     pub started_at: Instant,
 }
 
@@ -67,6 +73,9 @@ impl Application {
             login_limits: Arc::new(LoginLimits::default()),
             message_limits: Arc::new(TokenBuckets::new(20, Duration::from_secs(1))),
             realtime: Realtime::default(),
+            metrics: Arc::new(Metrics::default()),
+            node_id: format!("node-{}", Uuid::now_v7().simple()),
+            listen_addr: loopback_addr(listener.local_addr()?),
             started_at: Instant::now(),
         };
         let sockets = realtime::mount(&state);
@@ -133,6 +142,20 @@ impl Application {
         store.close().await;
         Ok(())
     }
+}
+
+/// An address this node can reach itself on: the bound one, with an unspecified IP (`0.0.0.0`)
+/// replaced by loopback.
+fn loopback_addr(bound: SocketAddr) -> SocketAddr {
+    let mut addr = bound;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

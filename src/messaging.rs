@@ -103,6 +103,7 @@ pub async fn send(
             .ok_or_else(|| ApiError::internal("a conflicting message vanished"))?;
         return Ok(already_sent(state, message));
     };
+    state.metrics.message_stored();
     let delivered = state.realtime.presence().is_online(to);
     let realtime = push_new_message(state, &message).await;
     tracing::debug!(message_id = %message.id, delivered, realtime, "📨 message sent");

@@ -222,6 +222,7 @@ pub async fn login(
     };
     let ip = client.ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if let Some(wait) = state.login_limits.wait_time(ip, &email) {
+        state.metrics.auth_failure("too_many_attempts");
         return Err(ApiError::too_many(
             "too_many_attempts",
             wait.as_secs_f64().ceil().max(1.0) as u64,
@@ -235,6 +236,7 @@ pub async fn login(
     let matches = password::verify(password, hash).await?;
     let Some(user) = user.filter(|_| matches) else {
         state.login_limits.record_failure(ip, &email);
+        state.metrics.auth_failure("invalid_credentials");
         tracing::info!("⚠️ login refused: invalid credentials");
         return Err(ApiError::unauthorized(
             "invalid_credentials",

@@ -88,23 +88,30 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some((token, source)) = request_token(&parts.headers)? else {
-            return Err(ApiError::unauthorized(
-                "unauthenticated",
-                "sign in first: send `Authorization: Bearer <token>`",
-            ));
-        };
-        check_csrf(&state.config, &parts.method, &parts.headers, source)?;
-        let claims = state
-            .tokens
-            .verify(&token)
-            .map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
-        let (user, session) = accounts::check_access(state, &claims).await?;
-        Ok(Self {
-            user,
-            session,
-            claims,
-        })
+        let caller = async {
+            let Some((token, source)) = request_token(&parts.headers)? else {
+                return Err(ApiError::unauthorized(
+                    "unauthenticated",
+                    "sign in first: send `Authorization: Bearer <token>`",
+                ));
+            };
+            check_csrf(&state.config, &parts.method, &parts.headers, source)?;
+            let claims = state
+                .tokens
+                .verify(&token)
+                .map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
+            let (user, session) = accounts::check_access(state, &claims).await?;
+            Ok(Self {
+                user,
+                session,
+                claims,
+            })
+        }
+        .await;
+        if let Err(e) = &caller {
+            state.metrics.auth_failure(e.code);
+        }
+        caller
     }
 }
 

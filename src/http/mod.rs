@@ -35,9 +35,14 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(users::router())
         .merge(crate::ops::health::router())
+        .merge(crate::ops::selftest::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ops::metrics::track_http,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The matched route, never the raw URI: query strings can carry OAuth codes.
             let route = req

@@ -1,3 +1,6 @@
-//! Operations endpoints: liveness and readiness (later: metrics, self-test, the monitor).
+//! Operations endpoints: liveness and readiness, metrics, and the socket self-test.
 
 pub mod health;
+pub mod loopback;
+pub mod metrics;
+pub mod selftest;

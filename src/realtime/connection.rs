@@ -138,7 +138,11 @@ pub async fn handshake(
         .filter(|t| !t.is_empty());
     let connection = Connection::default();
     if let Some(token) = token {
-        let identity = identify(&state, &token).await?;
+        let identity = identify(&state, &token).await.map_err(|e| {
+            let refusal = Refusal::from(e);
+            state.metrics.auth_failure(refusal.0);
+            refusal
+        })?;
         let open = state.realtime.presence().user_connections(identity.user.id);
         if open >= state.config.max_connections_per_user {
             return Err(Refusal("too_many_connections"));

@@ -55,7 +55,8 @@ fn reply(ack: AckSender, outcome: Result<Value, ApiError>) {
 }
 
 /// Lets an event through if its socket is authenticated and within its budget.
-fn admit(s: &SocketRef) -> Result<Identity, ApiError> {
+fn admit(s: &SocketRef, state: &AppState, event: &str) -> Result<Identity, ApiError> {
+    state.metrics.event_in(event);
     let connection = connection(s);
     let spend = connection
         .budget
@@ -108,7 +109,7 @@ async fn on_send_message(
     State(state): State<AppState>,
 ) {
     let outcome = async {
-        let me = admit(&s)?;
+        let me = admit(&s, &state, "sendMessage")?;
         let input: SendMessage = parse(data)?;
         let to = parse_id(&input.to, "to")
             .map_err(|_| ApiError::not_found("user_not_found", "no such user"))?;
@@ -140,7 +141,7 @@ async fn on_typing(
     State(state): State<AppState>,
 ) {
     let outcome = async {
-        let me = admit(&s)?;
+        let me = admit(&s, &state, "typing")?;
         let input: Typing = parse(data)?;
         let to = parse_id(&input.to, "to")?;
         let from = me.user.id;
@@ -178,7 +179,7 @@ async fn on_get_online_users(
     AckRequested(wants_ack): AckRequested,
     State(state): State<AppState>,
 ) {
-    let outcome = admit(&s).map(|_| online_users_payload(&state));
+    let outcome = admit(&s, &state, "getOnlineUsers").map(|_| online_users_payload(&state));
     match outcome {
         Ok(payload) if !wants_ack => {
             let _ = s.emit("getOnlineUsers", &payload);
@@ -201,7 +202,7 @@ async fn on_mark_read(
     State(state): State<AppState>,
 ) {
     let outcome = async {
-        let me = admit(&s)?;
+        let me = admit(&s, &state, "markRead")?;
         let input: MarkRead = parse(data)?;
         let other = parse_id(&input.user_id, "userId")?;
         let up_to = parse_id(&input.up_to, "upTo")?;
@@ -225,7 +226,7 @@ async fn on_sync(
     State(state): State<AppState>,
 ) {
     let outcome = async {
-        let me = admit(&s)?;
+        let me = admit(&s, &state, "sync")?;
         let input: Sync = parse(data)?;
         let since = input
             .since
@@ -239,8 +240,13 @@ async fn on_sync(
     reply(ack, outcome);
 }
 
-async fn on_ping(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender) {
-    let outcome = admit(&s).map(|_| {
+async fn on_ping(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(state): State<AppState>,
+) {
+    let outcome = admit(&s, &state, "ping").map(|_| {
         let ts = data
             .ok()
             .and_then(|d| d.get("ts").cloned())
@@ -253,8 +259,14 @@ async fn on_ping(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender) {
     reply(ack, outcome);
 }
 
-async fn on_unknown(s: SocketRef, Event(event): Event, ack: AckSender, _data: Data<Value>) {
-    let outcome = admit(&s).and_then(|_| {
+async fn on_unknown(
+    s: SocketRef,
+    Event(event): Event,
+    ack: AckSender,
+    State(state): State<AppState>,
+    _data: Data<Value>,
+) {
+    let outcome = admit(&s, &state, "unknown").and_then(|_| {
         Err(ApiError::bad_request(
             "unknown_event",
             format!(

@@ -23,6 +23,7 @@ use socketioxide::{SocketIo, TransportType};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::ops::metrics::Metrics;
 use presence::Presence;
 
 /// Path of the main Socket.IO server.
@@ -79,6 +80,8 @@ struct Inner {
     io: OnceLock<SocketIo>,
     /// The namespace server, likewise.
     namespaces: OnceLock<SocketIo>,
+    /// Where emitted events are counted.
+    metrics: OnceLock<Arc<Metrics>>,
     presence: Presence,
     /// Sockets connected to this node, authenticated or not.
     connections: AtomicUsize,
@@ -104,6 +107,20 @@ impl Realtime {
     /// Every namespace of both servers.
     fn all_operators(&self) -> Vec<BroadcastOperators> {
         self.operators("force_logout")
+    }
+
+    /// How many sockets each namespace has on this node (`/` is the main server).
+    pub fn sockets_by_namespace(&self) -> Vec<(String, usize)> {
+        self.all_operators()
+            .into_iter()
+            .map(|operator| {
+                let ns = match operator.ns_path() {
+                    "/" => "/".to_owned(),
+                    other => format!("{NAMESPACES_PATH}{other}"),
+                };
+                (ns, operator.sockets().len())
+            })
+            .collect()
     }
 
     /// This node's sockets in a room, on both servers.
@@ -166,6 +183,9 @@ impl Realtime {
         let operators = self.operators(event);
         if operators.is_empty() {
             return false;
+        }
+        if let Some(metrics) = self.inner.metrics.get() {
+            metrics.event_out(event);
         }
         let mut ok = true;
         for operator in operators {
@@ -245,6 +265,7 @@ pub fn mount(state: &AppState) -> [SocketIoLayer; 2] {
         namespaces.ns(ns, connection::on_connect.with(connection::handshake));
     }
     let inner = &state.realtime.inner;
+    let _ = inner.metrics.set(state.metrics.clone());
     if inner.io.set(main).is_err() || inner.namespaces.set(namespaces).is_err() {
         panic!("the socket servers are mounted once");
     }

@@ -1,0 +1,318 @@
+//! `GET /api/socket-test` (the self-test: real checks of the socket servers, presence, the
+//! database, and a loopback socket that goes through the same door as clients) and
+//! `POST /api/socket-test` (the admin's test actions). Admin only.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::loopback::LoopbackSocket;
+use crate::app::AppState;
+use crate::auth::AdminUser;
+use crate::error::{ApiError, ApiResult};
+use crate::http::json::Json as JsonBody;
+use crate::realtime::{AUTHENTICATED_ROOM, NAMESPACES_PATH, SOCKET_PATH, user_room};
+use crate::store::NewSession;
+use crate::timestamp::Timestamp;
+
+pub const ACTIONS: [&str; 3] = ["sendToUser", "broadcast", "emitOnlineUsers"];
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/socket-test", get(self_test).post(action))
+}
+
+/// One check's outcome.
+struct Check {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+    ms: f64,
+}
+
+async fn timed<F: Future<Output = Result<String, String>>>(name: &'static str, check: F) -> Check {
+    let started = Instant::now();
+    let (ok, detail) = match check.await {
+        Ok(detail) => (true, detail),
+        Err(detail) => (false, detail),
+    };
+    Check {
+        name,
+        ok,
+        detail,
+        ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+    }
+}
+
+async fn self_test(State(state): State<AppState>, AdminUser(admin): AdminUser) -> Json<Value> {
+    let realtime = &state.realtime;
+    let by_namespace = realtime.sockets_by_namespace();
+    let sockets: usize = by_namespace.iter().map(|(_, n)| n).sum();
+    let users = realtime.presence().online_users().len();
+
+    let mut checks = vec![
+        timed("socketServer", async {
+            if realtime.is_ready() && by_namespace.len() == 4 {
+                Ok(format!("{SOCKET_PATH} and {NAMESPACES_PATH} (/auth, /messenger, /notifications) serving"))
+            } else {
+                Err("the socket servers are not mounted".to_owned())
+            }
+        })
+        .await,
+        timed("connectionTracking", async {
+            let counted = realtime.connections();
+            if counted == sockets && users <= sockets {
+                Ok(format!("{sockets} sockets, {users} online users"))
+            } else {
+                Err(format!("{counted} sockets counted but {sockets} open; {users} online users"))
+            }
+        })
+        .await,
+    ];
+    let database = timed("database", async {
+        state
+            .store
+            .ping()
+            .await
+            .map(|d| {
+                format!(
+                    "{} answered in {:.2} ms",
+                    state.store.kind().as_str(),
+                    d.as_secs_f64() * 1000.0
+                )
+            })
+            .map_err(|_| "the database does not answer".to_owned())
+    })
+    .await;
+    let database_json = json!({
+        "kind": state.store.kind().as_str(),
+        "ok": database.ok,
+        "latencyMs": database.ms,
+    });
+    checks.push(database);
+    checks.push(
+        timed("adapter", async {
+            Ok("local adapter: this node is the whole cluster".to_owned())
+        })
+        .await,
+    );
+    checks.extend(loopback_checks(&state, &admin.user).await);
+
+    let ok = checks.iter().all(|c| c.ok);
+    if !ok {
+        tracing::warn!("🧪 self-test found a problem");
+    }
+    Json(json!({
+        "ok": ok,
+        "node": state.node_id,
+        "uptimeSec": state.started_at.elapsed().as_secs(),
+        "server": {
+            "path": SOCKET_PATH,
+            "namespacesPath": NAMESPACES_PATH,
+            "namespaces": ["/", "/auth", "/messenger", "/notifications"],
+        },
+        "connections": {
+            "sockets": sockets,
+            "users": users,
+            "byNamespace": by_namespace.into_iter().collect::<BTreeMap<_, _>>(),
+        },
+        "adapter": { "kind": "local", "nodes": 1 },
+        "database": database_json,
+        "checks": checks.iter().map(|c| json!({
+            "name": c.name, "ok": c.ok, "detail": c.detail, "ms": c.ms,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// The checks that need a real socket: a throw-away session of the admin connects to this
+/// server, then an emit with ack, a room broadcast, and a REST call that reaches it.
+async fn loopback_checks(state: &AppState, admin: &crate::store::User) -> Vec<Check> {
+    let names = ["messageSending", "broadcast", "apiIntegration"];
+    let fail_all = |why: String| {
+        names
+            .iter()
+            .map(|name| Check {
+                name,
+                ok: false,
+                detail: why.clone(),
+                ms: 0.0,
+            })
+            .collect::<Vec<_>>()
+    };
+    let (_, refresh_hash) = crate::auth::refresh::generate();
+    let session = match state
+        .store
+        .create_session(&NewSession {
+            user_id: admin.id,
+            user_agent: Some("craftcode self-test"),
+            ip: None,
+            expires_at: Timestamp::now().plus(std::time::Duration::from_secs(60)),
+            refresh_hash: &refresh_hash,
+        })
+        .await
+    {
+        Ok(session) => session,
+        Err(_) => return fail_all("could not open a session for the loopback socket".to_owned()),
+    };
+    let token = state.tokens.issue(admin, session.id).token;
+    let mut socket = match LoopbackSocket::connect(state.listen_addr, &token).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            let _ = state.store.revoke_session(session.id, "self_test").await;
+            return fail_all(format!("the loopback socket could not connect: {e}"));
+        }
+    };
+
+    let sending = timed("messageSending", async {
+        let ack = socket
+            .emit_with_ack("ping", json!({"ts": 1}))
+            .await
+            .map_err(|e| format!("no ack: {e}"))?;
+        if ack["ok"] == json!(true) {
+            Ok("emit with ack answered".to_owned())
+        } else {
+            Err(format!("unexpected ack {ack}"))
+        }
+    })
+    .await;
+
+    let probe = Uuid::now_v7().to_string();
+    let broadcast = timed("broadcast", async {
+        state
+            .realtime
+            .emit_to_session(session.id, "selfTest", &json!({ "probe": probe }))
+            .await;
+        let got = socket
+            .next_event("selfTest")
+            .await
+            .map_err(|e| format!("not received: {e}"))?;
+        if got["probe"] == json!(probe) {
+            Ok("a room broadcast reached the loopback socket".to_owned())
+        } else {
+            Err("a different payload arrived".to_owned())
+        }
+    })
+    .await;
+
+    let api = timed("apiIntegration", async {
+        let body = json!({"action": "sendToUser", "targetUserId": admin.id, "message": probe});
+        post_to_self(state, &token, &body.to_string()).await?;
+        let got = socket
+            .next_event("testMessage")
+            .await
+            .map_err(|e| format!("not received: {e}"))?;
+        if got["message"] == json!(probe) {
+            Ok("POST /api/socket-test reached the socket".to_owned())
+        } else {
+            Err("a different payload arrived".to_owned())
+        }
+    })
+    .await;
+
+    socket.close().await;
+    let _ = state.store.revoke_session(session.id, "self_test").await;
+    vec![sending, broadcast, api]
+}
+
+/// A real HTTP request to this server, as a REST client would make it.
+async fn post_to_self(state: &AppState, token: &str, body: &str) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "POST /api/socket-test HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        state.listen_addr,
+        body.len()
+    );
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(state.listen_addr).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        std::io::Result::Ok(response)
+    };
+    let response = tokio::time::timeout(std::time::Duration::from_secs(3), exchange)
+        .await
+        .map_err(|_| "the REST call timed out".to_owned())?
+        .map_err(|e| format!("the REST call failed: {e}"))?;
+    if response.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err("the REST call was refused".to_owned())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionBody {
+    action: Option<String>,
+    target_user_id: Option<String>,
+    message: Option<String>,
+}
+
+async fn action(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    JsonBody(body): JsonBody<ActionBody>,
+) -> ApiResult<Json<Value>> {
+    let action = body.action.unwrap_or_default();
+    let message = body
+        .message
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| "Test message from the server".to_owned());
+    if message.chars().count() > 1000 {
+        return Err(ApiError::validation(BTreeMap::from([(
+            "message".to_owned(),
+            "must be at most 1000 characters".to_owned(),
+        )])));
+    }
+    let payload = json!({"message": message, "action": action, "sentAt": Timestamp::now()});
+    let realtime = &state.realtime;
+    let recipients = match action.as_str() {
+        "sendToUser" => {
+            let target = body
+                .target_user_id
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    ApiError::bad_request("target_required", "sendToUser needs targetUserId")
+                })?;
+            let not_found = || ApiError::not_found("user_not_found", "no such user");
+            let target: Uuid = target.parse().map_err(|_| not_found())?;
+            state.store.find_user(target).await?.ok_or_else(not_found)?;
+            let room = user_room(target);
+            let count = realtime.local_sockets_in(&room).len();
+            realtime.emit_to_room(room, "testMessage", &payload).await;
+            count
+        }
+        "broadcast" => {
+            let count = realtime.local_sockets_in(AUTHENTICATED_ROOM).len();
+            realtime
+                .emit_to_room(AUTHENTICATED_ROOM.to_owned(), "testMessage", &payload)
+                .await;
+            count
+        }
+        "emitOnlineUsers" => {
+            let count = realtime.local_sockets_in(AUTHENTICATED_ROOM).len();
+            let online = crate::realtime::events::online_users_payload(&state);
+            realtime
+                .emit_to_room(AUTHENTICATED_ROOM.to_owned(), "getOnlineUsers", &online)
+                .await;
+            count
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_action",
+                format!("action must be one of: {}", ACTIONS.join(", ")),
+            ));
+        }
+    };
+    tracing::info!(action, recipients, "🧪 test action");
+    Ok(Json(
+        json!({"ok": true, "action": action, "recipients": recipients}),
+    ))
+}
