@@ -1,0 +1,216 @@
+//! §9: a message acknowledged to its sender is durably stored. The real `craftcode` binary is
+//! killed with SIGKILL right after the last acknowledgement, restarted on the same database, and
+//! every acknowledged message must still be there.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// How many acknowledged messages must survive.
+const MESSAGES: usize = 50;
+
+/// How long the binary may take to migrate and bind.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One `craftcode serve` process; killed (SIGKILL) when dropped.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    /// Starts the binary on `database_url` with a free port, in `workdir`, and waits until it
+    /// logs the address it serves on.
+    async fn start(database_url: &str, jwt_secret: &str, workdir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_craftcode"))
+            .arg("serve")
+            .current_dir(workdir)
+            .env("DATABASE_URL", database_url)
+            .env("JWT_SECRET", jwt_secret)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,sqlx=warn")
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the craftcode binary starts");
+
+        // The log goes to stdout, one JSON object a line; the `serving` line names the address.
+        // Both pipes are drained for the life of the process so it never blocks on them.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (addr_tx, addr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let echo = std::env::var_os("TEST_LOG").is_some();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[craftcode] {line}");
+                }
+                let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                let serving = entry["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("serving"));
+                if let (true, Some(addr)) = (serving, entry["addr"].as_str()) {
+                    let _ = addr_tx.send(addr.to_owned());
+                }
+            }
+        });
+        let stderr_text = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let sink = stderr_text.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut buffer) {
+                let text = String::from_utf8_lossy(&buffer[..n]);
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&text);
+            }
+        });
+
+        let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(START_TIMEOUT))
+            .await
+            .expect("the waiting thread");
+        let addr = match addr {
+            Ok(addr) => addr.parse().expect("a socket address in the log"),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                let stderr = stderr_text
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                panic!(
+                    "craftcode did not start within {START_TIMEOUT:?} ({status:?}); \
+                     stderr:\n{stderr}"
+                );
+            }
+        };
+        Self { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// SIGKILL: no shutdown handler, no flush, no goodbye.
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL delivered");
+        self.child.wait().expect("the process is reaped");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn register(http: &reqwest::Client, node: &Node, name: &str) -> (Uuid, String) {
+    let body = json!({
+        "email": format!("{}@example.com", name.to_lowercase()),
+        "password": PASSWORD,
+        "name": name,
+    });
+    let response = http
+        .post(node.url("/api/auth/register"))
+        .json(&body)
+        .send()
+        .await
+        .expect("register sent");
+    let login = expect_json(response, 201).await;
+    (
+        uuid_at(&login, "/user/id"),
+        str_at(&login, "/token").to_owned(),
+    )
+}
+
+/// Sends one message over REST, obeying `Retry-After` when the per-user rate limit answers 429,
+/// and answers the stored message once the server has acknowledged it (201).
+async fn send_acknowledged(
+    http: &reqwest::Client,
+    node: &Node,
+    token: &str,
+    to: Uuid,
+    n: usize,
+) -> Value {
+    let path = node.url(&format!("/api/messages/send/{to}"));
+    let body =
+        json!({ "content": format!("durable message {n}"), "clientId": format!("durable-{n}") });
+    for _ in 0..10 {
+        let response = http
+            .post(&path)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after: u64 = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .expect("a 429 says when to retry");
+            tokio::time::sleep(Duration::from_secs(retry_after)).await;
+            continue;
+        }
+        return expect_json(response, 201).await["message"].clone();
+    }
+    panic!("message {n} was rate limited ten times in a row");
+}
+
+db_test! {
+    async fn acknowledged_messages_survive_a_kill_9_of_the_node(db: Db) {
+        let database = TestDatabase::create(db).await;
+        let workdir = tempfile::tempdir().expect("a working folder");
+        let jwt_secret = format!("durability-test-secret-{}", Uuid::now_v7().simple());
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a client");
+
+        let node = Node::start(&database.url, &jwt_secret, workdir.path()).await;
+        let (ada, ada_token) = register(&http, &node, "Ada").await;
+        let (bob, bob_token) = register(&http, &node, "Bob").await;
+        let mut acknowledged = Vec::new();
+        for n in 0..MESSAGES {
+            acknowledged.push(send_acknowledged(&http, &node, &ada_token, bob, n).await);
+        }
+        node.kill();
+
+        let node = Node::start(&database.url, &jwt_secret, workdir.path()).await;
+        let path = node.url(&format!("/api/messages/{ada}?limit=100"));
+        let response = http
+            .get(&path)
+            .bearer_auth(&bob_token)
+            .send()
+            .await
+            .expect("sent");
+        let history = expect_json(response, 200).await;
+        let mut stored = history["messages"].as_array().expect("messages").clone();
+        stored.reverse(); // history is newest first
+        let ids = |list: &[Value]| list.iter().map(|m| m["id"].clone()).collect::<Vec<_>>();
+        assert_eq!(
+            ids(&stored),
+            ids(&acknowledged),
+            "acknowledged messages were lost"
+        );
+        for (stored, sent) in stored.iter().zip(&acknowledged) {
+            assert_eq!(stored["content"], sent["content"]);
+        }
+        node.kill();
+    }
+}

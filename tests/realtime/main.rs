@@ -1,0 +1,20 @@
+//! The socket tests: the main Socket.IO server (`/api/socket`) driven over real WebSockets by a
+//! small protocol-level client, each test on SQLite and on PostgreSQL. One file per area of the
+//! contract (§5, §9), all built into one test binary.
+
+// The API tests' set-up (a real server on its own database, users signed up through REST).
+// Not every helper there is used here.
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+mod client;
+mod support;
+
+mod authentication;
+mod durability;
+mod handshake;
+mod hostile_input;
+mod messaging;
+mod presence;
+mod session_lifecycle;
