@@ -3,4 +3,5 @@
 pub mod health;
 pub mod loopback;
 pub mod metrics;
+pub mod monitor;
 pub mod selftest;
