@@ -1,0 +1,14 @@
+//! The API tests: every file here is one area of the contract, all built into one test binary
+//! (one link, one process per test under nextest). Shared set-up lives in `helpers`.
+
+mod helpers;
+
+mod access;
+mod cli;
+mod cookies;
+mod health;
+mod hostile_input;
+mod login;
+mod logout;
+mod refresh;
+mod register;
