@@ -116,7 +116,7 @@ impl Application {
             .layer(main_sockets)
             .layer(namespace_sockets)
             .layer(cors);
-        tracing::info!(addr = %listener.local_addr()?, "✅ serving");
+        tracing::info!(category = "ok", addr = %listener.local_addr()?, "✅ serving");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(
             listener,
@@ -124,7 +124,10 @@ impl Application {
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("🔌 shutting down: telling every socket");
+            tracing::info!(
+                category = "socket",
+                "🔌 shutting down: telling every socket"
+            );
             realtime.shutdown().await;
             let _ = stopping_tx.send(());
         });
@@ -136,7 +139,7 @@ impl Application {
         tokio::select! {
             result = &mut drained => result?,
             () = async { let _ = stopping_rx.await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
-                tracing::warn!("⚠️ requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
+                tracing::warn!(category = "warn", "⚠️ requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
             }
         }
         store.close().await;

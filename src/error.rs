@@ -74,7 +74,7 @@ impl ApiError {
 
     /// An unexpected failure: logged with its cause, answered as a bare 500.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "❌ request failed");
+        tracing::error!(category = "error", error = %cause, "❌ request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
+use socketioxide::AckError;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -52,6 +53,11 @@ pub async fn send(
     let mut fields = BTreeMap::new();
     if chars == 0 {
         fields.insert("content".to_owned(), "must not be empty".to_owned());
+    } else if content.contains('\0') {
+        fields.insert(
+            "content".to_owned(),
+            "must not contain NUL characters".to_owned(),
+        );
     } else if chars > MAX_CONTENT_CHARS {
         fields.insert(
             "content".to_owned(),
@@ -59,7 +65,7 @@ pub async fn send(
         );
     }
     let client_id = client_id.filter(|c| !c.is_empty());
-    if client_id.is_some_and(|c| c.chars().count() > MAX_CLIENT_ID_CHARS) {
+    if client_id.is_some_and(|c| c.chars().count() > MAX_CLIENT_ID_CHARS || c.contains('\0')) {
         fields.insert(
             "clientId".to_owned(),
             format!("must be at most {MAX_CLIENT_ID_CHARS} characters"),
@@ -106,7 +112,7 @@ pub async fn send(
     state.metrics.message_stored();
     let delivered = state.realtime.presence().is_online(to);
     let realtime = push_new_message(state, &message).await;
-    tracing::debug!(message_id = %message.id, delivered, realtime, "📨 message sent");
+    tracing::debug!(category = "message", message_id = %message.id, delivered, realtime, "📨 message sent");
     Ok(Sent {
         message,
         created: true,
@@ -144,7 +150,8 @@ async fn push_new_message(state: &AppState, message: &Message) -> bool {
                 tokio::spawn(async move {
                     let mut acks = std::pin::pin!(acks);
                     while let Some((_, ack)) = acks.next().await {
-                        if ack.is_ok() {
+                        // Any answer counts, even one with no arguments (which does not decode).
+                        if matches!(ack, Ok(_) | Err(AckError::Decode(_))) {
                             mark_delivered(&state, id, to).await;
                             break;
                         }
@@ -152,7 +159,7 @@ async fn push_new_message(state: &AppState, message: &Message) -> bool {
                 });
             }
             Err(e) => {
-                tracing::warn!(error = %e, "❌ newMessage emit failed");
+                tracing::warn!(category = "error", error = %e, "❌ newMessage emit failed");
                 recipient_ok = false;
             }
         }
@@ -179,7 +186,7 @@ async fn mark_delivered(state: &AppState, id: Uuid, recipient: Uuid) {
                 .await;
         }
         Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "❌ recording a delivery failed"),
+        Err(e) => tracing::error!(category = "error", error = %e, "❌ recording a delivery failed"),
     }
 }
 

@@ -112,7 +112,11 @@ pub async fn send(state: &AppState, audience: Audience, content: Content) -> Api
             )
             .await;
     }
-    tracing::info!(count = created.len(), "📨 notification sent");
+    tracing::info!(
+        category = "message",
+        count = created.len(),
+        "📨 notification sent"
+    );
     Ok(created.len())
 }
 
@@ -127,6 +131,7 @@ fn bounded(
         None => Some("is required".to_owned()),
         Some("") => Some("must not be empty".to_owned()),
         Some(v) if v.chars().count() > max => Some(format!("must be at most {max} characters")),
+        Some(v) if v.contains('\0') => Some("must not contain NUL characters".to_owned()),
         Some(_) => None,
     };
     match problem {

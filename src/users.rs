@@ -113,7 +113,7 @@ pub async fn create(state: &AppState, input: NewAccount) -> ApiResult<User> {
         })
         .await?
         .ok_or_else(|| ApiError::conflict("email_taken", "an account with this email exists"))?;
-    tracing::info!(user_id = %user.id, admin = user.is_admin, "✅ account created by an admin");
+    tracing::info!(category = "ok", user_id = %user.id, admin = user.is_admin, "✅ account created by an admin");
     Ok(user)
 }
 
@@ -231,7 +231,7 @@ pub async fn update(
             .realtime
             .emit_to_user(user.id, "userStatusChanged", &status)
             .await;
-        tracing::info!(user_id = %user.id, admin = user.is_admin, "✅ rights changed; new tokens pushed");
+        tracing::info!(category = "ok", user_id = %user.id, admin = user.is_admin, "✅ rights changed; new tokens pushed");
     }
     if changes.password_hash.is_some() {
         // A new password signs out the user's other devices.
@@ -282,6 +282,6 @@ pub async fn delete(state: &AppState, id: Uuid) -> ApiResult<()> {
     }
     end_all_sessions(state, id, "account_deleted").await?;
     state.store.delete_user(id).await?;
-    tracing::info!(user_id = %id, "✅ account deleted");
+    tracing::info!(category = "ok", user_id = %id, "✅ account deleted");
     Ok(())
 }

@@ -49,7 +49,7 @@ impl LoginLimits {
 }
 
 /// Where the socket servers are, as login responses tell clients.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SocketInfo {
     pub url: String,
@@ -58,7 +58,7 @@ pub struct SocketInfo {
 }
 
 /// The answer to register, login and (via `GET /api/auth/me`) OAuth sign-in.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginResponse {
     pub token: String,
@@ -70,7 +70,7 @@ pub struct LoginResponse {
     pub socket: SocketInfo,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshResponse {
     pub token: String,
@@ -78,7 +78,7 @@ pub struct RefreshResponse {
     pub refresh_token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogoutResponse {
     pub ok: bool,
@@ -112,12 +112,8 @@ pub async fn check_access(
     claims: &Claims,
 ) -> Result<(User, Session), AccessError> {
     let now = Timestamp::now();
-    let session = state
-        .store
-        .find_session(claims.sid)
-        .await?
-        .filter(|s| s.user_id == claims.sub && s.is_live(now))
-        .ok_or(TokenError::SessionRevoked)?;
+    // The account first: a deactivated user's sessions are ended too, and the reason that
+    // matters to the client is the account.
     let user = state
         .store
         .find_user(claims.sub)
@@ -126,6 +122,12 @@ pub async fn check_access(
     if !user.is_active {
         return Err(TokenError::AccountDisabled.into());
     }
+    let session = state
+        .store
+        .find_session(claims.sid)
+        .await?
+        .filter(|s| s.user_id == claims.sub && s.is_live(now))
+        .ok_or(TokenError::SessionRevoked)?;
     if !claims.matches(&user) {
         return Err(TokenError::Stale.into());
     }
@@ -184,7 +186,7 @@ pub async fn register(
         })
         .await?
         .ok_or_else(|| ApiError::conflict("email_taken", "an account with this email exists"))?;
-    tracing::info!(user_id = %user.id, admin = user.is_admin, "✅ account registered");
+    tracing::info!(category = "ok", user_id = %user.id, admin = user.is_admin, "✅ account registered");
     start_session(state, user, client).await
 }
 
@@ -228,7 +230,11 @@ pub async fn login(
             wait.as_secs_f64().ceil().max(1.0) as u64,
         ));
     }
-    let found = state.store.find_credentials(&email).await?;
+    // An email that cannot exist is an unknown account (and must not reach the database as is).
+    let found = match Email::parse(&email) {
+        Ok(valid) => state.store.find_credentials(valid.as_str()).await?,
+        Err(_) => None,
+    };
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), hash),
         None => (None, None),
@@ -237,7 +243,7 @@ pub async fn login(
     let Some(user) = user.filter(|_| matches) else {
         state.login_limits.record_failure(ip, &email);
         state.metrics.auth_failure("invalid_credentials");
-        tracing::info!("⚠️ login refused: invalid credentials");
+        tracing::info!(category = "warn", "⚠️ login refused: invalid credentials");
         return Err(ApiError::unauthorized(
             "invalid_credentials",
             "the email or the password is wrong",
@@ -271,7 +277,7 @@ pub async fn start_session(
         })
         .await?;
     let issued = state.tokens.issue(&user, session.id);
-    tracing::info!(user_id = %user.id, session_id = %session.id, "✅ session started");
+    tracing::info!(category = "ok", user_id = %user.id, session_id = %session.id, "✅ session started");
     Ok(LoginResponse {
         token: issued.token,
         expires_at: issued.expires_at,
@@ -312,7 +318,7 @@ pub async fn refresh(state: &AppState, presented: &str) -> ApiResult<RefreshResp
     let session = match outcome {
         RefreshOutcome::Rotated(session) => session,
         RefreshOutcome::Reused(session_id) => {
-            tracing::warn!(%session_id, "⚠️ a rotated refresh token was presented again: session ended");
+            tracing::warn!(category = "warn", %session_id, "⚠️ a rotated refresh token was presented again: session ended");
             state
                 .realtime
                 .end_session(session_id, "session_revoked")
@@ -353,7 +359,7 @@ pub async fn logout(state: &AppState, caller: &AuthUser, all: bool) -> ApiResult
     } else {
         (0, 0)
     };
-    tracing::info!(user_id = %caller.user.id, sessions, sockets, "🔌 logged out");
+    tracing::info!(category = "socket", user_id = %caller.user.id, sessions, sockets, "🔌 logged out");
     Ok(LogoutResponse {
         ok: true,
         sessions_ended: sessions,

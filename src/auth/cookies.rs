@@ -32,10 +32,17 @@ pub fn set_login(jar: CookieJar, config: &Config, access: &str, refresh: &str) -
     jar.add(access).add(refresh)
 }
 
-/// Clears both cookies at logout.
+/// Clears both cookies at logout, whether or not the request carried them (a `remove` of the
+/// jar would only expire the cookies it was sent).
 pub fn clear(jar: CookieJar, config: &Config) -> CookieJar {
-    jar.remove(cookie(config, ACCESS_COOKIE, String::new(), "/"))
-        .remove(cookie(config, REFRESH_COOKIE, String::new(), REFRESH_PATH))
+    let expired = |name, path| {
+        let mut gone = cookie(config, name, String::new(), path);
+        gone.set_max_age(time::Duration::ZERO);
+        gone.set_expires(time::OffsetDateTime::UNIX_EPOCH);
+        gone
+    };
+    jar.add(expired(ACCESS_COOKIE, "/"))
+        .add(expired(REFRESH_COOKIE, REFRESH_PATH))
 }
 
 fn time_duration(d: std::time::Duration) -> time::Duration {

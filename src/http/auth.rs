@@ -1,13 +1,15 @@
 //! `/api/auth/*`: register, login, refresh, logout and `me`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::json::{Json as JsonBody, JsonOrEmpty};
 use crate::app::AppState;
@@ -17,22 +19,29 @@ use crate::auth::cookies::{self, REFRESH_COOKIE};
 use crate::auth::extract::{ClientInfo, TokenSource, check_csrf};
 use crate::error::{ApiError, ApiResult};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/auth/register", post(register))
-        .route("/api/auth/login", post(login))
-        .route("/api/auth/refresh", post(refresh))
-        .route("/api/auth/logout", post(logout))
-        .route("/api/auth/me", get(me))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RegisterBody {
     email: Option<String>,
     password: Option<String>,
     name: Option<String>,
 }
 
+/// Creates an account (the first of an empty database is an admin) and signs it in.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterBody,
+    responses(
+        (status = 201, description = "signed in; cookies set", body = accounts::LoginResponse),
+        (status = 400, body = crate::http::openapi::ErrorBody), (status = 403, description = "signup_disabled", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "email_taken", body = crate::http::openapi::ErrorBody),
+        (status = 413, body = crate::http::openapi::ErrorBody), (status = 415, body = crate::http::openapi::ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -49,12 +58,19 @@ async fn register(
     Ok((StatusCode::CREATED, jar, Json(response)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginBody {
     email: Option<String>,
     password: Option<String>,
 }
 
+/// Signs in with email and password.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
+    responses(
+        (status = 200, description = "signed in; cookies set", body = accounts::LoginResponse),
+        (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_credentials", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "account_disabled", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "too_many_attempts, with Retry-After", body = crate::http::openapi::ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -66,12 +82,18 @@ async fn login(
     Ok((jar, Json(response)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RefreshBody {
     refresh_token: Option<String>,
 }
 
+/// Exchanges a refresh token (body or `craftcode_refresh` cookie) for new tokens.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body(content = Option<RefreshBody>),
+    responses(
+        (status = 200, body = accounts::RefreshResponse),
+        (status = 401, description = "invalid_refresh_token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "csrf_rejected", body = crate::http::openapi::ErrorBody)))]
 async fn refresh(
     State(state): State<AppState>,
     method: Method,
@@ -101,12 +123,18 @@ async fn refresh(
     Ok((jar, Json(response)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct LogoutBody {
     #[serde(default)]
     all: bool,
 }
 
+/// Ends the current session, or every session with `all: true`; their sockets get `force_logout`.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body(content = Option<LogoutBody>),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = accounts::LogoutResponse),
+        (status = 401, body = crate::http::openapi::ErrorBody), (status = 403, description = "csrf_rejected", body = crate::http::openapi::ErrorBody)))]
 async fn logout(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -117,6 +145,9 @@ async fn logout(
     Ok((cookies::clear(jar, &state.config), Json(response)))
 }
 
+/// The caller and their session.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::MeResponse), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn me(caller: AuthUser) -> Json<serde_json::Value> {
     Json(json!({ "user": caller.user, "session": caller.session }))
 }

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::json::Json as JsonBody;
@@ -16,13 +18,13 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::messaging;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/messages/send/{user_id}", post(send))
-        .route("/api/messages/{user_id}", get(history))
-        .route("/api/messages/{user_id}/read", post(mark_read))
-        .route("/api/conversations", get(conversations))
-        .route("/api/sync", get(sync))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send))
+        .routes(routes!(history))
+        .routes(routes!(mark_read))
+        .routes(routes!(conversations))
+        .routes(routes!(sync))
 }
 
 /// A user id from the path; anything that is not an id names no user.
@@ -46,13 +48,23 @@ fn limit(fields: &mut BTreeMap<String, String>, raw: Option<&str>) -> Option<i64
         .ok()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SendBody {
     content: Option<String>,
     client_id: Option<String>,
 }
 
+/// Stores a message, then pushes `newMessage` to the recipient and `messageSent` to the sender.
+#[utoipa::path(post, path = "/api/messages/send/{user_id}", tag = "messages", request_body = SendBody,
+    params(("user_id" = Uuid, Path, description = "the recipient")), security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, body = crate::http::openapi::SendResponse),
+        (status = 200, description = "this clientId was sent before: the same message", body = crate::http::openapi::SendResponse),
+        (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "recipient_disabled", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "user_not_found", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "rate_limited", body = crate::http::openapi::ErrorBody)))]
 async fn send(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -83,14 +95,23 @@ async fn send(
 }
 
 /// Query strings are read as text and checked here, so a bad value gets our error format.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// A message id: only older messages (history).
     before: Option<String>,
+    /// A message id: only newer messages (history).
     after: Option<String>,
+    /// A message id: what came after it (sync).
     since: Option<String>,
+    /// 1 to 100, default 50.
     limit: Option<String>,
 }
 
+/// The conversation with a user, newest first.
+#[utoipa::path(get, path = "/api/messages/{user_id}", tag = "messages",
+    params(("user_id" = Uuid, Path, description = "the other user"), PageQuery), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::MessagePage), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn history(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -109,12 +130,16 @@ async fn history(
     Ok(Json(json!(page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ReadBody {
     up_to: Option<String>,
 }
 
+/// Marks read the messages from that user up to and including `upTo`; they get `messagesRead`.
+#[utoipa::path(post, path = "/api/messages/{user_id}/read", tag = "messages", request_body = ReadBody,
+    params(("user_id" = Uuid, Path, description = "the sender")), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::OkCount), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn mark_read(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -134,11 +159,17 @@ async fn mark_read(
     Ok(Json(json!({"ok": true, "count": count})))
 }
 
+/// The caller's conversations, most recent first, with unread counts.
+#[utoipa::path(get, path = "/api/conversations", tag = "messages", security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::ConversationsResponse), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn conversations(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<Value>> {
     let conversations = messaging::conversations(&state, caller.user.id).await?;
     Ok(Json(json!({ "conversations": conversations })))
 }
 
+/// Everything the caller missed since a message: messages and notifications, oldest first.
+#[utoipa::path(get, path = "/api/sync", tag = "messages", params(PageQuery), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::SyncResponse), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn sync(
     State(state): State<AppState>,
     caller: AuthUser,

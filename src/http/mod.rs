@@ -5,6 +5,7 @@ pub mod auth;
 pub mod json;
 pub mod messages;
 pub mod notifications;
+pub mod openapi;
 pub mod sessions;
 pub mod users;
 
@@ -17,6 +18,8 @@ use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use crate::config::Config;
@@ -28,14 +31,10 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Every REST route with its layers. CORS is applied by the caller around this router and the
 /// socket servers together, so polling transports get the same headers.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(auth::router())
-        .merge(messages::router())
-        .merge(notifications::router())
-        .merge(sessions::router())
-        .merge(users::router())
-        .merge(crate::ops::health::router())
-        .merge(crate::ops::selftest::router())
+    let (documented, doc) = documented_routes().split_for_parts();
+    openapi::publish(doc);
+    documented
+        .merge(crate::ops::monitor::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -53,6 +52,19 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(CatchPanicLayer::custom(|_| internal_error()))
         .with_state(state)
+}
+
+/// The REST routes registered together with their OpenAPI description.
+pub fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(messages::router())
+        .merge(notifications::router())
+        .merge(sessions::router())
+        .merge(users::router())
+        .merge(crate::ops::health::router())
+        .merge(crate::ops::selftest::router())
+        .merge(openapi::router())
 }
 
 /// CORS for the allowed origins, with credentials (cookies).

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::json::Json as JsonBody;
@@ -16,14 +18,15 @@ use crate::auth::{AdminUser, AuthUser};
 use crate::error::{ApiError, ApiResult};
 use crate::notifications::{self, Audience, Content};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/notifications", get(list).post(send))
-        .route("/api/notifications/read-all", post(read_all))
-        .route("/api/notifications/{id}/read", post(read_one))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, send))
+        .routes(routes!(read_all))
+        .routes(routes!(read_one))
 }
 
-#[derive(Deserialize)]
+/// `userId` or `all: true`, not both.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SendBody {
     user_id: Option<String>,
@@ -32,9 +35,14 @@ struct SendBody {
     title: Option<String>,
     body: Option<String>,
     kind: Option<String>,
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
 }
 
+/// Stores a notification for one user or every active user and pushes it (admins only).
+#[utoipa::path(post, path = "/api/notifications", tag = "notifications", request_body = SendBody, security(("bearer" = []), ("cookie" = [])),
+    responses((status = 201, body = crate::http::openapi::Count), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
+        (status = 403, body = crate::http::openapi::ErrorBody), (status = 404, description = "user_not_found", body = crate::http::openapi::ErrorBody)))]
 async fn send(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -63,13 +71,18 @@ async fn send(
     Ok((StatusCode::CREATED, Json(json!({ "count": count }))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `true` for unread ones only.
     unread: Option<String>,
     limit: Option<String>,
     before: Option<String>,
 }
 
+/// The caller's notifications, newest first, and how many are unread.
+#[utoipa::path(get, path = "/api/notifications", tag = "notifications", params(ListQuery), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::NotificationsResponse), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -111,6 +124,10 @@ async fn list(
     ))
 }
 
+/// Marks one notification read; the user's devices get `notificationsRead`.
+#[utoipa::path(post, path = "/api/notifications/{id}/read", tag = "notifications", params(("id" = Uuid, Path)), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::Ok), (status = 401, body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "notification_not_found", body = crate::http::openapi::ErrorBody)))]
 async fn read_one(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -123,6 +140,9 @@ async fn read_one(
     Ok(Json(json!({ "ok": true })))
 }
 
+/// Marks every notification read; the user's devices get `notificationsRead {all: true}`.
+#[utoipa::path(post, path = "/api/notifications/read-all", tag = "notifications", security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::OkCount), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn read_all(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<Value>> {
     let count = notifications::mark_all_read(&state, caller.user.id).await?;
     Ok(Json(json!({ "ok": true, "count": count })))

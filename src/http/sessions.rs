@@ -1,21 +1,25 @@
 //! `/api/sessions`: a user's devices, and ending one of them.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/sessions", get(list))
-        .route("/api/sessions/{id}", delete(end))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(end))
 }
 
+/// The caller's devices.
+#[utoipa::path(get, path = "/api/sessions", tag = "sessions", security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::SessionsResponse), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn list(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<Value>> {
     let presence = state.realtime.presence();
     let sessions: Vec<Value> = state
@@ -42,6 +46,9 @@ async fn list(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json
 }
 
 /// Ends one session: the caller's own, or anyone's for an admin. Others' answer 404.
+#[utoipa::path(delete, path = "/api/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path)), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::SessionEnded), (status = 401, body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "session_not_found", body = crate::http::openapi::ErrorBody)))]
 async fn end(
     State(state): State<AppState>,
     caller: AuthUser,

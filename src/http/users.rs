@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::json::Json as JsonBody;
@@ -16,11 +18,11 @@ use crate::auth::{AdminUser, AuthUser};
 use crate::error::{ApiError, ApiResult};
 use crate::users::{self, NewAccount, Patch};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/users", get(list).post(create))
-        .route("/api/users/directory", get(directory))
-        .route("/api/users/{id}", get(show).patch(update).delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(directory))
+        .routes(routes!(show, update, remove))
 }
 
 fn user_id(raw: &str) -> ApiResult<Uuid> {
@@ -28,10 +30,14 @@ fn user_id(raw: &str) -> ApiResult<Uuid> {
         .map_err(|_| ApiError::not_found("user_not_found", "no such user"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Text to find in the name or email.
     q: Option<String>,
+    /// 1 to 100, default 50.
     limit: Option<String>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -59,8 +65,11 @@ fn page(query: &ListQuery) -> ApiResult<(Option<String>, Option<Uuid>, i64)> {
             .ok(),
     };
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    if q.is_some_and(|q| q.chars().count() > 100) {
-        fields.insert("q".to_owned(), "must be at most 100 characters".to_owned());
+    if q.is_some_and(|q| q.chars().count() > 100 || q.contains('\0')) {
+        fields.insert(
+            "q".to_owned(),
+            "must be at most 100 characters, without NUL".to_owned(),
+        );
     }
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
@@ -68,6 +77,10 @@ fn page(query: &ListQuery) -> ApiResult<(Option<String>, Option<Uuid>, i64)> {
     Ok((q.map(str::to_owned), cursor, limit))
 }
 
+/// Every user, with live figures (admins only).
+#[utoipa::path(get, path = "/api/users", tag = "users", params(ListQuery), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::UsersPage), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "forbidden: admins only", body = crate::http::openapi::ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -78,7 +91,7 @@ async fn list(
     Ok(Json(json!(page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateBody {
     email: Option<String>,
@@ -88,6 +101,10 @@ struct CreateBody {
     is_active: Option<bool>,
 }
 
+/// Creates an account (admins only).
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = CreateBody, security(("bearer" = []), ("cookie" = [])),
+    responses((status = 201, body = crate::http::openapi::UserResponse), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
+        (status = 403, body = crate::http::openapi::ErrorBody), (status = 409, description = "email_taken", body = crate::http::openapi::ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -104,6 +121,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "user": user }))))
 }
 
+/// Active users, to find people to message.
+#[utoipa::path(get, path = "/api/users/directory", tag = "users", params(ListQuery), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::DirectoryResponse), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn directory(
     State(state): State<AppState>,
     _caller: AuthUser,
@@ -118,6 +138,10 @@ async fn directory(
     Ok(Json(json!({ "users": entries })))
 }
 
+/// A user: oneself, or anyone for an admin.
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::UserResponse), (status = 401, body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "user_not_found (also for others' accounts)", body = crate::http::openapi::ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -127,7 +151,9 @@ async fn show(
     Ok(Json(json!({ "user": user })))
 }
 
-#[derive(Deserialize)]
+/// Admins may change `isActive`, `isAdmin`, `name`, `email`; users their own `name` and
+/// `password` (with `currentPassword`).
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PatchBody {
     name: Option<String>,
@@ -138,6 +164,12 @@ struct PatchBody {
     is_active: Option<bool>,
 }
 
+/// Changes an account; rights or status changes push new tokens to the user's live sessions.
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", request_body = PatchBody,
+    params(("id" = Uuid, Path)), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::UserResponse), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "forbidden", body = crate::http::openapi::ErrorBody), (status = 404, body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "last_admin or email_taken", body = crate::http::openapi::ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -156,6 +188,10 @@ async fn update(
     Ok(Json(json!({ "user": user })))
 }
 
+/// Deletes an account after ending its sessions (admins only).
+#[utoipa::path(delete, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 204, description = "deleted"), (status = 401, body = crate::http::openapi::ErrorBody), (status = 403, body = crate::http::openapi::ErrorBody),
+        (status = 404, body = crate::http::openapi::ErrorBody), (status = 409, description = "last_admin", body = crate::http::openapi::ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
     _admin: AdminUser,

@@ -198,6 +198,9 @@ pub async fn track_http(State(state): State<AppState>, req: Request, next: Next)
 }
 
 /// `GET /metrics`: public, or behind `Authorization: Bearer <METRICS_TOKEN>` when that is set.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "METRICS_TOKEN is set and was not sent", body = crate::http::openapi::ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     if let Some(expected) = &state.config.metrics_token {
         let presented = headers

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Instant;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::loopback::LoopbackSocket;
@@ -24,8 +26,8 @@ use crate::timestamp::Timestamp;
 
 pub const ACTIONS: [&str; 3] = ["sendToUser", "broadcast", "emitOnlineUsers"];
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/socket-test", get(self_test).post(action))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(self_test, action))
 }
 
 /// One check's outcome.
@@ -50,6 +52,9 @@ async fn timed<F: Future<Output = Result<String, String>>>(name: &'static str, c
     }
 }
 
+/// Runs the self-test (admins only).
+#[utoipa::path(get, path = "/api/socket-test", tag = "operations", security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::SelfTestReport), (status = 401, body = crate::http::openapi::ErrorBody), (status = 403, body = crate::http::openapi::ErrorBody)))]
 async fn self_test(State(state): State<AppState>, AdminUser(admin): AdminUser) -> Json<Value> {
     let realtime = &state.realtime;
     let by_namespace = realtime.sockets_by_namespace();
@@ -106,7 +111,7 @@ async fn self_test(State(state): State<AppState>, AdminUser(admin): AdminUser) -
 
     let ok = checks.iter().all(|c| c.ok);
     if !ok {
-        tracing::warn!("🧪 self-test found a problem");
+        tracing::warn!(category = "test", "🧪 self-test found a problem");
     }
     Json(json!({
         "ok": ok,
@@ -247,7 +252,8 @@ async fn post_to_self(state: &AppState, token: &str, body: &str) -> Result<(), S
     }
 }
 
-#[derive(Deserialize)]
+/// `action` is `sendToUser` (with `targetUserId`), `broadcast` or `emitOnlineUsers`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ActionBody {
     action: Option<String>,
@@ -255,6 +261,11 @@ struct ActionBody {
     message: Option<String>,
 }
 
+/// Emits `testMessage` to a user or everyone, or `getOnlineUsers` to everyone (admins only).
+#[utoipa::path(post, path = "/api/socket-test", tag = "operations", request_body = ActionBody, security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = crate::http::openapi::ActionResult),
+        (status = 400, description = "invalid_action or target_required", body = crate::http::openapi::ErrorBody),
+        (status = 401, body = crate::http::openapi::ErrorBody), (status = 403, body = crate::http::openapi::ErrorBody), (status = 404, description = "user_not_found", body = crate::http::openapi::ErrorBody)))]
 async fn action(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -311,7 +322,7 @@ async fn action(
             ));
         }
     };
-    tracing::info!(action, recipients, "🧪 test action");
+    tracing::info!(category = "test", action, recipients, "🧪 test action");
     Ok(Json(
         json!({"ok": true, "action": action, "recipients": recipients}),
     ))

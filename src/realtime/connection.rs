@@ -3,6 +3,7 @@
 //! rooms, presence counting, and the token pushed before the old one expires.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub struct Connection {
     pub budget: Mutex<EventBudget>,
     /// The pending auth timeout or token refresh; aborted when replaced or at disconnect.
     timer: Mutex<Option<AbortHandle>>,
+    /// Rooms joined and presence counted (see [`establish`]).
+    established: AtomicBool,
 }
 
 impl Connection {
@@ -91,7 +94,7 @@ impl From<AccessError> for Refusal {
         match err {
             AccessError::Refused(e) => Self(e.code()),
             AccessError::Store(e) => {
-                tracing::error!(error = %e, "❌ socket authentication failed");
+                tracing::error!(category = "error", error = %e, "❌ socket authentication failed");
                 Self("server_error")
             }
         }
@@ -153,18 +156,20 @@ pub async fn handshake(
         return Err(Refusal("invalid_token"));
     }
     s.extensions.insert(Arc::new(connection));
-    Ok(())
-}
-
-/// Runs once the socket is connected: registers the events, then either completes the
-/// authentication or starts the clock for `authenticate`.
-pub async fn on_connect(s: SocketRef, State(state): State<AppState>) {
+    // Handlers are registered here, before the server answers the connect packet: an event the
+    // client sends the moment it is connected must find them.
     state.realtime.connected();
     events::register(&s);
     if carries(s.ns(), "authenticated") {
         s.on("authenticate", on_authenticate);
     }
     s.on_disconnect(on_disconnect);
+    Ok(())
+}
+
+/// Runs once the socket is connected: completes the authentication, or starts the clock for
+/// `authenticate`.
+pub async fn on_connect(s: SocketRef, State(state): State<AppState>) {
     let connection = connection(&s);
     match connection.identity() {
         Some(identity) => establish(&s, &state, &connection, identity),
@@ -187,7 +192,11 @@ pub async fn on_connect(s: SocketRef, State(state): State<AppState>) {
 }
 
 /// An authenticated socket: rooms, presence, the welcome events and the token refresh clock.
+/// Runs once per socket, whichever comes first of the connect handler and `authenticate`.
 fn establish(s: &SocketRef, state: &AppState, connection: &Connection, identity: Identity) {
+    if connection.established.swap(true, Ordering::AcqRel) {
+        return;
+    }
     s.join([
         user_room(identity.user.id),
         session_room(identity.session_id),
@@ -197,7 +206,7 @@ fn establish(s: &SocketRef, state: &AppState, connection: &Connection, identity:
         .realtime
         .presence()
         .connect(identity.user.id, identity.session_id, &identity.user.name);
-    tracing::debug!(user_id = %identity.user.id, socket = %s.id, "🔌 socket authenticated");
+    tracing::debug!(category = "socket", user_id = %identity.user.id, socket = %s.id, "🔌 socket authenticated");
     emit_if_carried(s, "authenticated", &authenticated_payload(&identity));
     emit_if_carried(s, "getOnlineUsers", &events::online_users_payload(state));
     schedule_token_refresh(s, state, connection, identity.expires_at);
@@ -244,11 +253,17 @@ async fn on_authenticate(
     ack: AckSender,
     State(state): State<AppState>,
 ) {
+    state.metrics.event_in("authenticate");
     let connection = connection(&s);
     let token = data
         .ok()
-        .and_then(|d| d.get("token").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_default();
+        .and_then(|d| d.get("token").and_then(Value::as_str).map(str::to_owned));
+    let Some(token) = token else {
+        let error =
+            json!({"code": "invalid_payload", "message": "send {token: \"<access token>\"}"});
+        let _ = ack.send(&json!({"ok": false, "error": error}));
+        return;
+    };
     let identity = match identify(&state, &token).await {
         Ok(identity) => identity,
         Err(err) => {
@@ -307,12 +322,15 @@ async fn on_disconnect(s: SocketRef, State(state): State<AppState>, reason: Disc
     state.realtime.disconnected();
     let connection = connection(&s);
     connection.cancel_timer();
-    if let Some(identity) = connection.identity() {
+    if let Some(identity) = connection
+        .identity()
+        .filter(|_| connection.established.load(Ordering::Acquire))
+    {
         state
             .realtime
             .presence()
             .disconnect(identity.user.id, identity.session_id);
-        tracing::debug!(user_id = %identity.user.id, socket = %s.id, ?reason, "🔌 socket disconnected");
+        tracing::debug!(category = "socket", user_id = %identity.user.id, socket = %s.id, ?reason, "🔌 socket disconnected");
     }
 }
 
@@ -358,7 +376,7 @@ async fn refresh_socket_token(s: SocketRef, state: AppState) {
     let (session, user) = match (session, user) {
         (Ok(session), Ok(user)) => (session, user),
         (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "❌ token refresh: database unavailable; retrying");
+            tracing::error!(category = "error", error = %e, "❌ token refresh: database unavailable; retrying");
             refresh_token_in(&s, &state, &connection, Duration::from_secs(5));
             return;
         }

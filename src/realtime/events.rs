@@ -69,7 +69,7 @@ fn admit(s: &SocketRef, state: &AppState, event: &str) -> Result<Identity, ApiEr
             return Err(ApiError::too_many("rate_limited", 1));
         }
         Spend::Abusive => {
-            tracing::warn!(socket = %s.id, "⚠️ socket disconnected for flooding events");
+            tracing::warn!(category = "warn", socket = %s.id, "⚠️ socket disconnected for flooding events");
             let _ = s.clone().disconnect();
             return Err(ApiError::too_many("rate_limited", 1));
         }

@@ -39,6 +39,8 @@ const TOPIC_NAMESPACES: [&str; 3] = [AUTH_NS, MESSENGER_NS, NOTIFICATIONS_NS];
 pub const MAX_PACKET: usize = 64 * 1024;
 /// Every authenticated socket is in this room (presence batches go there).
 pub const AUTHENTICATED_ROOM: &str = "authenticated";
+/// How long `server_shutdown` gets to reach the clients before their connections close.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
 /// A typing indicator the client stops refreshing ends after this.
 pub const TYPING_TIMEOUT: Duration = Duration::from_secs(6);
 
@@ -190,7 +192,7 @@ impl Realtime {
         let mut ok = true;
         for operator in operators {
             if let Err(e) = operator.to(room.clone()).emit(event, data).await {
-                tracing::warn!(event, error = %e, "❌ emit failed");
+                tracing::warn!(category = "error", event, error = %e, "❌ emit failed");
                 ok = false;
             }
         }
@@ -213,7 +215,7 @@ impl Realtime {
             let _ = operator.to(room.clone()).disconnect().await;
         }
         if sockets > 0 {
-            tracing::info!(%session_id, sockets, reason, "🔌 session's sockets logged out");
+            tracing::info!(category = "socket", %session_id, sockets, reason, "🔌 session's sockets logged out");
         }
         sockets
     }
@@ -246,6 +248,9 @@ impl Realtime {
         for operator in self.all_operators() {
             let _ = operator.emit("server_shutdown", &notice).await;
         }
+        // Let the notice leave the buffers (a polling socket mid-upgrade flushes on its next
+        // poll) before the connections close.
+        tokio::time::sleep(SHUTDOWN_FLUSH).await;
         for io in [self.inner.io.get(), self.inner.namespaces.get()]
             .into_iter()
             .flatten()

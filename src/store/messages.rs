@@ -7,7 +7,7 @@ use super::{Store, StoreError, on_pool};
 use crate::timestamp::Timestamp;
 
 /// The message object of the contract.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: Uuid,

@@ -10,7 +10,7 @@ use crate::timestamp::Timestamp;
 const BATCH: usize = 500;
 
 /// The notification object of the contract.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     pub id: Uuid,
@@ -20,6 +20,7 @@ pub struct Notification {
     pub body: String,
     /// A JSON document, kept as text; shown as JSON.
     #[serde(serialize_with = "as_json")]
+    #[schema(value_type = Option<Object>)]
     pub data: Option<String>,
     pub created_at: Timestamp,
     pub read_at: Option<Timestamp>,

@@ -8,7 +8,7 @@ use super::{Store, StoreError, on_pool};
 use crate::timestamp::Timestamp;
 
 /// One login on one device.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub id: Uuid,
