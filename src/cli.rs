@@ -107,6 +107,26 @@ pub struct ServeArgs {
     cors_origins: Option<String>,
     #[arg(long, env = "ALLOW_SIGNUP")]
     allow_signup: Option<String>,
+    #[arg(long, env = "GOOGLE_CLIENT_ID")]
+    google_client_id: Option<String>,
+    #[arg(long, env = "GOOGLE_CLIENT_SECRET", hide_env_values = true)]
+    google_client_secret: Option<String>,
+    #[arg(long, env = "GOOGLE_AUTH_URL")]
+    google_auth_url: Option<String>,
+    #[arg(long, env = "GOOGLE_TOKEN_URL")]
+    google_token_url: Option<String>,
+    #[arg(long, env = "GOOGLE_USERINFO_URL")]
+    google_userinfo_url: Option<String>,
+    #[arg(long, env = "GITHUB_CLIENT_ID")]
+    github_client_id: Option<String>,
+    #[arg(long, env = "GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    github_client_secret: Option<String>,
+    #[arg(long, env = "GITHUB_AUTH_URL")]
+    github_auth_url: Option<String>,
+    #[arg(long, env = "GITHUB_TOKEN_URL")]
+    github_token_url: Option<String>,
+    #[arg(long, env = "GITHUB_API_URL")]
+    github_api_url: Option<String>,
     #[arg(long, env = "MAX_CONNECTIONS")]
     max_connections: Option<String>,
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER")]
@@ -139,6 +159,16 @@ impl ServeArgs {
             "APP_URL" => &self.app_url,
             "CORS_ORIGINS" => &self.cors_origins,
             "ALLOW_SIGNUP" => &self.allow_signup,
+            "GOOGLE_CLIENT_ID" => &self.google_client_id,
+            "GOOGLE_CLIENT_SECRET" => &self.google_client_secret,
+            "GOOGLE_AUTH_URL" => &self.google_auth_url,
+            "GOOGLE_TOKEN_URL" => &self.google_token_url,
+            "GOOGLE_USERINFO_URL" => &self.google_userinfo_url,
+            "GITHUB_CLIENT_ID" => &self.github_client_id,
+            "GITHUB_CLIENT_SECRET" => &self.github_client_secret,
+            "GITHUB_AUTH_URL" => &self.github_auth_url,
+            "GITHUB_TOKEN_URL" => &self.github_token_url,
+            "GITHUB_API_URL" => &self.github_api_url,
             "MAX_CONNECTIONS" => &self.max_connections,
             "MAX_CONNECTIONS_PER_USER" => &self.max_connections_per_user,
             "PRESENCE_INTERVAL" => &self.presence_interval,

@@ -37,6 +37,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// One OAuth provider (`GOOGLE_*` or `GITHUB_*`): this app's registration there and the
+/// provider's endpoints, which default to the real ones and can point at GitHub Enterprise or a
+/// test stand-in.
+#[derive(Clone, Debug)]
+pub struct OAuthSettings {
+    /// The client id the provider gave this app.
+    pub client_id: Option<String>,
+    /// The client secret that goes with it.
+    pub client_secret: Option<Secret>,
+    /// The consent page browsers are sent to.
+    pub auth_url: Url,
+    /// Where an authorization code is exchanged for an access token.
+    pub token_url: Url,
+    /// Google: the OpenID user-info endpoint. GitHub: the API base of `/user` and `/user/emails`.
+    pub api_url: Url,
+}
+
+impl OAuthSettings {
+    /// The client id and secret, when both are set: only then is the provider enabled.
+    pub fn credentials(&self) -> Option<(&str, &Secret)> {
+        Some((self.client_id.as_deref()?, self.client_secret.as_ref()?))
+    }
+}
+
 /// Where a problem with the configuration is, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -83,6 +107,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Whether `POST /api/auth/register` is open to the public.
     pub allow_signup: bool,
+    /// Sign in with Google.
+    pub google: OAuthSettings,
+    /// Sign in with GitHub.
+    pub github: OAuthSettings,
     /// Socket connections accepted by this node.
     pub max_connections: usize,
     /// Socket connections one user may hold across the cluster.
@@ -208,6 +236,44 @@ impl Config {
         cors_origins.dedup();
 
         let allow_signup = parse_bool("ALLOW_SIGNUP", get("ALLOW_SIGNUP"), true)?;
+        let google = OAuthSettings {
+            client_id: get("GOOGLE_CLIENT_ID"),
+            client_secret: get("GOOGLE_CLIENT_SECRET").map(Secret::new),
+            auth_url: parse_url_or(
+                "GOOGLE_AUTH_URL",
+                get("GOOGLE_AUTH_URL"),
+                "https://accounts.google.com/o/oauth2/v2/auth",
+            )?,
+            token_url: parse_url_or(
+                "GOOGLE_TOKEN_URL",
+                get("GOOGLE_TOKEN_URL"),
+                "https://oauth2.googleapis.com/token",
+            )?,
+            api_url: parse_url_or(
+                "GOOGLE_USERINFO_URL",
+                get("GOOGLE_USERINFO_URL"),
+                "https://openidconnect.googleapis.com/v1/userinfo",
+            )?,
+        };
+        let github = OAuthSettings {
+            client_id: get("GITHUB_CLIENT_ID"),
+            client_secret: get("GITHUB_CLIENT_SECRET").map(Secret::new),
+            auth_url: parse_url_or(
+                "GITHUB_AUTH_URL",
+                get("GITHUB_AUTH_URL"),
+                "https://github.com/login/oauth/authorize",
+            )?,
+            token_url: parse_url_or(
+                "GITHUB_TOKEN_URL",
+                get("GITHUB_TOKEN_URL"),
+                "https://github.com/login/oauth/access_token",
+            )?,
+            api_url: parse_url_or(
+                "GITHUB_API_URL",
+                get("GITHUB_API_URL"),
+                "https://api.github.com",
+            )?,
+        };
         let max_connections = parse_number("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), 100_000)?;
         let max_connections_per_user = parse_number(
             "MAX_CONNECTIONS_PER_USER",
@@ -240,6 +306,8 @@ impl Config {
             app_url,
             cors_origins,
             allow_signup,
+            google,
+            github,
             max_connections,
             max_connections_per_user,
             presence_interval,
@@ -366,6 +434,15 @@ fn parse_url(var: &'static str, value: Option<String>) -> Result<Option<Url>, Co
     }
 }
 
+/// A URL setting with a default that is known to be valid.
+fn parse_url_or(
+    var: &'static str,
+    value: Option<String>,
+    default: &'static str,
+) -> Result<Url, ConfigError> {
+    Ok(parse_url(var, value)?.unwrap_or_else(|| Url::parse(default).expect("a valid default URL")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,11 +506,52 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("LOG_FORMAT", "xml"),
             ("HOST", "example.com"),
+            ("GOOGLE_TOKEN_URL", "not a url"),
+            ("GITHUB_API_URL", "file:///etc/passwd"),
         ] {
             let err = Config::from_map(&vars(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var, "{err}");
             assert!(err.to_string().starts_with(var));
         }
+    }
+
+    #[test]
+    fn oauth_providers_default_to_the_real_endpoints_and_stay_off_without_credentials() {
+        let config = Config::from_map(&vars(&[])).unwrap();
+        assert_eq!(
+            config.google.token_url.as_str(),
+            "https://oauth2.googleapis.com/token"
+        );
+        assert_eq!(
+            config.google.api_url.as_str(),
+            "https://openidconnect.googleapis.com/v1/userinfo"
+        );
+        assert_eq!(
+            config.github.auth_url.as_str(),
+            "https://github.com/login/oauth/authorize"
+        );
+        assert_eq!(config.github.api_url.as_str(), "https://api.github.com/");
+        assert!(config.google.credentials().is_none());
+        assert!(config.github.credentials().is_none());
+    }
+
+    #[test]
+    fn an_oauth_provider_needs_both_its_client_id_and_secret() {
+        let config = Config::from_map(&vars(&[
+            ("GOOGLE_CLIENT_ID", "google-id"),
+            ("GITHUB_CLIENT_ID", "github-id"),
+            ("GITHUB_CLIENT_SECRET", "github-secret-value"),
+            ("GITHUB_API_URL", "https://ghe.example.com/api/v3"),
+        ]))
+        .unwrap();
+        assert!(config.google.credentials().is_none());
+        let (id, secret) = config.github.credentials().unwrap();
+        assert_eq!((id, secret.expose()), ("github-id", "github-secret-value"));
+        assert_eq!(
+            config.github.api_url.as_str(),
+            "https://ghe.example.com/api/v3"
+        );
+        assert!(!format!("{config:?}").contains("github-secret-value"));
     }
 
     #[test]

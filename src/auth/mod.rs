@@ -1,10 +1,11 @@
 //! Who is calling: access tokens (JWT), passwords (argon2id), refresh secrets, the request
 //! extractor that checks all of them, cookies, and the account flows (register, login, refresh,
-//! logout) that REST handlers call.
+//! logout, sign-in with Google and GitHub) that REST handlers call.
 
 pub mod accounts;
 pub mod cookies;
 pub mod extract;
+pub mod oauth;
 pub mod password;
 pub mod refresh;
 pub mod token;

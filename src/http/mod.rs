@@ -5,6 +5,7 @@ pub mod auth;
 pub mod json;
 pub mod messages;
 pub mod notifications;
+pub mod oauth;
 pub mod openapi;
 pub mod sessions;
 pub mod users;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     let (documented, doc) = documented_routes().split_for_parts();
     openapi::publish(doc);
     documented
+        .merge(oauth::router())
         .merge(crate::ops::monitor::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

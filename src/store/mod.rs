@@ -5,6 +5,7 @@
 
 mod messages;
 mod notifications;
+mod oauth;
 mod sessions;
 mod users;
 
@@ -18,6 +19,7 @@ use sqlx::sqlite::{
 
 pub use messages::{ConversationRow, Message};
 pub use notifications::{NewNotification, Notification};
+pub use oauth::{NewOAuthState, OAuthIdentity, OAuthState};
 pub use sessions::{NewSession, RefreshOutcome, Session};
 pub use users::{NewUser, User, UserChanges, UserFlags, UserUpdate, UserWithSessions};
 
