@@ -29,6 +29,21 @@ pub enum Command {
     /// Manage accounts from the command line (e.g. to recover a lost admin).
     #[command(subcommand)]
     User(UserCommand),
+    /// Create throw-away users with one session each and write their access tokens (valid 24 h)
+    /// and ids, one per line, for load tests.
+    Seed {
+        /// How many users.
+        #[arg(long)]
+        users: usize,
+        /// Where to write one access token per line.
+        #[arg(long)]
+        tokens_out: std::path::PathBuf,
+        /// Where to write one user id per line (same order).
+        #[arg(long)]
+        ids_out: std::path::PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,7 +223,60 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::User(command)) => user(command).await,
+        Some(Command::Seed {
+            users,
+            tokens_out,
+            ids_out,
+            db,
+        }) => seed(users, &tokens_out, &ids_out, db).await,
     }
+}
+
+/// Seeded tokens live this long, whatever `JWT_TTL` says.
+const SEED_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+async fn seed(
+    count: usize,
+    tokens_out: &std::path::Path,
+    ids_out: &std::path::Path,
+    db: DatabaseArgs,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    if count == 0 || count > 1_000_000 {
+        bail!("--users must be between 1 and 1000000");
+    }
+    // The server's own settings (JWT_SECRET, or the one kept in data/), so its tokens verify.
+    let config = Config::load(|var| match var {
+        "DATABASE_URL" => Some(db.database_url.clone()),
+        _ => std::env::var(var).ok(),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = open_store(&db).await?;
+    let started = std::time::Instant::now();
+    let now = crate::timestamp::Timestamp::now();
+    let expires_at = now.plus(SEED_TOKEN_TTL.max(config.session_ttl));
+    let seeded = store.seed_users(count, expires_at).await?;
+    let keys = crate::auth::TokenKeys::new(config.jwt_secret.expose().as_bytes(), SEED_TOKEN_TTL);
+    let mut tokens = std::io::BufWriter::new(
+        std::fs::File::create(tokens_out)
+            .with_context(|| format!("cannot write {}", tokens_out.display()))?,
+    );
+    let mut ids = std::io::BufWriter::new(
+        std::fs::File::create(ids_out)
+            .with_context(|| format!("cannot write {}", ids_out.display()))?,
+    );
+    for s in &seeded {
+        let token = keys.issue_at(&s.user, s.session_id, now, now.plus(SEED_TOKEN_TTL));
+        writeln!(tokens, "{}", token.token)?;
+        writeln!(ids, "{}", s.user.id)?;
+    }
+    tokens.flush()?;
+    ids.flush()?;
+    eprintln!(
+        "seeded {count} users with one session each in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

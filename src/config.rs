@@ -356,7 +356,7 @@ fn kept_jwt_secret(dir: &Path) -> Result<String, String> {
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     write_private(&path, &secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    tracing::warn!(
+    tracing::warn!(category = "warn",
         path = %path.display(),
         "⚠️ JWT_SECRET is not set: generated one and kept it in this file; set JWT_SECRET to share it between nodes"
     );

@@ -6,6 +6,7 @@
 mod messages;
 mod notifications;
 mod oauth;
+mod seed;
 mod sessions;
 mod users;
 
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
 pub use messages::{ConversationRow, Message};
 pub use notifications::{NewNotification, Notification};
 pub use oauth::{NewOAuthState, OAuthIdentity, OAuthState};
+pub use seed::Seeded;
 pub use sessions::{NewSession, RefreshOutcome, Session};
 pub use users::{NewUser, User, UserChanges, UserFlags, UserUpdate, UserWithSessions};
 

@@ -444,3 +444,77 @@ async fn serve_refuses_a_jwt_secret_shorter_than_32_bytes() {
         "the secret is not echoed: {run:#?}"
     );
 }
+
+db_test!(seed_writes_one_working_token_and_one_id_per_user);
+async fn seed_writes_one_working_token_and_one_id_per_user(db: Db) {
+    let app = spawn_app(db).await;
+    let out = tempfile::tempdir().expect("a temporary folder");
+    let tokens_path = out.path().join("tokens.txt");
+    let ids_path = out.path().join("ids.txt");
+    let secret = app.state.config.jwt_secret.expose().to_owned();
+    let run = craftcode(
+        &[
+            "seed",
+            "--users",
+            "50",
+            "--tokens-out",
+            tokens_path.to_str().unwrap(),
+            "--ids-out",
+            ids_path.to_str().unwrap(),
+        ],
+        &[("DATABASE_URL", &app.database.url), ("JWT_SECRET", &secret)],
+        None,
+    )
+    .await;
+    run.assert_success();
+    let tokens: Vec<String> = std::fs::read_to_string(&tokens_path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let ids: Vec<String> = std::fs::read_to_string(&ids_path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!((tokens.len(), ids.len()), (50, 50));
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 50, "every id is a different user");
+
+    for (token, id) in [(&tokens[0], &ids[0]), (&tokens[49], &ids[49])] {
+        let me = expect_json(app.get_with_token("/api/auth/me", token).await, 200).await;
+        assert_eq!(me["user"]["id"], json!(id));
+        assert_eq!(me["user"]["isAdmin"], false);
+        let claims = jwt_claims(token);
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            24 * 3600,
+            "seeded tokens are valid for 24 h"
+        );
+    }
+}
+
+#[tokio::test]
+async fn seed_refuses_zero_users() {
+    let out = tempfile::tempdir().expect("a temporary folder");
+    let path = out.path().join("x.txt");
+    let path = path.to_str().unwrap();
+    let run = craftcode(
+        &[
+            "seed",
+            "--users",
+            "0",
+            "--tokens-out",
+            path,
+            "--ids-out",
+            path,
+        ],
+        &[
+            ("DATABASE_URL", "sqlite://seed.db"),
+            ("JWT_SECRET", &"s".repeat(32)),
+        ],
+        None,
+    )
+    .await;
+    run.assert_refused_with_one_line("--users");
+}
