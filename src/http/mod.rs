@@ -35,7 +35,6 @@ pub fn router(state: AppState) -> Router {
     let (documented, doc) = documented_routes().split_for_parts();
     openapi::publish(doc);
     documented
-        .merge(oauth::router())
         .merge(crate::ops::monitor::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -62,6 +61,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(messages::router())
         .merge(notifications::router())
+        .merge(oauth::router())
         .merge(sessions::router())
         .merge(users::router())
         .merge(crate::ops::health::router())

@@ -2,13 +2,13 @@
 //! authorize endpoint redirects to the provider's consent page; the callback redirects into the
 //! web app, signed in or with `?error=<code>` on its login page.
 
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum_extra::extract::cookie::CookieJar;
 use url::Url;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::auth::cookies;
@@ -16,13 +16,20 @@ use crate::auth::extract::ClientInfo;
 use crate::auth::oauth::{self, BROWSER_COOKIE, CallbackParams, Provider};
 use crate::error::{ApiError, ApiResult};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/auth/{provider}", get(authorize))
-        .route("/api/auth/{provider}/callback", get(callback))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(authorize))
+        .routes(routes!(callback))
 }
 
 /// `?returnTo=/path`: 302 to the provider's consent page, with the browser-binding cookie.
+#[utoipa::path(get, path = "/api/auth/{provider}", tag = "auth",
+    params(
+        ("provider" = String, Path, description = "`google` or `github`"),
+        ("returnTo" = Option<String>, Query, description = "a relative path of the web app; anything else becomes `/`")),
+    responses(
+        (status = 302, description = "to the provider's consent page (state and PKCE S256)"),
+        (status = 404, description = "provider_not_configured, or not_found for an unknown provider", body = crate::http::openapi::ErrorBody)))]
 async fn authorize(
     State(state): State<AppState>,
     Path(provider): Path<String>,
@@ -39,6 +46,14 @@ async fn authorize(
 
 /// `?code&state` (or `?error&state`): 302 into the web app, signed in (with the login
 /// cookies) or on its login page with the failure's code.
+#[utoipa::path(get, path = "/api/auth/{provider}/callback", tag = "auth",
+    params(
+        ("provider" = String, Path, description = "`google` or `github`"),
+        ("code" = Option<String>, Query), ("state" = Option<String>, Query),
+        ("error" = Option<String>, Query, description = "set by the provider when the user declined")),
+    responses(
+        (status = 302, description = "to `{APP_URL}{returnTo}?socket=connect` signed in (cookies set), or to `{APP_URL}/login?error=<code>`"),
+        (status = 404, description = "not_found for an unknown provider", body = crate::http::openapi::ErrorBody)))]
 async fn callback(
     State(state): State<AppState>,
     Path(provider): Path<String>,
