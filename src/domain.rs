@@ -1,6 +1,11 @@
 //! Values validated at the edge: once one of these exists, it is valid. Each `parse` answers the
 //! message that goes into a `validation_failed` field.
 
+/// The page size of every list when the client does not say.
+pub const DEFAULT_PAGE: i64 = 50;
+/// The largest page any list answers.
+pub const MAX_PAGE: i64 = 100;
+
 /// An email address in the basic RFC 5322 `local@domain` form, trimmed and lowercased so that
 /// comparisons are case-insensitive.
 #[derive(Clone, Debug, PartialEq, Eq)]

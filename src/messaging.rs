@@ -12,6 +12,7 @@ use socketioxide::AckError;
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::domain::{DEFAULT_PAGE, MAX_PAGE};
 use crate::error::{ApiError, ApiResult};
 use crate::realtime::user_room;
 use crate::store::{Message, Notification, User};
@@ -23,9 +24,6 @@ pub const MAX_CONTENT_CHARS: usize = 4000;
 pub const MAX_CLIENT_ID_CHARS: usize = 128;
 /// How long a recipient's socket has to acknowledge `newMessage` for it to count as delivered.
 const DELIVERY_ACK_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default and largest page of history or sync.
-pub const DEFAULT_PAGE: i64 = 50;
-pub const MAX_PAGE: i64 = 100;
 
 /// The result of a send.
 #[derive(Debug, Serialize)]

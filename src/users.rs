@@ -14,9 +14,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::realtime::connection::push_session_token;
 use crate::store::{NewUser, User, UserChanges, UserUpdate};
 
-pub const DEFAULT_PAGE: i64 = 50;
-pub const MAX_PAGE: i64 = 100;
-
 /// What other users see of someone.
 pub fn directory_entry(state: &AppState, user: &User) -> Value {
     json!({

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::json::Json as JsonBody;
+use super::query::{optional_id, page_limit};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
@@ -35,17 +36,7 @@ fn user_id(raw: &str) -> ApiResult<Uuid> {
 
 /// An optional message-id cursor from the query string.
 fn cursor(fields: &mut BTreeMap<String, String>, name: &str, raw: Option<&str>) -> Option<Uuid> {
-    let raw = raw.filter(|r| !r.is_empty())?;
-    raw.parse()
-        .map_err(|_| fields.insert(name.to_owned(), "must be a message id".to_owned()))
-        .ok()
-}
-
-fn limit(fields: &mut BTreeMap<String, String>, raw: Option<&str>) -> Option<i64> {
-    let raw = raw.filter(|r| !r.is_empty())?;
-    raw.parse()
-        .map_err(|_| fields.insert("limit".to_owned(), "must be a whole number".to_owned()))
-        .ok()
+    optional_id(fields, name, raw, "message")
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -122,7 +113,7 @@ async fn history(
     let mut fields = BTreeMap::new();
     let before = cursor(&mut fields, "before", query.before.as_deref());
     let after = cursor(&mut fields, "after", query.after.as_deref());
-    let limit = limit(&mut fields, query.limit.as_deref());
+    let limit = Some(page_limit(&mut fields, query.limit.as_deref()));
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
@@ -177,7 +168,7 @@ async fn sync(
 ) -> ApiResult<Json<Value>> {
     let mut fields = BTreeMap::new();
     let since = cursor(&mut fields, "since", query.since.as_deref());
-    let limit = limit(&mut fields, query.limit.as_deref());
+    let limit = Some(page_limit(&mut fields, query.limit.as_deref()));
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }

@@ -7,6 +7,7 @@ pub mod messages;
 pub mod notifications;
 pub mod oauth;
 pub mod openapi;
+pub mod query;
 pub mod sessions;
 pub mod users;
 

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::json::Json as JsonBody;
+use super::query::{optional_id, page_limit};
 use crate::app::AppState;
 use crate::auth::{AdminUser, AuthUser};
 use crate::error::{ApiError, ApiResult};
@@ -97,23 +98,13 @@ async fn list(
             false
         }
     };
-    let limit = match query.limit.as_deref().filter(|l| !l.is_empty()) {
-        None => 50,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                fields.insert("limit".to_owned(), "must be between 1 and 100".to_owned());
-                0
-            }
-        },
-    };
-    let before = match query.before.as_deref().filter(|b| !b.is_empty()) {
-        None => None,
-        Some(raw) => raw
-            .parse::<Uuid>()
-            .map_err(|_| fields.insert("before".to_owned(), "must be a notification id".to_owned()))
-            .ok(),
-    };
+    let limit = page_limit(&mut fields, query.limit.as_deref());
+    let before = optional_id(
+        &mut fields,
+        "before",
+        query.before.as_deref(),
+        "notification",
+    );
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }

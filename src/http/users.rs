@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::json::Json as JsonBody;
+use super::query::{optional_id, page_limit};
 use crate::app::AppState;
 use crate::auth::{AdminUser, AuthUser};
 use crate::error::{ApiError, ApiResult};
@@ -44,26 +45,8 @@ struct ListQuery {
 /// `limit` between 1 and 100 (default 50), `cursor` an id, `q` up to 100 characters.
 fn page(query: &ListQuery) -> ApiResult<(Option<String>, Option<Uuid>, i64)> {
     let mut fields = BTreeMap::new();
-    let limit = match query.limit.as_deref().filter(|l| !l.is_empty()) {
-        None => users::DEFAULT_PAGE,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (1..=users::MAX_PAGE).contains(&n) => n,
-            _ => {
-                fields.insert(
-                    "limit".to_owned(),
-                    format!("must be between 1 and {}", users::MAX_PAGE),
-                );
-                0
-            }
-        },
-    };
-    let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(raw) => raw
-            .parse()
-            .map_err(|_| fields.insert("cursor".to_owned(), "must be a user id".to_owned()))
-            .ok(),
-    };
+    let limit = page_limit(&mut fields, query.limit.as_deref());
+    let cursor = optional_id(&mut fields, "cursor", query.cursor.as_deref(), "user");
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     if q.is_some_and(|q| q.chars().count() > 100 || q.contains('\0')) {
         fields.insert(

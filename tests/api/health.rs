@@ -31,7 +31,7 @@ async fn readyz_answers_503_naming_the_database_when_it_is_gone(db: Db) {
 db_test!(an_unknown_route_is_a_json_404);
 async fn an_unknown_route_is_a_json_404(db: Db) {
     let app = spawn_app(db).await;
-    for path in ["/nope", "/api/auth/nope", "/api/auth/me/extra"] {
+    for path in ["/nope", "/api/nope", "/api/auth/me/extra"] {
         expect_error(app.get(path).await, 404, "not_found").await;
     }
     let response = app

@@ -86,11 +86,11 @@ async fn a_provider_without_both_client_id_and_secret_is_not_configured(db: Db) 
         );
         expect_error(response, 404, "provider_not_configured").await;
     }
-    expect_error(app.get("/api/auth/facebook").await, 404, "not_found").await;
+    expect_error(app.get("/api/auth/facebook").await, 404, "unknown_provider").await;
     expect_error(
         app.get("/api/auth/facebook/callback").await,
         404,
-        "not_found",
+        "unknown_provider",
     )
     .await;
 }
