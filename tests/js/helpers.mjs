@@ -9,6 +9,8 @@ import { io } from "socket.io-client";
 import { Server } from "./server.mjs";
 
 export const SOCKET_PATH = "/api/socket";
+/** The namespace server for older clients: `/auth`, `/messenger`, `/notifications`. */
+export const NAMESPACES_PATH = "/api/socket-namespaces";
 export const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 export const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 /** How long a wait for an event may take before the test fails. */
@@ -116,18 +118,21 @@ export async function restSend(server, from, to, content, clientId) {
  * manager's (`io:reconnect`, `io:reconnect_attempt`, …) are recorded as well.
  */
 export class Probe {
-  constructor(server, { label = "socket", token, ackNewMessages = false, ...options } = {}) {
+  constructor(server, { label = "socket", token, ackNewMessages = false, socket, ...options } = {}) {
     this.label = label;
     this.records = [];
     this.consumed = new Set();
     this.waiters = [];
-    this.socket = io(server.url, {
-      path: SOCKET_PATH,
-      forceNew: true,
-      reconnection: false,
-      ...(token !== undefined ? { auth: { token } } : {}),
-      ...options,
-    });
+    // `socket`: one the test made itself (another path or namespace, a shared Manager) to record.
+    this.socket =
+      socket ??
+      io(server.url, {
+        path: SOCKET_PATH,
+        forceNew: true,
+        reconnection: false,
+        ...(token !== undefined ? { auth: { token } } : {}),
+        ...options,
+      });
     this.socket.onAny((event, ...args) => this.#record(event, args));
     for (const event of ["connect", "connect_error", "disconnect"]) {
       this.socket.on(event, (...args) => this.#record(event, args));

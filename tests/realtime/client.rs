@@ -7,7 +7,10 @@
 //!   answers `3`; `1` closes; `4<socket.io packet>` carries everything else.
 //! - Socket.IO (after the `4`): `0{auth}` asks to connect, `0{"sid"}` accepts, `4{"message"}` is
 //!   `connect_error`; `1` is a disconnect; `2[<id>]["event",data]` an event (asking for an ack
-//!   when it has an id), `3<id>[data]` the ack of event `<id>`.
+//!   when it has an id), `3<id>[data]` the ack of event `<id>`. A packet of a namespace other
+//!   than `/` names it right after the type: `0/messenger,{auth}`, `2/messenger,1["event",…]`.
+//!
+//! One client is one socket of one namespace over its own WebSocket (no multiplexing).
 //!
 //! A reader task answers pings, routes acks to their waiters and queues events; the test reads
 //! them with [`SocketClient::next_event`]. Every wait is bounded by [`WAIT`] and fails loudly.
@@ -39,9 +42,12 @@ struct Event {
 
 type Acks = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
-/// How to open a connection: `auth` token, extra query string, extra HTTP headers.
+/// How to open a connection: server path and namespace, `auth` token, extra query string, extra
+/// HTTP headers.
 pub struct Handshake {
     addr: SocketAddr,
+    path: String,
+    namespace: String,
     token: Option<String>,
     query: String,
     headers: Vec<(&'static str, String)>,
@@ -52,10 +58,20 @@ impl Handshake {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
+            path: "/api/socket".to_owned(),
+            namespace: "/".to_owned(),
             token: None,
             query: String::new(),
             headers: Vec::new(),
         }
+    }
+
+    /// Connects to the server at `path` (e.g. `/api/socket-namespaces`) and its `namespace`
+    /// (e.g. `/messenger`) instead.
+    pub fn at(mut self, path: &str, namespace: &str) -> Self {
+        self.path = path.to_owned();
+        self.namespace = namespace.to_owned();
+        self
     }
 
     /// Sends `{"token": …}` as the Socket.IO connect payload (`auth` in `socket.io-client`).
@@ -76,13 +92,18 @@ impl Handshake {
         self
     }
 
-    /// Opens the WebSocket and asks to join the `/` namespace. `Err` carries the message of the
+    /// Opens the WebSocket and asks to join the namespace. `Err` carries the message of the
     /// server's `connect_error`; a transport failure panics.
     pub async fn connect(self) -> Result<SocketClient, String> {
         let url = format!(
-            "ws://{}/api/socket/?EIO=4&transport=websocket{}",
-            self.addr, self.query
+            "ws://{}{}/?EIO=4&transport=websocket{}",
+            self.addr, self.path, self.query
         );
+        // What follows the packet type in every packet of this namespace.
+        let nsp = match self.namespace.as_str() {
+            "/" => String::new(),
+            other => format!("{other},"),
+        };
         let mut request = url.as_str().into_client_request().expect("a valid URL");
         for (name, value) in &self.headers {
             request.headers_mut().insert(
@@ -102,8 +123,8 @@ impl Handshake {
             other => panic!("expected the Engine.IO open packet `0{{…}}`, got {other:?}"),
         }
         let connect = match &self.token {
-            Some(token) => format!("40{}", json!({ "token": token })),
-            None => "40".to_owned(),
+            Some(token) => format!("40{nsp}{}", json!({ "token": token })),
+            None => format!("40{nsp}"),
         };
         sink.send(Message::text(connect))
             .await
@@ -128,6 +149,7 @@ impl Handshake {
             stream,
             Reader {
                 out: out.clone(),
+                nsp: nsp.clone(),
                 events: events_tx,
                 acks: acks.clone(),
                 ack_server_events: ack_server_events.clone(),
@@ -137,6 +159,7 @@ impl Handshake {
         ));
         let mut client = SocketClient {
             sid: String::new(),
+            nsp,
             out,
             events,
             received: VecDeque::new(),
@@ -162,6 +185,8 @@ impl Handshake {
 pub struct SocketClient {
     /// The Socket.IO socket id the server gave.
     pub sid: String,
+    /// The namespace and its comma (`/messenger,`) that its packets carry; empty for `/`.
+    nsp: String,
     /// Frames to send; written in order by the writer task.
     out: mpsc::UnboundedSender<Message>,
     events: mpsc::UnboundedReceiver<Event>,
@@ -179,7 +204,7 @@ pub struct SocketClient {
 impl SocketClient {
     /// Emits `event` with `data` and no ack.
     pub fn emit(&self, event: &str, data: Value) {
-        self.send_raw(&format!("42{}", json!([event, data])));
+        self.send_raw(&format!("42{}{}", self.nsp, json!([event, data])));
     }
 
     /// Emits `event` asking for an ack, and answers the receiver of that ack; it fails (is
@@ -190,7 +215,12 @@ impl SocketClient {
         if self.is_connected() {
             lock(&self.acks).insert(self.next_id, tx);
         }
-        self.send_raw(&format!("42{}{}", self.next_id, json!([event, data])));
+        self.send_raw(&format!(
+            "42{}{}{}",
+            self.nsp,
+            self.next_id,
+            json!([event, data])
+        ));
         rx
     }
 
@@ -317,7 +347,7 @@ impl SocketClient {
     /// Leaves as a client does: a Socket.IO disconnect, then the WebSocket close; waits until
     /// the server has closed its side.
     pub async fn disconnect(mut self) {
-        self.send_raw("41");
+        self.send_raw(&format!("41{}", self.nsp));
         let _ = self.out.send(Message::Close(None));
         self.wait_disconnect().await;
     }
@@ -336,6 +366,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What the reader task holds.
 struct Reader {
     out: mpsc::UnboundedSender<Message>,
+    /// The namespace prefix of this client's packets (see [`SocketClient`]).
+    nsp: String,
     events: mpsc::UnboundedSender<Event>,
     acks: Acks,
     ack_server_events: Arc<AtomicBool>,
@@ -377,6 +409,18 @@ impl Reader {
         let Some((kind, rest)) = packet.split_at_checked(1) else {
             return true;
         };
+        // A packet of another namespace than this client's is not ours.
+        let rest = if self.nsp.is_empty() {
+            if rest.starts_with('/') {
+                return true;
+            }
+            rest
+        } else {
+            match rest.strip_prefix(self.nsp.as_str()) {
+                Some(rest) => rest,
+                None => return true,
+            }
+        };
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         let (id, json) = rest.split_at(digits);
         let id: Option<u64> = id.parse().ok();
@@ -400,7 +444,9 @@ impl Reader {
                 let name = args.next().and_then(|n| n.as_str().map(str::to_owned));
                 let data = args.next().unwrap_or(Value::Null);
                 if let (Some(id), true) = (id, self.ack_server_events.load(Ordering::Relaxed)) {
-                    let _ = self.out.send(Message::text(format!("43{id}[{{}}]")));
+                    let _ = self
+                        .out
+                        .send(Message::text(format!("43{}{id}[{{}}]", self.nsp)));
                 }
                 if let Some(name) = name {
                     let _ = self.events.send(Event { name, data });

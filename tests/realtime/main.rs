@@ -16,5 +16,7 @@ mod durability;
 mod handshake;
 mod hostile_input;
 mod messaging;
+mod namespaces;
+mod notifications;
 mod presence;
 mod session_lifecycle;
