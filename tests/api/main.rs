@@ -10,5 +10,8 @@ mod health;
 mod hostile_input;
 mod login;
 mod logout;
+mod ops;
 mod refresh;
 mod register;
+mod sessions;
+mod users;

@@ -11,6 +11,7 @@ mod helpers;
 mod client;
 mod support;
 
+mod admin;
 mod authentication;
 mod durability;
 mod handshake;
