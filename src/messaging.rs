@@ -108,7 +108,8 @@ pub async fn send(
         return Ok(already_sent(state, message));
     };
     state.metrics.message_stored();
-    let delivered = state.realtime.presence().is_online(to);
+    // Delivered means a socket that gets `newMessage` (not one that only listens to notifications).
+    let delivered = state.realtime.receivers(&user_room(to), "newMessage") > 0;
     let realtime = push_new_message(state, &message).await;
     tracing::debug!(category = "message", message_id = %message.id, delivered, realtime, "📨 message sent");
     Ok(Sent {
@@ -120,8 +121,11 @@ pub async fn send(
 }
 
 fn already_sent(state: &AppState, message: Message) -> Sent {
-    let delivered =
-        message.delivered_at.is_some() || state.realtime.presence().is_online(message.to);
+    let delivered = message.delivered_at.is_some()
+        || state
+            .realtime
+            .receivers(&user_room(message.to), "newMessage")
+            > 0;
     Sent {
         message,
         created: false,

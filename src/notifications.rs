@@ -90,6 +90,12 @@ pub async fn send(state: &AppState, audience: Audience, content: Content) -> Api
                 .find_user(id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
+            if !user.is_active {
+                return Err(ApiError::forbidden(
+                    "recipient_disabled",
+                    "this user's account is disabled",
+                ));
+            }
             vec![user.id]
         }
         Audience::Everyone => state.store.active_user_ids().await?,

@@ -296,19 +296,19 @@ async fn action(
             let target: Uuid = target.parse().map_err(|_| not_found())?;
             state.store.find_user(target).await?.ok_or_else(not_found)?;
             let room = user_room(target);
-            let count = realtime.local_sockets_in(&room).len();
+            let count = realtime.receivers(&room, "testMessage");
             realtime.emit_to_room(room, "testMessage", &payload).await;
             count
         }
         "broadcast" => {
-            let count = realtime.local_sockets_in(AUTHENTICATED_ROOM).len();
+            let count = realtime.receivers(AUTHENTICATED_ROOM, "testMessage");
             realtime
                 .emit_to_room(AUTHENTICATED_ROOM.to_owned(), "testMessage", &payload)
                 .await;
             count
         }
         "emitOnlineUsers" => {
-            let count = realtime.local_sockets_in(AUTHENTICATED_ROOM).len();
+            let count = realtime.receivers(AUTHENTICATED_ROOM, "getOnlineUsers");
             let online = crate::realtime::events::online_users_payload(&state);
             realtime
                 .emit_to_room(AUTHENTICATED_ROOM.to_owned(), "getOnlineUsers", &online)

@@ -125,6 +125,15 @@ impl Realtime {
             .collect()
     }
 
+    /// How many of this node's sockets in a room would get `event` (on both servers, in the
+    /// namespaces that carry it).
+    pub fn receivers(&self, room: &str, event: &str) -> usize {
+        self.operators(event)
+            .into_iter()
+            .map(|operator| operator.to(room.to_owned()).sockets().len())
+            .sum()
+    }
+
     /// This node's sockets in a room, on both servers.
     pub fn local_sockets_in(&self, room: &str) -> Vec<socketioxide::extract::SocketRef> {
         self.all_operators()

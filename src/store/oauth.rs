@@ -142,8 +142,8 @@ impl Store {
         let user = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let user = sqlx::query_as::<_, User>(
-                "INSERT INTO users (id, email, name, avatar_url, password_hash, is_admin, is_active, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, ($6 OR NOT EXISTS (SELECT 1 FROM users)), $7, $8, $8)
+                "INSERT INTO users (id, email, name, avatar_url, password_hash, is_admin, is_active, created_at, updated_at, search_name)
+                 VALUES ($1, $2, $3, $4, $5, ($6 OR NOT EXISTS (SELECT 1 FROM users)), $7, $8, $8, $9)
                  ON CONFLICT (email) DO NOTHING
                  RETURNING id, email, name, avatar_url, is_admin, is_active, created_at, updated_at",
             )
@@ -155,6 +155,7 @@ impl Store {
             .bind(new.is_admin)
             .bind(new.is_active)
             .bind(now)
+            .bind(new.name.to_lowercase())
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(user) = &user {

@@ -46,7 +46,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             for chunk in seeded.chunks(BATCH) {
                 let mut users = sqlx::QueryBuilder::<Db>::new(
-                    "INSERT INTO users (id, email, name, is_admin, is_active, created_at, updated_at) ",
+                    "INSERT INTO users (id, email, name, is_admin, is_active, created_at, updated_at, search_name) ",
                 );
                 users.push_values(chunk, |mut row, s| {
                     row.push_bind(s.user.id)
@@ -55,7 +55,8 @@ impl Store {
                         .push_bind(false)
                         .push_bind(true)
                         .push_bind(now)
-                        .push_bind(now);
+                        .push_bind(now)
+                        .push_bind(s.user.name.to_lowercase());
                 });
                 users.build().execute(&mut *tx).await?;
                 let mut sessions = sqlx::QueryBuilder::<Db>::new(

@@ -51,8 +51,8 @@ impl Store {
     pub async fn insert_user(&self, new: &NewUser<'_>) -> Result<Option<User>, StoreError> {
         let now = Timestamp::now();
         let user = on_pool!(self, pool => sqlx::query_as::<_, User>(
-            "INSERT INTO users (id, email, name, password_hash, is_admin, is_active, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, ($5 OR NOT EXISTS (SELECT 1 FROM users)), $6, $7, $7)
+            "INSERT INTO users (id, email, name, password_hash, is_admin, is_active, created_at, updated_at, search_name)
+             VALUES ($1, $2, $3, $4, ($5 OR NOT EXISTS (SELECT 1 FROM users)), $6, $7, $7, $8)
              ON CONFLICT (email) DO NOTHING
              RETURNING id, email, name, avatar_url, is_admin, is_active, created_at, updated_at",
         )
@@ -63,6 +63,7 @@ impl Store {
         .bind(new.is_admin)
         .bind(new.is_active)
         .bind(now)
+        .bind(new.name.to_lowercase())
         .fetch_optional(pool)
         .await)?;
         Ok(user)
@@ -189,7 +190,7 @@ impl Store {
                     (SELECT COUNT(*) FROM sessions s
                      WHERE s.user_id = users.id AND s.revoked_at IS NULL AND s.expires_at > $4) AS sessions
              FROM users
-             WHERE ($1 IS NULL OR LOWER(name) LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')
+             WHERE ($1 IS NULL OR search_name LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')
                AND ($2 IS NULL OR id > $2)
              ORDER BY id LIMIT $3",
         )
@@ -213,8 +214,8 @@ impl Store {
         let users = on_pool!(self, pool => sqlx::query_as::<_, User>(
             "SELECT id, email, name, avatar_url, is_admin, is_active, created_at, updated_at
              FROM users
-             WHERE is_active AND ($1 IS NULL OR LOWER(name) LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')
-             ORDER BY LOWER(name), id LIMIT $2",
+             WHERE is_active AND ($1 IS NULL OR search_name LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')
+             ORDER BY search_name, id LIMIT $2",
         )
         .bind(pattern)
         .bind(limit)
@@ -233,6 +234,7 @@ impl Store {
         let result = on_pool!(self, pool => sqlx::query_as::<_, User>(
             "UPDATE users SET
                  name = COALESCE($2, name),
+                 search_name = COALESCE($8, search_name),
                  email = COALESCE($3, email),
                  password_hash = COALESCE($4, password_hash),
                  is_admin = COALESCE($5, is_admin),
@@ -248,6 +250,7 @@ impl Store {
         .bind(changes.is_admin)
         .bind(changes.is_active)
         .bind(Timestamp::now())
+        .bind(changes.name.as_deref().map(str::to_lowercase))
         .fetch_optional(pool)
         .await);
         match result {
