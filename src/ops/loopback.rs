@@ -20,7 +20,8 @@ pub struct LoopbackSocket {
 }
 
 impl LoopbackSocket {
-    /// Opens a socket on the main server at `addr` and authenticates it with `token`.
+    /// Opens a socket on the main server at `addr`, authenticates it with `token`, and waits
+    /// until the server has taken it in (`authenticated`).
     pub async fn connect(addr: SocketAddr, token: &str) -> anyhow::Result<Self> {
         let url = format!(
             "ws://{addr}{}/?EIO=4&transport=websocket",
@@ -40,6 +41,9 @@ impl LoopbackSocket {
         loop {
             let packet = socket.next_text().await?;
             if packet.starts_with("40") {
+                // Rooms are joined before `authenticated` is emitted: after it, the socket
+                // receives what is sent to its user and session.
+                socket.next_event("authenticated").await?;
                 return Ok(socket);
             }
             if let Some(error) = packet.strip_prefix("44") {
