@@ -15,7 +15,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What one run of the binary did.
 #[derive(Debug)]
-struct Run {
+pub(crate) struct Run {
     status: ExitStatus,
     stdout: String,
     stderr: String,
@@ -25,7 +25,7 @@ struct Run {
 
 impl Run {
     #[track_caller]
-    fn assert_success(&self) -> &Self {
+    pub(crate) fn assert_success(&self) -> &Self {
         assert!(self.status.success(), "the command failed: {self:#?}");
         self
     }
@@ -58,7 +58,7 @@ impl Run {
 }
 
 /// Runs `craftcode args…` with only `env` set, feeding `stdin` if given, in a fresh folder.
-async fn craftcode(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+pub(crate) async fn craftcode(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let env: Vec<(String, String)> = env
         .iter()

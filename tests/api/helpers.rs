@@ -268,6 +268,31 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `PATCH /api/users/{id}` with a JSON body.
+    pub async fn patch_user(
+        &self,
+        token: &str,
+        id: impl std::fmt::Display,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.client
+            .patch(self.url(&format!("/api/users/{id}")))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn delete_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

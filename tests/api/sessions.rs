@@ -21,15 +21,6 @@ const SESSION_FIELDS: [&str; 9] = [
     "userAgent",
 ];
 
-async fn delete_with_token(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
-    app.client
-        .delete(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request sent")
-}
-
 /// Signs in from a device that names itself with `user_agent`; answers the login response.
 async fn login_from(app: &TestApp, user: &TestUser, user_agent: &str) -> Value {
     let response = app
@@ -175,7 +166,7 @@ async fn ending_one_of_ones_own_sessions_signs_out_only_that_device(db: Db) {
     let laptop_token = str_at(&laptop, "/token");
     let path = format!("/api/sessions/{}", str_at(&laptop, "/session/id"));
 
-    expect_ended(delete_with_token(&app, &path, &bob.token).await).await;
+    expect_ended(app.delete_with_token(&path, &bob.token).await).await;
     expect_error(
         app.get_with_token("/api/auth/me", laptop_token).await,
         401,
@@ -190,11 +181,11 @@ async fn ending_one_of_ones_own_sessions_signs_out_only_that_device(db: Db) {
     assert_eq!(ids(&list), [bob.session_id.to_string()]);
 
     // Once ended, the session is gone: ending it again is 404.
-    expect_not_found(delete_with_token(&app, &path, &bob.token).await).await;
+    expect_not_found(app.delete_with_token(&path, &bob.token).await).await;
 
     // Ending the current session signs the caller out.
     let path = format!("/api/sessions/{}", bob.session_id);
-    expect_ended(delete_with_token(&app, &path, &bob.token).await).await;
+    expect_ended(app.delete_with_token(&path, &bob.token).await).await;
     let response = app.get_with_token("/api/auth/me", &bob.token).await;
     expect_error(response, 401, "session_revoked").await;
 }
@@ -207,13 +198,13 @@ async fn another_users_session_is_404_and_stays_signed_in(db: Db) {
     let carol = app.create_user("Carol").await;
     for victim in [&admin, &carol] {
         let path = format!("/api/sessions/{}", victim.session_id);
-        let response = delete_with_token(&app, &path, &bob.token).await;
+        let response = app.delete_with_token(&path, &bob.token).await;
         expect_not_found(response).await;
         expect_json(app.get_with_token("/api/auth/me", &victim.token).await, 200).await;
     }
     // The same answer as for a session that never existed.
     let path = format!("/api/sessions/{}", Uuid::now_v7());
-    let response = delete_with_token(&app, &path, &bob.token).await;
+    let response = app.delete_with_token(&path, &bob.token).await;
     expect_not_found(response).await;
     let response = app
         .client
@@ -232,7 +223,7 @@ async fn an_admin_can_end_anyones_session(db: Db) {
     let bob = app.create_user("Bob").await;
     let laptop = login_from(&app, &bob, "Laptop").await;
     let path = format!("/api/sessions/{}", bob.session_id);
-    expect_ended(delete_with_token(&app, &path, &admin.token).await).await;
+    expect_ended(app.delete_with_token(&path, &admin.token).await).await;
     let response = app.get_with_token("/api/auth/me", &bob.token).await;
     expect_error(response, 401, "session_revoked").await;
     // Bob's other device is untouched, and the admin is still signed in.

@@ -4,10 +4,6 @@
 //! live sockets is in `tests/realtime/admin.rs`.
 
 use std::collections::HashSet;
-use std::fmt::Display;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -25,30 +21,6 @@ const PUBLIC_USER_FIELDS: [&str; 8] = [
     "createdAt",
     "updatedAt",
 ];
-
-async fn patch_user(
-    app: &TestApp,
-    token: &str,
-    id: impl Display,
-    body: &Value,
-) -> reqwest::Response {
-    app.client
-        .patch(app.url(&format!("/api/users/{id}")))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .expect("request sent")
-}
-
-async fn delete_with_token(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
-    app.client
-        .delete(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request sent")
-}
 
 /// `POST /api/users` as `admin`, which must answer 201; answers the created user.
 async fn create_account(app: &TestApp, admin: &TestUser, body: Value) -> Value {
@@ -146,12 +118,7 @@ async fn a_non_admin_gets_403_forbidden_on_every_admin_route(db: Db) {
         expect_error(response, 403, "forbidden").await;
     }
     let path = format!("/api/users/{}", admin.id);
-    expect_error(
-        delete_with_token(&app, &path, token).await,
-        403,
-        "forbidden",
-    )
-    .await;
+    expect_error(app.delete_with_token(&path, token).await, 403, "forbidden").await;
 
     // Nothing happened: no account was created or deleted.
     let page = list_users(&app, &admin.token, "").await;
@@ -170,7 +137,7 @@ async fn a_user_cannot_make_themselves_admin_nor_change_their_own_email_or_statu
         // A forbidden field spoils the whole change: the name is not applied either.
         json!({ "name": "Bobby", "isAdmin": true }),
     ] {
-        let response = patch_user(&app, &bob.token, bob.id, &body).await;
+        let response = app.patch_user(&bob.token, bob.id, &body).await;
         expect_error(response, 403, "forbidden").await;
     }
     let stored = app.stored_user(bob.id).await;
@@ -191,7 +158,9 @@ async fn another_users_account_is_404_to_a_non_admin(db: Db) {
     for other in [&admin, &carol] {
         let path = format!("/api/users/{}", other.id);
         expect_not_found(app.get_with_token(&path, &bob.token).await).await;
-        let response = patch_user(&app, &bob.token, other.id, &json!({ "name": "Hacked" })).await;
+        let response = app
+            .patch_user(&bob.token, other.id, &json!({ "name": "Hacked" }))
+            .await;
         expect_not_found(response).await;
         assert_eq!(app.stored_user(other.id).await.name, other.name);
     }
@@ -213,7 +182,9 @@ async fn a_user_can_rename_themselves(db: Db) {
     let app = spawn_app(db).await;
     let _admin = app.create_user("Admin").await;
     let bob = app.create_user("Bob").await;
-    let response = patch_user(&app, &bob.token, bob.id, &json!({ "name": "  Robert  " })).await;
+    let response = app
+        .patch_user(&bob.token, bob.id, &json!({ "name": "  Robert  " }))
+        .await;
     let user = expect_json(response, 200).await["user"].clone();
     assert_public_user(&user);
     assert_eq!(user["name"], "Robert", "names are trimmed");
@@ -222,7 +193,9 @@ async fn a_user_can_rename_themselves(db: Db) {
     // A new name is not a change of rights: the token stays good.
     let me = expect_json(app.get_with_token("/api/auth/me", &bob.token).await, 200).await;
     assert_eq!(me["user"]["name"], "Robert");
-    let response = patch_user(&app, &bob.token, bob.id, &json!({ "name": "   " })).await;
+    let response = app
+        .patch_user(&bob.token, bob.id, &json!({ "name": "   " }))
+        .await;
     let error = expect_error(response, 400, "validation_failed").await;
     assert!(error["fields"]["name"].is_string(), "{error}");
 }
@@ -248,7 +221,7 @@ async fn changing_ones_password_needs_the_current_one_and_signs_out_the_other_de
         ),
     ];
     for (body, field) in refusals {
-        let response = patch_user(&app, &bob.token, bob.id, &body).await;
+        let response = app.patch_user(&bob.token, bob.id, &body).await;
         let error = expect_error(response, 400, "validation_failed").await;
         assert!(error["fields"][field].is_string(), "{body}: {error}");
     }
@@ -259,7 +232,7 @@ async fn changing_ones_password_needs_the_current_one_and_signs_out_the_other_de
     app.login(&bob.email, PASSWORD).await;
 
     let body = json!({ "password": new_password, "currentPassword": PASSWORD });
-    let response = patch_user(&app, &bob.token, bob.id, &body).await;
+    let response = app.patch_user(&bob.token, bob.id, &body).await;
     let user = expect_json(response, 200).await["user"].clone();
     assert_public_user(&user);
 
@@ -290,7 +263,7 @@ async fn an_admin_cannot_set_another_users_password(db: Db) {
     let admin = app.create_user("Admin").await;
     let bob = app.create_user("Bob").await;
     let body = json!({ "password": "chosen by the admin", "currentPassword": admin.password });
-    let response = patch_user(&app, &admin.token, bob.id, &body).await;
+    let response = app.patch_user(&admin.token, bob.id, &body).await;
     expect_error(response, 403, "forbidden").await;
     app.login(&bob.email, PASSWORD).await;
 }
@@ -305,12 +278,12 @@ async fn the_last_active_admin_cannot_demote_deactivate_or_delete_themselves(db:
         json!({ "isActive": false }),
         json!({ "isAdmin": false, "isActive": false }),
     ] {
-        let response = patch_user(&app, &ada.token, ada.id, &body).await;
+        let response = app.patch_user(&ada.token, ada.id, &body).await;
         expect_error(response, 409, "last_admin").await;
     }
     let path = format!("/api/users/{}", ada.id);
     expect_error(
-        delete_with_token(&app, &path, &ada.token).await,
+        app.delete_with_token(&path, &ada.token).await,
         409,
         "last_admin",
     )
@@ -321,7 +294,9 @@ async fn the_last_active_admin_cannot_demote_deactivate_or_delete_themselves(db:
     assert!(stored.is_admin && stored.is_active);
     list_users(&app, &ada.token, "").await;
     // A change that keeps her an admin is fine.
-    let response = patch_user(&app, &ada.token, ada.id, &json!({ "isAdmin": true })).await;
+    let response = app
+        .patch_user(&ada.token, ada.id, &json!({ "isAdmin": true }))
+        .await;
     expect_json(response, 200).await;
 }
 
@@ -332,28 +307,38 @@ async fn with_another_active_admin_an_admin_can_step_down(db: Db) {
     let bob = app.create_user("Bob").await;
     let carol = app.create_user("Carol").await;
     for user in [&bob, &carol] {
-        let response = patch_user(&app, &ada.token, user.id, &json!({ "isAdmin": true })).await;
+        let response = app
+            .patch_user(&ada.token, user.id, &json!({ "isAdmin": true }))
+            .await;
         assert_eq!(expect_json(response, 200).await["user"]["isAdmin"], true);
     }
 
-    let response = patch_user(&app, &ada.token, ada.id, &json!({ "isAdmin": false })).await;
+    let response = app
+        .patch_user(&ada.token, ada.id, &json!({ "isAdmin": false }))
+        .await;
     assert_eq!(expect_json(response, 200).await["user"]["isAdmin"], false);
     let bob_token = str_at(&app.login(&bob.email, PASSWORD).await, "/token").to_owned();
-    let response = patch_user(&app, &bob_token, bob.id, &json!({ "isActive": false })).await;
+    let response = app
+        .patch_user(&bob_token, bob.id, &json!({ "isActive": false }))
+        .await;
     assert_eq!(expect_json(response, 200).await["user"]["isActive"], false);
 
     // Carol is the last *active* admin: Bob, an admin but deactivated, does not count.
     let carol_token = str_at(&app.login(&carol.email, PASSWORD).await, "/token").to_owned();
-    let response = patch_user(&app, &carol_token, carol.id, &json!({ "isAdmin": false })).await;
+    let response = app
+        .patch_user(&carol_token, carol.id, &json!({ "isAdmin": false }))
+        .await;
     expect_error(response, 409, "last_admin").await;
     let path = format!("/api/users/{}", carol.id);
-    let response = delete_with_token(&app, &path, &carol_token).await;
+    let response = app.delete_with_token(&path, &carol_token).await;
     expect_error(response, 409, "last_admin").await;
 
     // With Ada promoted again, Carol may leave.
-    let response = patch_user(&app, &carol_token, ada.id, &json!({ "isAdmin": true })).await;
+    let response = app
+        .patch_user(&carol_token, ada.id, &json!({ "isAdmin": true }))
+        .await;
     expect_json(response, 200).await;
-    let response = delete_with_token(&app, &path, &carol_token).await;
+    let response = app.delete_with_token(&path, &carol_token).await;
     assert_eq!(response.status(), 204);
     let ada_token = str_at(&app.login(&ada.email, PASSWORD).await, "/token").to_owned();
     let page = list_users(&app, &ada_token, "").await;
@@ -657,13 +642,13 @@ async fn creating_an_account_with_a_taken_email_is_409_whatever_its_case(db: Db)
     }
     // The same through PATCH: an admin cannot move someone onto a taken email.
     let carol = app.create_user("Carol").await;
-    let response = patch_user(
-        &app,
-        &admin.token,
-        carol.id,
-        &json!({ "email": bob.email.to_uppercase() }),
-    )
-    .await;
+    let response = app
+        .patch_user(
+            &admin.token,
+            carol.id,
+            &json!({ "email": bob.email.to_uppercase() }),
+        )
+        .await;
     expect_error(response, 409, "email_taken").await;
     assert_eq!(app.stored_user(carol.id).await.email, carol.email);
 }
@@ -716,7 +701,9 @@ async fn the_directory_lists_active_users_without_their_email(db: Db) {
     let bob = app.create_user("Bob").await;
     let carol = app.create_user("Carol").await;
     let dora = app.create_user("Dora").await;
-    let response = patch_user(&app, &admin.token, dora.id, &json!({ "isActive": false })).await;
+    let response = app
+        .patch_user(&admin.token, dora.id, &json!({ "isActive": false }))
+        .await;
     expect_json(response, 200).await;
 
     let response = app.get_with_token("/api/users/directory", &bob.token).await;
@@ -812,7 +799,7 @@ async fn fields_of_the_wrong_json_type_are_400_invalid_json_naming_them(db: Db) 
         ),
     ];
     for (body, field) in patches {
-        let response = patch_user(&app, &admin.token, bob.id, &body).await;
+        let response = app.patch_user(&admin.token, bob.id, &body).await;
         let error = expect_error(response, 400, "invalid_json").await;
         assert!(error["fields"][field].is_string(), "{body}: {error}");
     }
@@ -821,7 +808,7 @@ async fn fields_of_the_wrong_json_type_are_400_invalid_json_naming_them(db: Db) 
             .post_json_with_token("/api/users", &admin.token, &body)
             .await;
         expect_error(response, 400, "invalid_json").await;
-        let response = patch_user(&app, &admin.token, bob.id, &body).await;
+        let response = app.patch_user(&admin.token, bob.id, &body).await;
         expect_error(response, 400, "invalid_json").await;
     }
     // Broken JSON, and a raw NUL byte inside a JSON string (which JSON forbids).
@@ -896,7 +883,9 @@ async fn unicode_names_are_kept_up_to_100_characters(db: Db) {
         .await;
     let error = expect_error(response, 400, "validation_failed").await;
     assert!(error["fields"]["name"].is_string(), "{error}");
-    let response = patch_user(&app, &admin.token, id, &json!({ "name": "a".repeat(101) })).await;
+    let response = app
+        .patch_user(&admin.token, id, &json!({ "name": "a".repeat(101) }))
+        .await;
     let error = expect_error(response, 400, "validation_failed").await;
     assert!(error["fields"]["name"].is_string(), "{error}");
     assert_eq!(app.stored_user(id).await.name, hundred);
@@ -930,13 +919,13 @@ async fn sql_looking_input_is_stored_and_searched_verbatim(db: Db) {
     );
     assert_eq!(search(&app, &admin.token, "1=1").await, ["\" OR 1=1 --"]);
     assert_eq!(search(&app, &admin.token, "O'BRIEN").await.len(), 3);
-    let response = patch_user(
-        &app,
-        &admin.token,
-        ids[0],
-        &json!({ "name": "'; update users set is_admin = true; --" }),
-    )
-    .await;
+    let response = app
+        .patch_user(
+            &admin.token,
+            ids[0],
+            &json!({ "name": "'; update users set is_admin = true; --" }),
+        )
+        .await;
     expect_json(response, 200).await;
     let page = list_users(&app, &admin.token, "").await;
     assert_eq!(page["users"].as_array().expect("a list").len(), 4);
@@ -972,11 +961,11 @@ async fn nul_bytes_are_refused_with_400_never_500(db: Db) {
         json!({ "name": "\u{0}" }),
         json!({ "email": "b\u{0}b@example.com" }),
     ] {
-        let response = patch_user(&app, &admin.token, bob.id, &body).await;
+        let response = app.patch_user(&admin.token, bob.id, &body).await;
         expect_error(response, 400, "validation_failed").await;
     }
     let body = json!({ "password": "new password", "currentPassword": "\u{0}" });
-    let response = patch_user(&app, &bob.token, bob.id, &body).await;
+    let response = app.patch_user(&bob.token, bob.id, &body).await;
     let error = expect_error(response, 400, "validation_failed").await;
     assert!(error["fields"]["currentPassword"].is_string(), "{error}");
     for path in [
@@ -1040,9 +1029,9 @@ async fn a_path_id_that_is_not_a_uuid_is_404(db: Db) {
             .await
             .expect("request sent");
         expect_not_found(response).await;
-        expect_not_found(delete_with_token(&app, &path, &admin.token).await).await;
+        expect_not_found(app.delete_with_token(&path, &admin.token).await).await;
         let path = format!("/api/sessions/{id}");
-        expect_not_found(delete_with_token(&app, &path, &admin.token).await).await;
+        expect_not_found(app.delete_with_token(&path, &admin.token).await).await;
     }
     assert_eq!(app.stored_user(admin.id).await.name, "Admin");
 }
@@ -1070,8 +1059,9 @@ async fn promoting_a_user_from_the_command_line_makes_their_token_stale_at_once(
         "--database-url",
         app.database.url.as_str(),
     ];
-    let output = run_craftcode(&args).await;
-    assert!(output.success, "`craftcode user set` failed: {output:#?}");
+    crate::cli::craftcode(&args, &[], None)
+        .await
+        .assert_success();
 
     expect_error(
         app.get_with_token("/api/auth/me", &bob.token).await,
@@ -1082,62 +1072,4 @@ async fn promoting_a_user_from_the_command_line_makes_their_token_stale_at_once(
     let login = app.login(&bob.email, PASSWORD).await;
     assert_eq!(login["user"]["isAdmin"], true);
     list_users(&app, str_at(&login, "/token"), "").await;
-}
-
-/// What one run of the binary did.
-#[derive(Debug)]
-#[allow(dead_code)] // Read through Debug when a run fails.
-struct CliRun {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `craftcode args…` with an empty environment in a fresh folder (so no `.env` is read),
-/// killing it if it takes more than a minute.
-async fn run_craftcode(args: &[&str]) -> CliRun {
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_craftcode"))
-            .args(&args)
-            .env_clear()
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the craftcode binary starts");
-        let mut stdout = child.stdout.take().expect("a stdout pipe");
-        let mut stderr = child.stderr.take().expect("a stderr pipe");
-        let out = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stdout.read_to_string(&mut text);
-            text
-        });
-        let err = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("waiting for craftcode") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("`craftcode {}` still running after 60 s", args.join(" "));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        CliRun {
-            success: status.success(),
-            stdout: out.join().expect("stdout reader"),
-            stderr: err.join().expect("stderr reader"),
-        }
-    })
-    .await
-    .expect("the command runner did not panic")
 }

@@ -4,35 +4,10 @@
 //! actions (`testMessage`, `getOnlineUsers`), and `/metrics` after real traffic.
 
 use std::collections::BTreeSet;
-use std::fmt::Display;
 
 use uuid::Uuid;
 
 use crate::support::*;
-
-async fn patch_user(
-    app: &TestApp,
-    token: &str,
-    id: impl Display,
-    body: &Value,
-) -> reqwest::Response {
-    app.client
-        .patch(app.url(&format!("/api/users/{id}")))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .expect("request sent")
-}
-
-async fn delete_with_token(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
-    app.client
-        .delete(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request sent")
-}
 
 /// Another device of `user`: a new session from a login; answers (token, session id).
 async fn another_device(app: &TestApp, user: &TestUser) -> (String, Uuid) {
@@ -132,7 +107,9 @@ async fn promoting_a_user_pushes_each_device_its_own_fresh_token(db: Db) {
     let mut laptop = connect(&app, &laptop_token).await;
     let mut carol_socket = connect(&app, &carol.token).await;
 
-    let response = patch_user(&app, &admin.token, bob.id, &json!({ "isAdmin": true })).await;
+    let response = app
+        .patch_user(&admin.token, bob.id, &json!({ "isAdmin": true }))
+        .await;
     assert_eq!(expect_json(response, 200).await["user"]["isAdmin"], true);
 
     let mut new_tokens = Vec::new();
@@ -187,13 +164,17 @@ async fn demoting_an_admin_pushes_a_token_without_admin_rights(db: Db) {
     let app = spawn_realtime_app(db, &[]).await;
     let ada = app.create_user("Ada").await;
     let bob = app.create_user("Bob").await;
-    let response = patch_user(&app, &ada.token, bob.id, &json!({ "isAdmin": true })).await;
+    let response = app
+        .patch_user(&ada.token, bob.id, &json!({ "isAdmin": true }))
+        .await;
     expect_json(response, 200).await;
     let (bob_token, bob_session) = another_device(&app, &bob).await;
     expect_json(app.get_with_token("/api/users", &bob_token).await, 200).await;
     let mut socket = connect(&app, &bob_token).await;
 
-    let response = patch_user(&app, &ada.token, bob.id, &json!({ "isAdmin": false })).await;
+    let response = app
+        .patch_user(&ada.token, bob.id, &json!({ "isAdmin": false }))
+        .await;
     assert_eq!(expect_json(response, 200).await["user"]["isAdmin"], false);
     let updated = socket.next_event("tokenUpdated").await;
     let token = str_at(&updated, "/token").to_owned();
@@ -230,7 +211,9 @@ async fn deactivating_a_user_logs_out_every_device_until_reactivated(db: Db) {
     ];
     let mut carol_socket = connect(&app, &carol.token).await;
 
-    let response = patch_user(&app, &admin.token, bob.id, &json!({ "isActive": false })).await;
+    let response = app
+        .patch_user(&admin.token, bob.id, &json!({ "isActive": false }))
+        .await;
     assert_eq!(expect_json(response, 200).await["user"]["isActive"], false);
     for socket in &mut devices {
         let notice = force_logout_without_new_token(socket).await;
@@ -249,7 +232,9 @@ async fn deactivating_a_user_logs_out_every_device_until_reactivated(db: Db) {
     let response = app.post_json("/api/auth/login", &credentials).await;
     expect_error(response, 403, "account_disabled").await;
 
-    let response = patch_user(&app, &admin.token, bob.id, &json!({ "isActive": true })).await;
+    let response = app
+        .patch_user(&admin.token, bob.id, &json!({ "isActive": true }))
+        .await;
     assert_eq!(expect_json(response, 200).await["user"]["isActive"], true);
     let login = app.login(&bob.email, PASSWORD).await;
     let token = str_at(&login, "/token");
@@ -278,7 +263,7 @@ async fn deleting_a_user_logs_out_their_devices_and_leaves_their_messages_with_t
     let mut carol_socket = connect(&app, &carol.token).await;
 
     let path = format!("/api/users/{}", bob.id);
-    let response = delete_with_token(&app, &path, &admin.token).await;
+    let response = app.delete_with_token(&path, &admin.token).await;
     assert_eq!(response.status(), 204);
     assert!(response.bytes().await.expect("a body").is_empty());
     let notice = force_logout_without_new_token(&mut bob_socket).await;
@@ -288,7 +273,7 @@ async fn deleting_a_user_logs_out_their_devices_and_leaves_their_messages_with_t
 
     let response = app.get_with_token(&path, &admin.token).await;
     expect_json(response, 404).await;
-    let response = delete_with_token(&app, &path, &admin.token).await;
+    let response = app.delete_with_token(&path, &admin.token).await;
     expect_json(response, 404).await;
     assert_eq!(
         app.get_with_token("/api/auth/me", &bob.token)
@@ -357,7 +342,7 @@ async fn revoking_one_session_disconnects_only_that_device(db: Db) {
     let mut laptop = connect(&app, &laptop_token).await;
 
     let path = format!("/api/sessions/{laptop_session}");
-    let response = delete_with_token(&app, &path, &bob.token).await;
+    let response = app.delete_with_token(&path, &bob.token).await;
     assert!(response.status().is_success(), "{}", response.status());
     let notice = laptop.next_event("force_logout").await;
     assert_eq!(notice, json!({ "reason": "session_revoked" }));
@@ -374,13 +359,13 @@ async fn revoking_one_session_disconnects_only_that_device(db: Db) {
 
     // Carol cannot end Bob's phone session: it does not exist for her.
     let phone_path = format!("/api/sessions/{}", bob.session_id);
-    let response = delete_with_token(&app, &phone_path, &carol.token).await;
+    let response = app.delete_with_token(&phone_path, &carol.token).await;
     expect_json(response, 404).await;
     phone.expect_no_event("force_logout").await;
     expect_json(app.get_with_token("/api/auth/me", &bob.token).await, 200).await;
 
     // An admin can.
-    let response = delete_with_token(&app, &phone_path, &admin.token).await;
+    let response = app.delete_with_token(&phone_path, &admin.token).await;
     assert!(response.status().is_success(), "{}", response.status());
     let notice = phone.next_event("force_logout").await;
     assert_eq!(notice, json!({ "reason": "session_revoked" }));

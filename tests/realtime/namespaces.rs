@@ -86,17 +86,6 @@ impl Everywhere {
     }
 }
 
-/// `PATCH /api/users/{id}` as `token`; answers the response.
-pub async fn patch_user(app: &TestApp, token: &str, user: Uuid, body: Value) -> reqwest::Response {
-    app.client
-        .patch(app.url(&format!("/api/users/{user}")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request sent")
-}
-
 fn lists(change: &Value, field: &str, user: Uuid) -> bool {
     change[field].as_array().is_some_and(|list| {
         list.iter()
@@ -275,7 +264,9 @@ async fn an_admin_promoting_a_user_reaches_auth_and_the_main_socket_only(db: Db)
     let bob = app.create_user("Bob").await;
     let mut bob_sockets = Everywhere::connect(&app, &bob.token).await;
 
-    let response = patch_user(&app, &admin.token, bob.id, json!({ "isAdmin": true })).await;
+    let response = app
+        .patch_user(&admin.token, bob.id, &json!({ "isAdmin": true }))
+        .await;
     expect_json(response, 200).await;
     for socket in [&mut bob_sockets.main, &mut bob_sockets.auth] {
         let updated = socket.next_event("tokenUpdated").await;
@@ -501,7 +492,9 @@ async fn a_deactivated_users_sockets_are_logged_out_in_every_namespace(db: Db) {
     let bob = app.create_user("Bob").await;
     let mut sockets = Everywhere::connect(&app, &bob.token).await;
 
-    let response = patch_user(&app, &admin.token, bob.id, json!({ "isActive": false })).await;
+    let response = app
+        .patch_user(&admin.token, bob.id, &json!({ "isActive": false }))
+        .await;
     expect_json(response, 200).await;
     for (name, socket) in sockets.sockets() {
         let notice = socket.next_event("force_logout").await;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use craftcode::store::NewUser;
 use uuid::Uuid;
 
-use crate::namespaces::{connect_to, patch_user};
+use crate::namespaces::connect_to;
 use crate::support::*;
 
 /// `POST /api/notifications` as `admin`; must be a 201, whose body is answered.
@@ -170,7 +170,9 @@ async fn a_notification_to_everyone_is_stored_for_each_active_user_and_pushed_on
         .expect("stored")
         .expect("a new email");
     let mut carol_socket = connect(&app, &carol.token).await;
-    let response = patch_user(&app, &admin.token, carol.id, json!({ "isActive": false })).await;
+    let response = app
+        .patch_user(&admin.token, carol.id, &json!({ "isActive": false }))
+        .await;
     expect_json(response, 200).await;
     carol_socket.next_event("force_logout").await;
     carol_socket.wait_disconnect().await;
