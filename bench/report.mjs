@@ -1,0 +1,279 @@
+// Turns the result lines of bench/run.sh into the markdown comparison: for every scenario, our
+// figure, the Node reference's, their ratio, and how far ours moved since the previous run; then
+// the targets of issue 9, met or not, with the measured gap.
+//
+// Usage: node bench/report.mjs latest.json [previous.json] > latest.md
+import { existsSync, readFileSync } from "node:fs";
+
+const [latestPath, previousPath] = process.argv.slice(2);
+if (!latestPath) {
+  console.error("usage: node bench/report.mjs latest.json [previous.json]");
+  process.exit(2);
+}
+
+function readLines(path) {
+  if (!path || !existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l));
+}
+
+const latest = readLines(latestPath);
+const previous = readLines(previousPath);
+const meta = latest.find((r) => r.scenario === "meta") ?? {};
+const find = (rows, scenario, server) =>
+  rows.find((r) => r.scenario === scenario && r.server === server && !r.error);
+
+const kib = (bytes) => (bytes == null ? null : bytes / 1024);
+const mib = (k) => (k == null ? null : k / 1024);
+const non2xx = (r) =>
+  Object.entries(r.statuses ?? {})
+    .filter(([s]) => !s.startsWith("2"))
+    .reduce((n, [, c]) => n + c, 0);
+
+// [label, better: "higher" | "lower" | "", value of a result line]
+const METRICS = {
+  idle: [
+    ["sockets connected", "higher", (r) => r.connected],
+    ["sockets failed", "lower", (r) => r.failed],
+    ["sockets dropped while held", "lower", (r) => r.dropped],
+    ["connect rate (sockets/s)", "higher", (r) => r.connect_rate],
+    ["handshake p50 (ms)", "lower", (r) => r.handshake_p50_ms],
+    ["handshake p99 (ms)", "lower", (r) => r.handshake_p99_ms],
+    ["server RSS per socket (KiB)", "lower", (r) => kib(r.server_rss_per_socket_bytes)],
+    ["server RSS holding them all (MiB)", "lower", (r) => mib(r.server_rss_after_kib)],
+    ["server CPU while connecting (% of a core)", "lower", (r) => r.server_cpu_percent_connect],
+    ["bytes each socket received while connecting", "lower", (r) => r.rx_bytes_per_socket],
+    ["load generator RSS per socket (KiB)", "", (r) => kib(r.loadgen_rss_per_socket_bytes)],
+  ],
+  dm: [
+    ["messages sent", "", (r) => r.sent],
+    ["send rate achieved (msg/s)", "higher", (r) => r.send_rate],
+    ["acked ok", "", (r) => r.acked],
+    ["delivered (newMessage received)", "", (r) => r.delivered],
+    ["lost (acked, never delivered)", "lower", (r) => r.lost],
+    ["errors (ok:false acks)", "lower", (r) => r.errors],
+    ["unacked", "lower", (r) => r.unacked],
+    ["send → newMessage p50 (ms)", "lower", (r) => r.delivery_p50_ms],
+    ["send → newMessage p95 (ms)", "lower", (r) => r.delivery_p95_ms],
+    ["send → newMessage p99 (ms)", "lower", (r) => r.delivery_p99_ms],
+    ["send → newMessage max (ms)", "lower", (r) => r.delivery_max_ms],
+    ["ack p50 (ms)", "lower", (r) => r.ack_p50_ms],
+    ["ack p99 (ms)", "lower", (r) => r.ack_p99_ms],
+    ["server CPU while sending (% of a core)", "lower", (r) => r.server_cpu_percent],
+  ],
+  fanout: [
+    ["sockets connected", "higher", (r) => r.connected],
+    ["deliveries", "", (r) => r.delivered],
+    ["missing deliveries", "lower", (r) => r.missing],
+    ["deliveries per second", "higher", (r) => r.deliveries_per_sec],
+    ["POST → last delivery p50 (ms)", "lower", (r) => r.to_last_p50_ms],
+    ["POST → last delivery max (ms)", "lower", (r) => r.to_last_max_ms],
+    ["POST answered p50 (ms)", "lower", (r) => r.post_p50_ms],
+    ["server CPU while broadcasting (% of a core)", "lower", (r) => r.server_cpu_percent],
+  ],
+  rest: [
+    ["requests answered 2xx", "higher", (r) => r.ok],
+    ["other answers", "lower", (r) => non2xx(r)],
+    ["throughput (requests/s)", "higher", (r) => r.throughput],
+    ["latency p50 (ms)", "lower", (r) => r.latency_p50_ms],
+    ["latency p95 (ms)", "lower", (r) => r.latency_p95_ms],
+    ["latency p99 (ms)", "lower", (r) => r.latency_p99_ms],
+    ["latency max (ms)", "lower", (r) => r.latency_max_ms],
+    ["server CPU (% of a core)", "lower", (r) => r.server_cpu_percent],
+  ],
+};
+
+const TITLES = {
+  idle: "idle: authenticated sockets held open",
+  dm: "dm: direct messages between pairs of users",
+  fanout: "fanout: broadcasts through POST /api/socket-test",
+  rest: "rest: POST /api/messages/send/{id}",
+};
+
+function fmt(v) {
+  if (v == null || Number.isNaN(v)) return "—";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v) && Math.abs(v) >= 1000) return v.toLocaleString("en-US");
+  if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString("en-US");
+  if (Math.abs(v) >= 100) return v.toFixed(0);
+  if (Math.abs(v) >= 10) return v.toFixed(1);
+  return Number(v.toFixed(2)).toString();
+}
+
+function ratio(ours, theirs) {
+  if (ours == null || theirs == null || theirs === 0) return "—";
+  return `${(ours / theirs).toFixed(2)}×`;
+}
+
+function change(now, before, better) {
+  if (now == null || before == null) return "—";
+  if (before === 0) return now === 0 ? "0%" : "new";
+  const pct = ((now - before) / Math.abs(before)) * 100;
+  const worse = (better === "higher" && pct < -10) || (better === "lower" && pct > 10);
+  return `${pct >= 0 ? "+" : ""}${pct.toFixed(0)}%${worse ? " ⚠" : ""}`;
+}
+
+const out = [];
+out.push("# Benchmark results");
+out.push("");
+out.push(
+  `${meta.date ?? "?"} · commit ${meta.commit ?? "?"} · ${meta.cpus ?? "?"} cores, ` +
+    `${meta.memory_gib ?? "?"} GiB · ${meta.rustc ?? "?"} · Node ${meta.node ?? "?"} · ` +
+    `socket.io ${meta.socketio ?? "?"} · ${meta.profile ?? "?"} build${meta.quick ? " · QUICK run" : ""}`,
+);
+out.push("");
+out.push(`Parameters: ${meta.params ?? "?"}.`);
+out.push("");
+out.push(
+  "Ratio = ours ÷ Node's (below 1× is better where lower is better). " +
+    "“since previous” = our figure against the previous run's; ⚠ marks a move of more than 10% the wrong way.",
+);
+
+for (const [scenario, metrics] of Object.entries(METRICS)) {
+  const ours = find(latest, scenario, "craftcode");
+  const node = find(latest, scenario, "node");
+  const before = find(previous, scenario, "craftcode");
+  if (!ours && !node) continue;
+  out.push("");
+  out.push(`## ${TITLES[scenario]}`);
+  out.push("");
+  out.push("| metric | better | craftcode | Node | ratio | since previous |");
+  out.push("| --- | --- | ---: | ---: | ---: | ---: |");
+  for (const [label, better, get] of metrics) {
+    const a = ours ? get(ours) : null;
+    const b = node ? get(node) : null;
+    const p = before ? get(before) : null;
+    const arrow = better === "higher" ? "↑" : better === "lower" ? "↓" : "";
+    out.push(`| ${label} | ${arrow} | ${fmt(a)} | ${fmt(b)} | ${ratio(a, b)} | ${change(a, p, better)} |`);
+  }
+  for (const r of [ours, node].filter(Boolean)) {
+    const failures = Object.entries(r.failures ?? {});
+    if (failures.length) {
+      out.push("");
+      out.push(`${r.server} connect failures: ${failures.map(([k, v]) => `${k} × ${v}`).join(", ")}`);
+    }
+    const codes = Object.entries(r.error_codes ?? {});
+    if (codes.length) {
+      out.push("");
+      out.push(`${r.server} error codes: ${codes.map(([k, v]) => `${k} × ${v}`).join(", ")}`);
+    }
+  }
+}
+
+const sweep = latest.filter((r) => r.server === "craftcode-sweep" && r.scenario === "dm" && !r.error);
+const sustained = (r) =>
+  r && r.lost === 0 && r.errors === 0 && r.unacked === 0 && r.send_rate >= 0.95 * r.rate_target;
+if (sweep.length) {
+  out.push("");
+  out.push("## dm rate sweep (craftcode on SQLite, every message stored before its ack)");
+  out.push("");
+  out.push("| target msg/s | achieved | lost | errors | unacked | p50 (ms) | p99 (ms) | max (ms) | server CPU | sustained |");
+  out.push("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+  for (const r of sweep) {
+    out.push(
+      `| ${fmt(r.rate_target)} | ${fmt(r.send_rate)} | ${fmt(r.lost)} | ${fmt(r.errors)} | ${fmt(r.unacked)} | ` +
+        `${fmt(r.delivery_p50_ms)} | ${fmt(r.delivery_p99_ms)} | ${fmt(r.delivery_max_ms)} | ` +
+        `${fmt(r.server_cpu_percent)}% | ${sustained(r) ? "yes" : "no"} |`,
+    );
+  }
+}
+
+// The targets of issue 9.
+const t = (s, srv = "craftcode") => find(latest, s, srv);
+const rows = [];
+const verdict = (ok) => (ok == null ? "not measured" : ok ? "**met**" : "**not met**");
+{
+  const o = t("idle");
+  const n = t("idle", "node");
+  const a = kib(o?.server_rss_per_socket_bytes);
+  const b = kib(n?.server_rss_per_socket_bytes);
+  rows.push([
+    "memory per idle socket ≤ Node's",
+    `${fmt(a)} KiB`,
+    `${fmt(b)} KiB`,
+    verdict(a == null || b == null ? null : a <= b),
+    ratio(a, b),
+  ]);
+  const all = o ? o.connected >= 19000 && o.failed === 0 && o.dropped === 0 : null;
+  rows.push([
+    "19,000 concurrent authenticated sockets",
+    o ? `${fmt(o.connected)} connected, ${fmt(o.failed)} failed` : "—",
+    n ? `${fmt(n.connected)} connected` : "—",
+    verdict(all),
+    o ? `${fmt(o.connected)} of 19,000` : "—",
+  ]);
+  const rate = o?.connect_rate;
+  const nrate = n?.connect_rate;
+  rows.push([
+    "connect rate ≥ 3× Node's",
+    `${fmt(rate)}/s`,
+    `${fmt(nrate)}/s`,
+    verdict(rate == null || nrate == null ? null : rate >= 3 * nrate),
+    ratio(rate, nrate),
+  ]);
+}
+{
+  const o = t("dm");
+  const n = t("dm", "node");
+  const p99 = o?.delivery_p99_ms;
+  const np99 = n?.delivery_p99_ms;
+  rows.push([
+    "DM zero lost, every message stored before its ack",
+    o ? `${fmt(o.lost)} lost, ${fmt(o.errors)} errors, ${fmt(o.unacked)} unacked` : "—",
+    n ? `${fmt(n.lost)} lost (stores nothing)` : "—",
+    verdict(o ? o.lost === 0 && o.errors === 0 && o.unacked === 0 : null),
+    o ? `${fmt(o.send_rate)} of ${fmt(o.rate_target)} msg/s sent` : "—",
+  ]);
+  rows.push([
+    "DM p99 send→delivery ≤ 3 ms",
+    `${fmt(p99)} ms`,
+    `${fmt(np99)} ms`,
+    verdict(p99 == null ? null : p99 <= 3),
+    p99 == null ? "—" : `${fmt(p99 / 3)}× the target`,
+  ]);
+  rows.push([
+    "DM p99 ≥ 10× lower than Node's",
+    `${fmt(p99)} ms`,
+    `${fmt(np99)} ms`,
+    verdict(p99 == null || np99 == null ? null : p99 * 10 <= np99),
+    np99 && p99 ? `${fmt(np99 / p99)}× lower (need 10×)` : "—",
+  ]);
+  const best = sweep.concat(o ? [o] : []).filter(sustained).map((r) => r.rate_target);
+  rows.push([
+    "highest sustained stored-DM rate (aim 20,000/s)",
+    best.length ? `${fmt(Math.max(...best))} msg/s` : "none sustained",
+    "—",
+    verdict(best.length ? Math.max(...best) >= 20000 : sweep.length || o ? false : null),
+    sweep.length ? `rates tried: ${sweep.map((r) => fmt(r.rate_target)).join(", ")}` : "no sweep in this run",
+  ]);
+}
+{
+  const o = t("fanout");
+  const n = t("fanout", "node");
+  const a = o?.deliveries_per_sec;
+  const b = n?.deliveries_per_sec;
+  rows.push([
+    "fan-out deliveries/s ≥ 1.5× Node's",
+    `${fmt(a)}/s`,
+    `${fmt(b)}/s`,
+    verdict(a == null || b == null ? null : a >= 1.5 * b && o.missing === 0),
+    ratio(a, b),
+  ]);
+}
+out.push("");
+out.push(`## Targets of issue 9${meta.quick ? " (a quick run: sizes too small to judge them)" : ""}`);
+out.push("");
+out.push("| target | craftcode | Node | verdict | gap |");
+out.push("| --- | --- | --- | --- | --- |");
+for (const r of rows) out.push(`| ${r.join(" | ")} |`);
+
+const errors = latest.filter((r) => r.error);
+if (errors.length) {
+  out.push("");
+  out.push("## Runs that failed");
+  out.push("");
+  for (const r of errors) out.push(`- ${r.server} ${r.scenario}: ${r.error}`);
+}
+console.log(out.join("\n"));

@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Runs the benchmark of issue 9: builds the server and the load generator, seeds throw-away
+# users into a fresh SQLite file, then for each server (ours on SQLite, then the Node.js
+# Socket.IO reference) starts it, runs every scenario with the same parameters, and stops it.
+# Writes every result line to $BENCH_OUT/latest.json and the comparison table (ours, Node's,
+# ratio) to $BENCH_OUT/latest.md; the previous latest.json is kept as previous.json and the
+# table shows how far each of our figures moved since.
+#
+# Usage: bench/run.sh [--quick]
+#   --quick   a few hundred sockets for a few seconds (the smoke test's size)
+#
+# Parameters (environment; defaults sized for a 2-core machine with a 20,000 open-files cap):
+#   BENCH_IDLE_N (19000)   sockets held open by `idle`
+#   BENCH_DM_PAIRS (250), BENCH_DM_RATE (5000 msg/s in all), BENCH_DM_SECS (20)
+#   BENCH_FANOUT_N (5000), BENCH_FANOUT_K (20 broadcasts)
+#   BENCH_REST_M (20000 requests), BENCH_REST_C (64 connections)
+#   BENCH_DM_SWEEP ("")    extra `dm` rates to try on our server after the set, e.g. "10000 20000"
+#   BENCH_SERVERS ("craftcode node"), BENCH_SCENARIOS ("idle dm fanout rest")
+#   BENCH_PROFILE (release | debug), BENCH_OUT (bench/results), BENCH_PAUSE (3 s between runs)
+# Only loopback traffic; every scenario is bounded in count and time and stops by itself.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        -h | --help)
+            sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "unknown argument: $arg (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+if ((QUICK)); then
+    IDLE_N="${BENCH_IDLE_N:-300}"
+    DM_PAIRS="${BENCH_DM_PAIRS:-20}"
+    DM_RATE="${BENCH_DM_RATE:-200}"
+    DM_SECS="${BENCH_DM_SECS:-3}"
+    FANOUT_N="${BENCH_FANOUT_N:-200}"
+    FANOUT_K="${BENCH_FANOUT_K:-5}"
+    REST_M="${BENCH_REST_M:-500}"
+    REST_C="${BENCH_REST_C:-8}"
+    HOLD=2
+else
+    IDLE_N="${BENCH_IDLE_N:-19000}"
+    DM_PAIRS="${BENCH_DM_PAIRS:-250}"
+    DM_RATE="${BENCH_DM_RATE:-5000}"
+    DM_SECS="${BENCH_DM_SECS:-20}"
+    FANOUT_N="${BENCH_FANOUT_N:-5000}"
+    FANOUT_K="${BENCH_FANOUT_K:-20}"
+    REST_M="${BENCH_REST_M:-20000}"
+    REST_C="${BENCH_REST_C:-64}"
+    HOLD=5
+fi
+DM_SWEEP="${BENCH_DM_SWEEP:-}"
+SERVERS="${BENCH_SERVERS:-craftcode node}"
+SCENARIOS="${BENCH_SCENARIOS:-idle dm fanout rest}"
+PROFILE="${BENCH_PROFILE:-release}"
+OUT="${BENCH_OUT:-$ROOT/bench/results}"
+PAUSE="${BENCH_PAUSE:-3}"
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() {
+    printf '\033[31mbench: %s\033[0m\n' "$*" >&2
+    exit 1
+}
+
+command -v node >/dev/null || die "node not found: the Node reference and the report need Node.js 20"
+
+# Every socket is a file, in the load generator and in the server.
+ulimit -n "$(ulimit -Hn)"
+echo "open files limit: $(ulimit -n)" >&2
+
+case "$PROFILE" in
+    release)
+        say "building craftcode and the load generator (release)"
+        cargo build --release -p craftcode -p craftcode-loadgen
+        BIN="$ROOT/target/release"
+        ;;
+    debug)
+        say "building craftcode and the load generator (debug)"
+        cargo build -p craftcode -p craftcode-loadgen
+        BIN="$ROOT/target/debug"
+        ;;
+    *) die "BENCH_PROFILE must be release or debug" ;;
+esac
+LOADGEN="$BIN/craftcode-loadgen"
+
+if [[ " $SERVERS " == *" node "* ]]; then
+    say "installing the Node reference (npm ci)"
+    (cd bench/node-reference && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/craftcode-bench.XXXXXX")"
+SERVER_PID=""
+cleanup() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+export JWT_SECRET
+JWT_SECRET="bench-$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')"
+DATABASE="sqlite://$WORK/bench.db"
+TOKENS="$WORK/tokens.txt"
+IDS="$WORK/ids.txt"
+ADMIN_EMAIL="bench-admin@bench.invalid"
+ADMIN_PASSWORD="bench-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
+
+USERS=$((IDLE_N > FANOUT_N ? IDLE_N : FANOUT_N))
+USERS=$((USERS > 2 * DM_PAIRS ? USERS : 2 * DM_PAIRS))
+USERS=$((USERS > 1000 ? USERS : 1000))
+say "seeding $USERS users into a fresh SQLite file"
+DATABASE_URL="$DATABASE" "$BIN/craftcode" seed --users "$USERS" --tokens-out "$TOKENS" --ids-out "$IDS"
+printf '%s' "$ADMIN_PASSWORD" | DATABASE_URL="$DATABASE" "$BIN/craftcode" user create \
+    --email "$ADMIN_EMAIL" --name "Bench admin" --admin --password-stdin >/dev/null
+
+free_port() {
+    node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+wait_for_port() {
+    local port="$1" i
+    for ((i = 0; i < 300; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+stop_server() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        local i
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+
+# The admin's access token on our server (the Node reference takes any bearer).
+admin_token() {
+    local url="$1"
+    ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" URL="$url" node -e '
+        fetch(process.env.URL + "/api/auth/login", {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD }),
+        }).then(async (r) => {
+            const body = await r.json();
+            if (!body.token) throw new Error("login answered " + r.status + " " + JSON.stringify(body));
+            console.log(body.token);
+        }).catch((e) => { console.error(e.message); process.exit(1); });'
+}
+
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+
+# Runs one scenario; its JSON line goes to the results, or an error line if it failed.
+scenario() {
+    local label="$1" name="$2"
+    shift 2
+    say "$label: $name"
+    local line status=0
+    line="$("$LOADGEN" "$name" --label "$label" "$@")" || status=$?
+    if ((status == 0)) && [[ -n "$line" ]]; then
+        printf '%s\n' "$line" >>"$RESULTS"
+        printf '%s\n' "$line" >&2
+    else
+        printf '{"scenario":"%s","server":"%s","error":"the load generator exited with %s"}\n' \
+            "$name" "$label" "$status" >>"$RESULTS"
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        printf '{"scenario":"%s","server":"%s","error":"the server died during this scenario"}\n' \
+            "$name" "$label" >>"$RESULTS"
+        die "$label died during $name"
+    fi
+    sleep "$PAUSE"
+}
+
+run_scenarios() {
+    local label="$1" url="$2" admin="$3"
+    local common=(--url "$url" --server-pid "$SERVER_PID")
+    for name in $SCENARIOS; do
+        case "$name" in
+            idle) scenario "$label" idle "${common[@]}" --tokens "$TOKENS" -n "$IDLE_N" --hold "$HOLD" ;;
+            dm) scenario "$label" dm "${common[@]}" --tokens "$TOKENS" --ids "$IDS" \
+                --pairs "$DM_PAIRS" --rate "$DM_RATE" --duration "$DM_SECS" ;;
+            fanout) scenario "$label" fanout "${common[@]}" --tokens "$TOKENS" -n "$FANOUT_N" \
+                --broadcasts "$FANOUT_K" --admin-token "$admin" ;;
+            rest) scenario "$label" rest "${common[@]}" --tokens "$TOKENS" --ids "$IDS" \
+                --requests "$REST_M" --concurrency "$REST_C" ;;
+            *) die "unknown scenario $name" ;;
+        esac
+    done
+}
+
+for server in $SERVERS; do
+    port="$(free_port)"
+    url="http://127.0.0.1:$port"
+    case "$server" in
+        craftcode)
+            say "starting craftcode (SQLite) on $url"
+            HOST=127.0.0.1 PORT="$port" DATABASE_URL="$DATABASE" LOG_FORMAT=json \
+                "$BIN/craftcode" serve >"$WORK/craftcode.log" 2>&1 &
+            SERVER_PID=$!
+            wait_for_port "$port" || { tail -n 20 "$WORK/craftcode.log" >&2; die "craftcode did not start"; }
+            admin="$(admin_token "$url")"
+            run_scenarios craftcode "$url" "$admin"
+            for rate in $DM_SWEEP; do
+                scenario craftcode-sweep dm --url "$url" --server-pid "$SERVER_PID" --tokens "$TOKENS" \
+                    --ids "$IDS" --pairs "$DM_PAIRS" --rate "$rate" --duration "$DM_SECS"
+            done
+            ;;
+        node)
+            say "starting the Node reference on $url"
+            HOST=127.0.0.1 PORT="$port" node bench/node-reference/server.js >"$WORK/node.log" 2>&1 &
+            SERVER_PID=$!
+            wait_for_port "$port" || { tail -n 20 "$WORK/node.log" >&2; die "the Node reference did not start"; }
+            # Any bearer may broadcast on the reference; a seeded user's token will do.
+            run_scenarios node "$url" "$(head -n 1 "$TOKENS")"
+            ;;
+        *) die "unknown server $server (craftcode or node)" ;;
+    esac
+    stop_server
+done
+
+mkdir -p "$OUT"
+[[ -f "$OUT/latest.json" ]] && cp "$OUT/latest.json" "$OUT/previous.json"
+{
+    RUSTC="$(rustc --version)" NODE_VERSION="$(node --version)" \
+        COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        DIRTY="$(git status --porcelain -- src Cargo.toml Cargo.lock bench 2>/dev/null | head -c 1)" \
+        PROFILE="$PROFILE" QUICK="$QUICK" USERS="$USERS" \
+        PARAMS="idle n=$IDLE_N; dm pairs=$DM_PAIRS rate=$DM_RATE secs=$DM_SECS; fanout n=$FANOUT_N k=$FANOUT_K; rest m=$REST_M c=$REST_C" \
+        node -e '
+        const os = require("os");
+        let socketio = null;
+        try { socketio = require("./bench/node-reference/node_modules/socket.io/package.json").version; } catch {}
+        const e = process.env;
+        console.log(JSON.stringify({
+            scenario: "meta", date: new Date().toISOString(), commit: e.COMMIT + (e.DIRTY ? "+dirty" : ""),
+            rustc: e.RUSTC, node: e.NODE_VERSION, socketio, cpus: os.cpus().length,
+            memory_gib: Math.round(os.totalmem() / 2 ** 30), profile: e.PROFILE, quick: e.QUICK === "1",
+            users_seeded: Number(e.USERS), params: e.PARAMS,
+        }));'
+    cat "$RESULTS"
+} >"$OUT/latest.json"
+node bench/report.mjs "$OUT/latest.json" "$OUT/previous.json" >"$OUT/latest.md"
+say "results: $OUT/latest.json and $OUT/latest.md"
+cat "$OUT/latest.md"

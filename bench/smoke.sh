@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The benchmark's smoke test: every scenario of bench/run.sh in quick mode (a few hundred
+# sockets, a few seconds) against our server only, debug build, then checks the counts: every
+# socket connected, no message lost, every send acknowledged, every broadcast delivered, every
+# REST send answered 2xx. Never a timing threshold. Exits non-zero on any failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+OUT="$(mktemp -d "${TMPDIR:-/tmp}/craftcode-smoke.XXXXXX")"
+trap 'rm -rf "$OUT"' EXIT
+
+BENCH_PROFILE=debug BENCH_SERVERS=craftcode BENCH_OUT="$OUT" BENCH_PAUSE=1 bench/run.sh --quick >&2
+
+node - "$OUT/latest.json" <<'EOF'
+const fs = require("fs");
+const lines = fs.readFileSync(process.argv[2], "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+let passed = 0;
+let failed = 0;
+function check(what, ok, detail) {
+  if (ok) {
+    passed++;
+    console.log(`ok      ${what}`);
+  } else {
+    failed++;
+    console.log(`FAILED  ${what}: ${JSON.stringify(detail)}`);
+  }
+}
+const get = (scenario) => lines.find((r) => r.scenario === scenario && r.server === "craftcode");
+for (const r of lines.filter((r) => r.error)) check(`${r.server} ${r.scenario} ran`, false, r.error);
+
+const idle = get("idle");
+check("idle: a result line", !!idle, null);
+if (idle) {
+  check("idle: every socket connected", idle.connected === idle.sockets && idle.failed === 0, idle);
+  check("idle: no socket dropped while held", idle.dropped === 0, idle.dropped);
+  check("idle: the server's memory was read", idle.server_rss_per_socket_bytes !== null, idle);
+}
+const dm = get("dm");
+check("dm: a result line", !!dm, null);
+if (dm) {
+  check("dm: every socket connected", dm.connected === dm.sockets && dm.failed === 0, dm.failures);
+  check("dm: messages were sent", dm.sent > 0, dm.sent);
+  check("dm: every send acknowledged ok", dm.acked === dm.sent && dm.errors === 0 && dm.unacked === 0, dm);
+  check("dm: every acknowledged message delivered once", dm.delivered === dm.acked && dm.duplicates === 0, dm);
+  check("dm: zero lost", dm.lost === 0, dm.lost);
+}
+const fanout = get("fanout");
+check("fanout: a result line", !!fanout, null);
+if (fanout) {
+  check("fanout: every socket connected", fanout.connected === fanout.sockets && fanout.failed === 0, fanout.failures);
+  check("fanout: every broadcast answered", fanout.http_errors === 0, fanout.http_errors);
+  check(
+    "fanout: every broadcast reached every socket",
+    fanout.missing === 0 && fanout.delivered === fanout.sockets * fanout.broadcasts,
+    fanout,
+  );
+  check("fanout: the server counted the same recipients", fanout.recipients_reported === fanout.expected, fanout);
+}
+const rest = get("rest");
+check("rest: a result line", !!rest, null);
+if (rest) {
+  check("rest: every request answered", rest.completed === rest.requests, rest);
+  check("rest: every send answered 201", (rest.statuses ?? {})["201"] === rest.requests, rest.statuses);
+}
+console.log(`\nsmoke: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
+EOF
