@@ -46,11 +46,13 @@ const METRICS = {
     ["server CPU while connecting (% of a core)", "lower", (r) => r.server_cpu_percent_connect],
     ["bytes each socket received while connecting", "lower", (r) => r.rx_bytes_per_socket],
     ["load generator RSS per socket (KiB)", "", (r) => kib(r.loadgen_rss_per_socket_bytes)],
+    ["load generator CPU while connecting (% of a core)", "", (r) => r.loadgen_cpu_percent_connect],
   ],
   dm: [
     ["messages sent", "", (r) => r.sent],
     ["send rate achieved (msg/s)", "higher", (r) => r.send_rate],
     ["acked ok", "", (r) => r.acked],
+    ["acked per second, first send to last ack", "higher", (r) => r.stored_rate],
     ["delivered (newMessage received)", "", (r) => r.delivered],
     ["lost (acked, never delivered)", "lower", (r) => r.lost],
     ["errors (ok:false acks)", "lower", (r) => r.errors],
@@ -62,6 +64,8 @@ const METRICS = {
     ["ack p50 (ms)", "lower", (r) => r.ack_p50_ms],
     ["ack p99 (ms)", "lower", (r) => r.ack_p99_ms],
     ["server CPU while sending (% of a core)", "lower", (r) => r.server_cpu_percent],
+    ["load generator CPU while sending (% of a core)", "", (r) => r.loadgen_cpu_percent],
+    ["seconds draining after the last send", "lower", (r) => r.drain_secs],
   ],
   fanout: [
     ["sockets connected", "higher", (r) => r.connected],
@@ -72,6 +76,7 @@ const METRICS = {
     ["POST → last delivery max (ms)", "lower", (r) => r.to_last_max_ms],
     ["POST answered p50 (ms)", "lower", (r) => r.post_p50_ms],
     ["server CPU while broadcasting (% of a core)", "lower", (r) => r.server_cpu_percent],
+    ["load generator CPU (% of a core)", "", (r) => r.loadgen_cpu_percent],
   ],
   rest: [
     ["requests answered 2xx", "higher", (r) => r.ok],
@@ -82,6 +87,7 @@ const METRICS = {
     ["latency p99 (ms)", "lower", (r) => r.latency_p99_ms],
     ["latency max (ms)", "lower", (r) => r.latency_max_ms],
     ["server CPU (% of a core)", "lower", (r) => r.server_cpu_percent],
+    ["load generator CPU (% of a core)", "", (r) => r.loadgen_cpu_percent],
   ],
 };
 
@@ -154,6 +160,10 @@ for (const [scenario, metrics] of Object.entries(METRICS)) {
       out.push("");
       out.push(`${r.server} connect failures: ${failures.map(([k, v]) => `${k} × ${v}`).join(", ")}`);
     }
+    if (r.memory_guard_tripped) {
+      out.push("");
+      out.push(`${r.server}: stopped opening sockets when the server's RSS passed ${r.memory_guard_tripped} MiB`);
+    }
     const codes = Object.entries(r.error_codes ?? {});
     if (codes.length) {
       out.push("");
@@ -164,16 +174,21 @@ for (const [scenario, metrics] of Object.entries(METRICS)) {
 
 const sweep = latest.filter((r) => r.server === "craftcode-sweep" && r.scenario === "dm" && !r.error);
 const sustained = (r) =>
-  r && r.lost === 0 && r.errors === 0 && r.unacked === 0 && r.send_rate >= 0.95 * r.rate_target;
+  r &&
+  r.lost === 0 &&
+  r.errors === 0 &&
+  r.unacked === 0 &&
+  r.send_rate >= 0.95 * r.rate_target &&
+  r.stored_rate >= 0.95 * r.rate_target;
 if (sweep.length) {
   out.push("");
   out.push("## dm rate sweep (craftcode on SQLite, every message stored before its ack)");
   out.push("");
-  out.push("| target msg/s | achieved | lost | errors | unacked | p50 (ms) | p99 (ms) | max (ms) | server CPU | sustained |");
-  out.push("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+  out.push("| target msg/s | sent/s | acked/s | lost | errors | unacked | p50 (ms) | p99 (ms) | max (ms) | server CPU | sustained |");
+  out.push("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
   for (const r of sweep) {
     out.push(
-      `| ${fmt(r.rate_target)} | ${fmt(r.send_rate)} | ${fmt(r.lost)} | ${fmt(r.errors)} | ${fmt(r.unacked)} | ` +
+      `| ${fmt(r.rate_target)} | ${fmt(r.send_rate)} | ${fmt(r.stored_rate)} | ${fmt(r.lost)} | ${fmt(r.errors)} | ${fmt(r.unacked)} | ` +
         `${fmt(r.delivery_p50_ms)} | ${fmt(r.delivery_p99_ms)} | ${fmt(r.delivery_max_ms)} | ` +
         `${fmt(r.server_cpu_percent)}% | ${sustained(r) ? "yes" : "no"} |`,
     );

@@ -41,9 +41,13 @@ pub struct DmArgs {
     /// Seconds of sending.
     #[arg(long)]
     duration: f64,
-    /// Seconds to wait after sending for the last acks and deliveries.
+    /// After sending, wait for the last acks and deliveries while they keep coming: until
+    /// this many seconds pass without one...
     #[arg(long, default_value_t = 10)]
     drain: u64,
+    /// ...or this many seconds in all.
+    #[arg(long, default_value_t = 120)]
+    drain_max: u64,
     /// Seconds between the last socket connecting and the first message (presence settles).
     #[arg(long, default_value_t = 2)]
     settle: u64,
@@ -69,6 +73,8 @@ struct Run {
     acks: AtomicU64,
     acked_ok: AtomicU64,
     delivered: AtomicU64,
+    /// When the last ack arrived, µs since the fleet's epoch.
+    last_ack_us: AtomicU64,
     tally: Mutex<Tally>,
 }
 
@@ -109,6 +115,7 @@ pub async fn run(args: DmArgs) -> crate::Result<Map<String, Value>> {
         acks: AtomicU64::new(0),
         acked_ok: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
+        last_ack_us: AtomicU64::new(0),
         tally: Mutex::default(),
     });
     // Every user sends, so each one's period is users / rate; their first sends are spread
@@ -150,23 +157,40 @@ pub async fn run(args: DmArgs) -> crate::Result<Map<String, Value>> {
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
 
     let cpu = CpuMeter::start(pid);
+    let own_cpu = CpuMeter::start(Some(std::process::id()));
     let start = Instant::now() + Duration::from_millis(50);
+    let start_us = run.fleet.now_us() + 50_000;
     let deadline = start + Duration::from_secs_f64(args.duration);
     let _ = phase.send(Phase::Sending { start, deadline });
     tokio::time::sleep_until(deadline.into()).await;
     let send_cpu = cpu.percent();
+    let loadgen_cpu = own_cpu.percent();
     let sent_in_window = run.sent.load(Ordering::Relaxed);
-    crate::progress!("dm: sent {sent_in_window}; draining");
-    let drain_deadline = Instant::now() + Duration::from_secs(args.drain);
-    while Instant::now() < drain_deadline {
+    crate::progress!(
+        "dm: sent {sent_in_window}, {} acked so far; draining",
+        run.acks.load(Ordering::Relaxed)
+    );
+    let drain_started = Instant::now();
+    let mut last_progress = (Instant::now(), 0u64);
+    loop {
         let sent = run.sent.load(Ordering::Relaxed);
-        let settled = run.acks.load(Ordering::Relaxed) >= sent
-            && run.delivered.load(Ordering::Relaxed) >= run.acked_ok.load(Ordering::Relaxed);
-        if settled {
+        let acks = run.acks.load(Ordering::Relaxed);
+        let delivered = run.delivered.load(Ordering::Relaxed);
+        if acks >= sent && delivered >= run.acked_ok.load(Ordering::Relaxed) {
+            break;
+        }
+        if acks + delivered != last_progress.1 {
+            last_progress = (Instant::now(), acks + delivered);
+        }
+        if last_progress.0.elapsed() >= Duration::from_secs(args.drain)
+            || drain_started.elapsed() >= Duration::from_secs(args.drain_max)
+        {
+            crate::progress!("dm: gave up draining with {acks} of {sent} acked");
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let drain_secs = drain_started.elapsed().as_secs_f64();
     let server_rss = rss_kib(pid);
     let _ = phase.send(Phase::Stop);
     for task in tasks {
@@ -204,7 +228,21 @@ pub async fn run(args: DmArgs) -> crate::Result<Map<String, Value>> {
     out.insert("lost".into(), json!(lost));
     std::mem::take(&mut tally.delivery).report("delivery", &mut out);
     std::mem::take(&mut tally.ack).report("ack", &mut out);
+    let acked_ok = run.acked_ok.load(Ordering::Relaxed);
+    let last_ack_us = run.last_ack_us.load(Ordering::Relaxed);
+    out.insert(
+        "stored_rate".into(),
+        if last_ack_us > start_us {
+            json!(round3(
+                acked_ok as f64 / ((last_ack_us - start_us) as f64 / 1e6)
+            ))
+        } else {
+            Value::Null
+        },
+    );
+    out.insert("drain_secs".into(), json!(round3(drain_secs)));
     out.insert("server_cpu_percent".into(), send_cpu);
+    out.insert("loadgen_cpu_percent".into(), loadgen_cpu);
     out.insert("server_rss_kib".into(), json!(server_rss));
     out.insert(
         "dropped".into(),
@@ -334,6 +372,8 @@ async fn on_frame(
                 .and_then(|mut args| (!args.is_empty()).then(|| args.swap_remove(0)))
                 .unwrap_or(Value::Null);
             run.acks.fetch_add(1, Ordering::Relaxed);
+            run.last_ack_us
+                .fetch_max(run.fleet.now_us(), Ordering::Relaxed);
             let mut tally = lock(&run.tally);
             tally.ack.record_us(latency);
             if answer.get("ok") == Some(&Value::Bool(true)) {

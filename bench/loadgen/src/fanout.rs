@@ -89,6 +89,7 @@ pub async fn run(args: FanoutArgs) -> crate::Result<Map<String, Value>> {
         .await
         .map_err(|e| format!("cannot reach {addr}: {e}"))?;
     let cpu = CpuMeter::start(common.server_pid);
+    let own_cpu = CpuMeter::start(Some(std::process::id()));
     let mut to_last = Samples::default();
     let mut posts = Samples::default();
     let mut busy_us: u64 = 0;
@@ -139,6 +140,7 @@ pub async fn run(args: FanoutArgs) -> crate::Result<Map<String, Value>> {
         }
     }
     let cpu_percent = cpu.percent();
+    let loadgen_cpu = own_cpu.percent();
     let _ = stop.send(true);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
@@ -165,6 +167,7 @@ pub async fn run(args: FanoutArgs) -> crate::Result<Map<String, Value>> {
     to_last.report("to_last", &mut out);
     posts.report("post", &mut out);
     out.insert("server_cpu_percent".into(), cpu_percent);
+    out.insert("loadgen_cpu_percent".into(), loadgen_cpu);
     out.insert(
         "dropped".into(),
         json!(run.fleet.dropped.load(Ordering::Relaxed)),

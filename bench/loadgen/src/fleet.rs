@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -26,6 +26,8 @@ pub struct Fleet {
     last_connected_us: AtomicU64,
     failures: Mutex<BTreeMap<String, u64>>,
     handshakes: Mutex<Samples>,
+    /// Set to stop opening sockets (the sockets not yet started count as failed).
+    pub abort: AtomicBool,
     /// Sockets that closed while the scenario still held them.
     pub dropped: AtomicUsize,
     /// Bytes all the sockets received.
@@ -47,6 +49,7 @@ impl Fleet {
             last_connected_us: AtomicU64::new(0),
             failures: Mutex::default(),
             handshakes: Mutex::default(),
+            abort: AtomicBool::new(false),
             dropped: AtomicUsize::new(0),
             rx_bytes: AtomicU64::new(0),
             skipped_frames: AtomicU64::new(0),
@@ -63,6 +66,13 @@ impl Fleet {
     /// (counted with its reason).
     pub async fn connect(&self, token: &str) -> Option<Socket> {
         let _permit = self.permits.acquire().await.ok()?;
+        if self.abort.load(Ordering::Relaxed) {
+            *lock(&self.failures)
+                .entry("not_attempted".to_owned())
+                .or_default() += 1;
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let started = Instant::now();
         match Socket::connect(&self.target, token, self.timeout).await {
             Ok(socket) => {

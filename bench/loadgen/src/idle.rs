@@ -27,6 +27,10 @@ pub struct IdleArgs {
     /// Seconds to hold the sockets after the last one connected, before measuring memory.
     #[arg(long, default_value_t = 5)]
     hold: u64,
+    /// Stop opening sockets once the server's resident memory passes this many MiB (so a
+    /// server that needs too much cannot take the machine down with it).
+    #[arg(long, default_value_t = 16384)]
+    max_server_rss_mib: u64,
 }
 
 pub async fn run(args: IdleArgs) -> crate::Result<Map<String, Value>> {
@@ -43,6 +47,7 @@ pub async fn run(args: IdleArgs) -> crate::Result<Map<String, Value>> {
         server_before
     );
     let cpu = CpuMeter::start(pid);
+    let own_cpu = CpuMeter::start(Some(std::process::id()));
     let fleet = Arc::new(Fleet::new(
         target,
         common.connect_timeout(),
@@ -53,10 +58,19 @@ pub async fn run(args: IdleArgs) -> crate::Result<Map<String, Value>> {
     for token in tokens.into_iter().take(args.sockets) {
         tasks.push(tokio::spawn(hold(fleet.clone(), token, stopped.clone())));
     }
+    let guard = tokio::spawn(memory_guard(
+        fleet.clone(),
+        pid,
+        args.max_server_rss_mib,
+        stopped.clone(),
+    ));
     let limit =
         common.connect_timeout() * (args.sockets / common.connect_concurrency.max(1) + 2) as u32;
     fleet.wait_attempted(args.sockets, limit).await;
     let connect_cpu = cpu.percent();
+    let loadgen_cpu = own_cpu.percent();
+    let guard_tripped = fleet.abort.load(Ordering::Relaxed);
+    guard.abort();
     crate::progress!(
         "idle: {} connected, {} failed; holding {} s",
         fleet.connected(),
@@ -91,6 +105,11 @@ pub async fn run(args: IdleArgs) -> crate::Result<Map<String, Value>> {
         per_socket(own_before, own_after),
     );
     out.insert("server_cpu_percent_connect".into(), connect_cpu);
+    out.insert("loadgen_cpu_percent_connect".into(), loadgen_cpu);
+    out.insert(
+        "memory_guard_tripped".into(),
+        json!(guard_tripped.then_some(args.max_server_rss_mib)),
+    );
     out.insert(
         "rx_bytes_per_socket".into(),
         json!((fleet.rx_bytes.load(Ordering::Relaxed) as f64 / connected).round()),
@@ -100,6 +119,24 @@ pub async fn run(args: IdleArgs) -> crate::Result<Map<String, Value>> {
         json!(fleet.skipped_frames.load(Ordering::Relaxed)),
     );
     Ok(out)
+}
+
+/// Stops the connecting when the server's RSS passes `limit_mib`.
+async fn memory_guard(
+    fleet: Arc<Fleet>,
+    pid: Option<u32>,
+    limit_mib: u64,
+    stop: watch::Receiver<bool>,
+) {
+    let Some(pid) = pid else { return };
+    while !*stop.borrow() {
+        if rss_kib(Some(pid)).is_some_and(|kib| kib / 1024 >= limit_mib) {
+            crate::progress!("idle: the server's RSS passed {limit_mib} MiB; no more sockets");
+            fleet.abort.store(true, Ordering::Relaxed);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// One socket: connect, then answer pings until told to stop.

@@ -81,6 +81,7 @@ pub async fn run(args: RestArgs) -> crate::Result<Map<String, Value>> {
         );
     }
     let cpu = CpuMeter::start(common.server_pid);
+    let own_cpu = CpuMeter::start(Some(std::process::id()));
     let started = Instant::now();
     let workers: Vec<_> = connections
         .into_iter()
@@ -91,6 +92,7 @@ pub async fn run(args: RestArgs) -> crate::Result<Map<String, Value>> {
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu_percent = cpu.percent();
+    let loadgen_cpu = own_cpu.percent();
 
     let outcome = std::mem::take(&mut *lock(&run.outcome));
     let completed = outcome.latency.len();
@@ -113,6 +115,7 @@ pub async fn run(args: RestArgs) -> crate::Result<Map<String, Value>> {
     );
     outcome.latency.report("latency", &mut out);
     out.insert("server_cpu_percent".into(), cpu_percent);
+    out.insert("loadgen_cpu_percent".into(), loadgen_cpu);
     Ok(out)
 }
 
