@@ -253,7 +253,11 @@ const verdict = (ok) => (ok == null ? "not measured" : ok ? "**met**" : "**not m
     `${fmt(p99)} ms`,
     `${fmt(np99)} ms`,
     verdict(p99 == null || np99 == null ? null : p99 * 10 <= np99),
-    np99 && p99 ? `${fmt(np99 / p99)}× lower (need 10×)` : "—",
+    np99 && p99
+      ? np99 >= p99
+        ? `${fmt(np99 / p99)}× lower (need 10×)`
+        : `${fmt(p99 / np99)}× higher (need 10× lower)`
+      : "—",
   ]);
   const best = sweep.concat(o ? [o] : []).filter(sustained).map((r) => r.rate_target);
   rows.push([

@@ -245,7 +245,7 @@ mkdir -p "$OUT"
 {
     RUSTC="$(rustc --version)" NODE_VERSION="$(node --version)" \
         COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-        DIRTY="$(git status --porcelain -- src Cargo.toml Cargo.lock bench 2>/dev/null | head -c 1)" \
+        DIRTY="$(git status --porcelain -- src migrations build.rs Cargo.toml Cargo.lock bench ':!bench/results' 2>/dev/null | head -c 1)" \
         PROFILE="$PROFILE" QUICK="$QUICK" USERS="$USERS" \
         PARAMS="idle n=$IDLE_N; dm pairs=$DM_PAIRS rate=$DM_RATE secs=$DM_SECS; fanout n=$FANOUT_N k=$FANOUT_K; rest m=$REST_M c=$REST_C" \
         node -e '
