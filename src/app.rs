@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::auth::TokenKeys;
@@ -118,6 +119,13 @@ impl Application {
             .layer(cors);
         tracing::info!(category = "ok", addr = %listener.local_addr()?, "✅ serving");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        // Small socket frames must leave at once, not wait for Nagle's algorithm (it added tens
+        // of milliseconds to every message's delivery).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(category = "warn", error = %e, "⚠️ could not set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
