@@ -17,6 +17,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::realtime::user_room;
 use crate::store::{Message, Notification, User};
 use crate::timestamp::Timestamp;
+use crate::users::DirectoryEntry;
+use utoipa::ToSchema;
 
 /// Longest message, in characters after trimming.
 pub const MAX_CONTENT_CHARS: usize = 4000;
@@ -26,7 +28,7 @@ pub const MAX_CLIENT_ID_CHARS: usize = 128;
 const DELIVERY_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The result of a send.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Sent {
     pub message: Message,
     /// False when this `clientId` had been sent before and the stored message is returned.
@@ -207,7 +209,7 @@ pub async fn mark_read(state: &AppState, reader: Uuid, other: Uuid, up_to: Uuid)
 }
 
 /// A page of messages and whether there are more.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page {
     pub messages: Vec<Message>,
@@ -245,7 +247,7 @@ pub async fn history(
 }
 
 /// What a device missed: messages and notifications after `since`, oldest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncPage {
     pub messages: Vec<Message>,
@@ -281,10 +283,10 @@ pub async fn sync(
 }
 
 /// One entry of the conversation list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
-    pub user: Value,
+    pub user: DirectoryEntry,
     pub last_message: Message,
     pub unread_count: i64,
 }
@@ -297,12 +299,12 @@ pub async fn conversations(state: &AppState, me: Uuid) -> ApiResult<Vec<Conversa
     Ok(rows
         .into_iter()
         .map(|row| Conversation {
-            user: json!({
-                "id": row.other_id,
-                "name": row.other_name.unwrap_or_else(|| "Deleted user".to_owned()),
-                "avatarUrl": row.other_avatar_url,
-                "online": presence.is_online(row.other_id),
-            }),
+            user: DirectoryEntry {
+                id: row.other_id,
+                name: row.other_name.unwrap_or_else(|| "Deleted user".to_owned()),
+                avatar_url: row.other_avatar_url,
+                online: presence.is_online(row.other_id),
+            },
             unread_count: unread.get(&row.other_id).copied().unwrap_or(0),
             last_message: row.last_message,
         })

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -15,30 +16,54 @@ use crate::realtime::connection::push_session_token;
 use crate::store::{NewUser, User, UserChanges, UserUpdate};
 
 /// What other users see of someone.
-pub fn directory_entry(state: &AppState, user: &User) -> Value {
-    json!({
-        "id": user.id,
-        "name": user.name,
-        "avatarUrl": user.avatar_url,
-        "online": state.realtime.presence().is_online(user.id),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryEntry {
+    pub id: Uuid,
+    pub name: String,
+    pub avatar_url: Option<String>,
+    pub online: bool,
+}
+
+impl DirectoryEntry {
+    pub fn of(state: &AppState, user: &User) -> Self {
+        Self {
+            id: user.id,
+            name: user.name.clone(),
+            avatar_url: user.avatar_url.clone(),
+            online: state.realtime.presence().is_online(user.id),
+        }
+    }
 }
 
 /// A user as admins see them: the public object plus live figures.
-pub fn admin_view(state: &AppState, user: &User, sessions: i64) -> Value {
-    let mut view = json!(user);
-    let presence = state.realtime.presence();
-    view["online"] = json!(presence.is_online(user.id));
-    view["connections"] = json!(presence.user_connections(user.id));
-    view["sessions"] = json!(sessions);
-    view
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminUserView {
+    #[serde(flatten)]
+    pub user: User,
+    pub online: bool,
+    pub connections: usize,
+    pub sessions: i64,
+}
+
+impl AdminUserView {
+    fn of(state: &AppState, user: User, sessions: i64) -> Self {
+        let presence = state.realtime.presence();
+        Self {
+            online: presence.is_online(user.id),
+            connections: presence.user_connections(user.id),
+            sessions,
+            user,
+        }
+    }
 }
 
 /// A page of users for admins.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserPage {
-    pub users: Vec<Value>,
+    pub users: Vec<AdminUserView>,
     pub next_cursor: Option<Uuid>,
 }
 
@@ -57,8 +82,8 @@ pub async fn list(
     };
     Ok(UserPage {
         users: rows
-            .iter()
-            .map(|r| admin_view(state, &r.user, r.sessions))
+            .into_iter()
+            .map(|r| AdminUserView::of(state, r.user, r.sessions))
             .collect(),
         next_cursor,
     })

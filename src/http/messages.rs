@@ -50,8 +50,8 @@ struct SendBody {
 #[utoipa::path(post, path = "/api/messages/send/{user_id}", tag = "messages", request_body = SendBody,
     params(("user_id" = Uuid, Path, description = "the recipient")), security(("bearer" = []), ("cookie" = [])),
     responses(
-        (status = 201, body = crate::http::openapi::SendResponse),
-        (status = 200, description = "this clientId was sent before: the same message", body = crate::http::openapi::SendResponse),
+        (status = 201, body = messaging::Sent),
+        (status = 200, description = "this clientId was sent before: the same message", body = messaging::Sent),
         (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
         (status = 403, description = "recipient_disabled", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "user_not_found", body = crate::http::openapi::ErrorBody),
@@ -102,7 +102,7 @@ struct PageQuery {
 /// The conversation with a user, newest first.
 #[utoipa::path(get, path = "/api/messages/{user_id}", tag = "messages",
     params(("user_id" = Uuid, Path, description = "the other user"), PageQuery), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::MessagePage), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = messaging::Page), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn history(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -160,7 +160,7 @@ async fn conversations(State(state): State<AppState>, caller: AuthUser) -> ApiRe
 
 /// Everything the caller missed since a message: messages and notifications, oldest first.
 #[utoipa::path(get, path = "/api/sync", tag = "messages", params(PageQuery), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::SyncResponse), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = messaging::SyncPage), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
 async fn sync(
     State(state): State<AppState>,
     caller: AuthUser,

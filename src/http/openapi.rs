@@ -14,10 +14,10 @@ use crate::app::AppState;
 use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
-use uuid::Uuid;
 
-use crate::store::{Message, Notification, Session, User};
-use crate::timestamp::Timestamp;
+use crate::messaging::Conversation;
+use crate::store::{Notification, Session, User};
+use crate::users::DirectoryEntry;
 
 /// The document's frame: title, version and the two ways to authenticate.
 #[derive(OpenApi)]
@@ -97,57 +97,9 @@ pub struct UserResponse {
     pub user: User,
 }
 
-/// A user as admins see them.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AdminUserView {
-    #[serde(flatten)]
-    pub user: User,
-    pub online: bool,
-    pub connections: u64,
-    pub sessions: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UsersPage {
-    pub users: Vec<AdminUserView>,
-    pub next_cursor: Option<Uuid>,
-}
-
-/// What other users see of someone.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DirectoryEntry {
-    pub id: Uuid,
-    pub name: String,
-    pub avatar_url: Option<String>,
-    pub online: bool,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct DirectoryResponse {
     pub users: Vec<DirectoryEntry>,
-}
-
-/// One device of the caller.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionView {
-    pub id: Uuid,
-    pub current: bool,
-    pub user_agent: Option<String>,
-    pub ip: Option<String>,
-    pub created_at: Timestamp,
-    pub last_seen_at: Timestamp,
-    pub expires_at: Timestamp,
-    pub online: bool,
-    pub connections: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SessionsResponse {
-    pub sessions: Vec<SessionView>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -158,41 +110,8 @@ pub struct SessionEnded {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SendResponse {
-    pub message: Message,
-    /// The recipient had a live socket.
-    pub delivered: bool,
-    /// False when the real-time layer failed (the message is stored all the same).
-    pub realtime: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MessagePage {
-    pub messages: Vec<Message>,
-    pub has_more: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SyncResponse {
-    pub messages: Vec<Message>,
-    pub has_more: bool,
-    pub notifications: Vec<Notification>,
-    pub has_more_notifications: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConversationView {
-    pub user: DirectoryEntry,
-    pub last_message: Message,
-    pub unread_count: u64,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct ConversationsResponse {
-    pub conversations: Vec<ConversationView>,
+    pub conversations: Vec<Conversation>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -10,6 +12,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
+use crate::timestamp::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -17,32 +20,55 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(end))
 }
 
+/// One device of the caller.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SessionView {
+    id: Uuid,
+    current: bool,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    created_at: Timestamp,
+    last_seen_at: Timestamp,
+    expires_at: Timestamp,
+    online: bool,
+    connections: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SessionsResponse {
+    sessions: Vec<SessionView>,
+}
+
 /// The caller's devices.
 #[utoipa::path(get, path = "/api/sessions", tag = "sessions", security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::SessionsResponse), (status = 401, body = crate::http::openapi::ErrorBody)))]
-async fn list(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<Value>> {
+    responses((status = 200, body = SessionsResponse), (status = 401, body = crate::http::openapi::ErrorBody)))]
+async fn list(
+    State(state): State<AppState>,
+    caller: AuthUser,
+) -> ApiResult<Json<SessionsResponse>> {
     let presence = state.realtime.presence();
-    let sessions: Vec<Value> = state
+    let sessions = state
         .store
         .live_sessions(caller.user.id)
         .await?
         .into_iter()
         .map(|s| {
             let connections = presence.session_connections(caller.user.id, s.id);
-            json!({
-                "id": s.id,
-                "current": s.id == caller.session.id,
-                "userAgent": s.user_agent,
-                "ip": s.ip,
-                "createdAt": s.created_at,
-                "lastSeenAt": s.last_seen_at,
-                "expiresAt": s.expires_at,
-                "online": connections > 0,
-                "connections": connections,
-            })
+            SessionView {
+                id: s.id,
+                current: s.id == caller.session.id,
+                user_agent: s.user_agent,
+                ip: s.ip,
+                created_at: s.created_at,
+                last_seen_at: s.last_seen_at,
+                expires_at: s.expires_at,
+                online: connections > 0,
+                connections,
+            }
         })
         .collect();
-    Ok(Json(json!({ "sessions": sessions })))
+    Ok(Json(SessionsResponse { sessions }))
 }
 
 /// Ends one session: the caller's own, or anyone's for an admin. Others' answer 404.

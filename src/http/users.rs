@@ -17,7 +17,7 @@ use super::query::{optional_id, page_limit};
 use crate::app::AppState;
 use crate::auth::{AdminUser, AuthUser};
 use crate::error::{ApiError, ApiResult};
-use crate::users::{self, NewAccount, Patch};
+use crate::users::{self, DirectoryEntry, NewAccount, Patch};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -62,7 +62,7 @@ fn page(query: &ListQuery) -> ApiResult<(Option<String>, Option<Uuid>, i64)> {
 
 /// Every user, with live figures (admins only).
 #[utoipa::path(get, path = "/api/users", tag = "users", params(ListQuery), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::UsersPage), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
+    responses((status = 200, body = users::UserPage), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
         (status = 403, description = "forbidden: admins only", body = crate::http::openapi::ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
@@ -114,11 +114,11 @@ async fn directory(
 ) -> ApiResult<Json<Value>> {
     let (q, _, limit) = page(&query)?;
     let found = state.store.directory(q.as_deref(), limit).await?;
-    let entries: Vec<Value> = found
+    let users: Vec<DirectoryEntry> = found
         .iter()
-        .map(|u| users::directory_entry(&state, u))
+        .map(|u| DirectoryEntry::of(&state, u))
         .collect();
-    Ok(Json(json!({ "users": entries })))
+    Ok(Json(json!({ "users": users })))
 }
 
 /// A user: oneself, or anyone for an admin.
