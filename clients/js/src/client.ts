@@ -1,0 +1,687 @@
+// The realtime client: one socket.io-client socket on the main server (`/api/socket`) with the
+// glue every web app needs around it. It keeps the newest access token (a `tokenUpdated` replaces
+// it, so reconnections hand the server the newest one), stops for good on `force_logout` or an
+// authentication failure, catches up with `sync` after every reconnect so that each message
+// reaches the `newMessage` / `messageSent` listeners exactly once and in order, retries sends
+// across reconnects under one `clientId`, and keeps presence and typing state.
+
+import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
+
+import type {
+  Ack,
+  AuthErrorPayload,
+  AuthenticatedPayload,
+  ClientToServerEvents,
+  ForceLogoutPayload,
+  Id,
+  Message,
+  MessageDeliveredPayload,
+  MessagesReadPayload,
+  NotificationPayload,
+  NotificationsReadPayload,
+  OnlineUser,
+  OnlineUsersAck,
+  PongPayload,
+  ServerShutdownPayload,
+  ServerToClientEvents,
+  SyncAck,
+  TestMessagePayload,
+  TokenUpdatedPayload,
+  User,
+  UserStatusChangedPayload,
+  UserTypingPayload,
+} from "./types.js";
+
+/** Where the connection stands. `loggedOut` and `disconnected` are final: make a new client. */
+export type ConnectionStatus =
+  | "connecting" // first handshake under way
+  | "connected" // authenticated; events flow
+  | "reconnecting" // the connection dropped; socket.io-client is trying again
+  | "disconnected" // `close()` was called, or the server refused us for a non-auth reason
+  | "loggedOut"; // force_logout, or the token was refused: sign in again
+
+/** Where a delivered message came from: pushed live, or fetched by `sync` after a reconnect. */
+export interface DeliveryInfo {
+  source: "live" | "sync" | "ack";
+}
+
+export type RealtimeSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+/** The client's events; `on(name, listener)` returns a function that removes the listener. */
+export interface RealtimeEvents {
+  /** Every status change (drive a "reconnecting…" banner with it). */
+  status: (status: ConnectionStatus) => void;
+  /** After each successful handshake (the first and every reconnection). */
+  authenticated: (payload: AuthenticatedPayload) => void;
+  /** The token was refused (handshake or `authenticate`). The client has stopped. */
+  authError: (payload: AuthErrorPayload) => void;
+  /** The session ended (logout, revoke, deactivation, deletion). The client has stopped. */
+  force_logout: (payload: ForceLogoutPayload) => void;
+  /** A new token for this session; the client already uses it. Store it if you keep one. */
+  tokenUpdated: (payload: TokenUpdatedPayload) => void;
+  userStatusChanged: (payload: UserStatusChangedPayload) => void;
+  /** A message to this user: each one exactly once, in id order, live or caught up by `sync`. */
+  newMessage: (message: Message, info: DeliveryInfo) => void;
+  /** A message this user sent (from this device or another): each one exactly once, in order. */
+  messageSent: (message: Message, info: DeliveryInfo) => void;
+  messageDelivered: (payload: MessageDeliveredPayload) => void;
+  messagesRead: (payload: MessagesReadPayload) => void;
+  /** From the server, plus a stop this client infers when the connection drops. */
+  userTyping: (payload: UserTypingPayload) => void;
+  /** The live map of online users, after every change. */
+  presence: (online: ReadonlyMap<Id, OnlineUser>) => void;
+  notification: (payload: NotificationPayload) => void;
+  notificationsRead: (payload: NotificationsReadPayload) => void;
+  testMessage: (payload: TestMessagePayload) => void;
+  server_shutdown: (payload: ServerShutdownPayload) => void;
+  /** A catch-up after a reconnect finished: how many messages it delivered, over how many pages. */
+  synced: (info: { messages: number; pages: number }) => void;
+  /** A send attempt got no answer (the connection dropped or timed out); it will be retried. */
+  sendRetry: (info: { to: Id; clientId: string; attempt: number; reason: string }) => void;
+  /** Something went wrong that the client handles by itself (a failed sync, a listener threw). */
+  error: (error: Error) => void;
+}
+
+export interface ConnectOptions {
+  /** The server's base URL, e.g. `http://localhost:3000` (in a browser: `location.origin`). */
+  url: string;
+  /** The access token from the login response. */
+  token?: string;
+  /**
+   * Called for a token when the client has none, and once more when the server refuses the one
+   * it has as expired or invalid (e.g. call `POST /api/auth/refresh` here).
+   */
+  getToken?: () => string | null | undefined | Promise<string | null | undefined>;
+  /** The main server's path. Default `/api/socket`. */
+  path?: string;
+  /**
+   * The newest message id the app already has (e.g. from history it loaded); messages after it
+   * are caught up at connect. Default: start from the moment of the first connection.
+   */
+  since?: Id | null;
+  /** Messages per `sync` page. Default 100 (the server's maximum). */
+  syncPageSize?: number;
+  /** How long one acknowledged request may wait for its ack before it counts as lost. Default 10 s. */
+  ackTimeoutMs?: number;
+  /** How many times a send is tried before its promise rejects. Default 5. */
+  sendAttempts?: number;
+  /** While typing goes on, `typing: true` is sent again this often (the server forgets after 6 s). Default 3 s. */
+  typingRefreshMs?: number;
+  /** After this long without a `typing()` call, `typing: false` is sent. Default 4 s. */
+  typingIdleMs?: number;
+  /** socket.io-client's reconnection delays. Defaults 500 ms and 5 s. */
+  reconnectionDelay?: number;
+  reconnectionDelayMax?: number;
+  /** Anything else for socket.io-client's `io()` (transports, extraHeaders in Node, …). */
+  socketOptions?: Partial<ManagerOptions & SocketOptions>;
+}
+
+/** An error with the server's code (`rate_limited`, `user_not_found`, `logged_out`, …). */
+export class RealtimeError extends Error {
+  readonly code: string;
+  readonly fields: Record<string, string> | undefined;
+  constructor(code: string, message: string, fields?: Record<string, string>) {
+    super(message);
+    this.name = "RealtimeError";
+    this.code = code;
+    this.fields = fields;
+  }
+}
+
+/** The four reasons a handshake is refused for the token (SPEC §5). */
+const AUTH_REFUSALS = new Set(["invalid_token", "token_expired", "session_revoked", "account_disabled"]);
+/** How many message ids are remembered to drop repeats. */
+const SEEN_LIMIT = 10_000;
+/** The server ends a typing indicator 6 s after the last refresh; past this we assume it ended. */
+const PEER_TYPING_EXPIRY_MS = 7_000;
+/** Codes worth retrying a send for, after a pause. */
+const RETRYABLE_SEND_CODES = new Set(["rate_limited", "internal_error", "unavailable"]);
+
+/** A fresh `clientId`: a random UUID (browsers on https/localhost, Node ≥ 19). */
+export function newClientId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  let s = "";
+  for (let i = 0; i < 32; i++) s += Math.floor(Math.random() * 16).toString(16);
+  return `${s.slice(0, 8)}-${s.slice(8, 12)}-4${s.slice(13, 16)}-a${s.slice(17, 20)}-${s.slice(20, 32)}`;
+}
+
+/**
+ * The smallest UUIDv7 of a millisecond: every message id stored at or after `time` is greater,
+ * so it works as a `sync` cursor for "everything from now on".
+ */
+export function uuidv7Floor(time: number): Id {
+  const hex = Math.max(0, Math.floor(time)).toString(16).padStart(12, "0");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
+}
+
+type Listeners = { [K in keyof RealtimeEvents]?: Set<RealtimeEvents[K]> };
+type Waiter = { resolve: () => void; reject: (err: Error) => void };
+type TypingState = { active: boolean; lastSent: number; idle: ReturnType<typeof setTimeout> | undefined };
+
+/** Connects to the main server. The returned client is live at once; see `status`. */
+export function connect(options: ConnectOptions): RealtimeClient {
+  return new RealtimeClient(options);
+}
+
+export class RealtimeClient {
+  /** The underlying socket.io-client socket, for anything this class does not wrap. */
+  readonly socket: RealtimeSocket;
+
+  #options: Required<
+    Pick<
+      ConnectOptions,
+      "syncPageSize" | "ackTimeoutMs" | "sendAttempts" | "typingRefreshMs" | "typingIdleMs"
+    >
+  >;
+  #getToken: ConnectOptions["getToken"];
+  #token: string | null;
+  #refetchedToken = false;
+  #status: ConnectionStatus = "connecting";
+  #stopped: RealtimeError | null = null;
+  #user: User | null = null;
+  #sessionId: Id | null = null;
+  #ready = false;
+  #waiters: Waiter[] = [];
+  #listeners: Listeners = {};
+
+  /** Newest message id delivered to the listeners: where the next `sync` starts. */
+  #cursor: Id | null;
+  #seen = new Set<Id>();
+  #seenOrder: Id[] = [];
+  /** While catching up, live messages wait here so that everything comes out in order. */
+  #buffering = false;
+  #pending: Array<{ message: Message; source: DeliveryInfo["source"] }> = [];
+  #syncRunning = false;
+  #syncAgain = false;
+
+  #online = new Map<Id, OnlineUser>();
+  #typingTo = new Map<Id, TypingState>();
+  #typingFrom = new Map<Id, ReturnType<typeof setTimeout>>();
+  #shutdownNotice: ServerShutdownPayload | null = null;
+
+  constructor(options: ConnectOptions) {
+    if (!options.token && !options.getToken) {
+      throw new TypeError("connect() needs a token or a getToken function");
+    }
+    this.#options = {
+      syncPageSize: options.syncPageSize ?? 100,
+      ackTimeoutMs: options.ackTimeoutMs ?? 10_000,
+      sendAttempts: options.sendAttempts ?? 5,
+      typingRefreshMs: options.typingRefreshMs ?? 3_000,
+      typingIdleMs: options.typingIdleMs ?? 4_000,
+    };
+    this.#getToken = options.getToken;
+    this.#token = options.token ?? null;
+    this.#cursor = options.since ?? null;
+
+    this.socket = io(options.url, {
+      path: options.path ?? "/api/socket",
+      reconnectionDelay: options.reconnectionDelay ?? 500,
+      reconnectionDelayMax: options.reconnectionDelayMax ?? 5_000,
+      ...options.socketOptions,
+      // Called at every (re)connection, so the newest token is the one handed over.
+      auth: (cb: (data: object) => void) => {
+        this.#currentToken().then(
+          (token) => cb(token ? { token } : {}),
+          (err) => {
+            this.#emit("error", err instanceof Error ? err : new Error(String(err)));
+            cb({});
+          },
+        );
+      },
+    }) as RealtimeSocket;
+    this.#wire();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // State
+
+  get status(): ConnectionStatus {
+    return this.#status;
+  }
+  /** The signed-in user (after the first `authenticated`; refreshed by `tokenUpdated`). */
+  get user(): User | null {
+    return this.#user;
+  }
+  get sessionId(): Id | null {
+    return this.#sessionId;
+  }
+  /** The access token in use (the newest `tokenUpdated` one). */
+  get token(): string | null {
+    return this.#token;
+  }
+  /** The newest message id delivered so far (the `sync` cursor). */
+  get lastMessageId(): Id | null {
+    return this.#cursor;
+  }
+  /** Online users by id, kept live from `getOnlineUsers` and `presenceChanged`. */
+  get online(): ReadonlyMap<Id, OnlineUser> {
+    return this.#online;
+  }
+  isOnline(userId: Id): boolean {
+    return this.#online.has(userId);
+  }
+  /** Whether `userId` is typing to this user right now. */
+  isTyping(userId: Id): boolean {
+    return this.#typingFrom.has(userId);
+  }
+
+  on<K extends keyof RealtimeEvents>(event: K, listener: RealtimeEvents[K]): () => void {
+    let set = this.#listeners[event] as Set<RealtimeEvents[K]> | undefined;
+    if (!set) {
+      set = new Set();
+      (this.#listeners as Record<string, Set<unknown>>)[event] = set;
+    }
+    set.add(listener);
+    return () => this.off(event, listener);
+  }
+
+  off<K extends keyof RealtimeEvents>(event: K, listener: RealtimeEvents[K]): void {
+    (this.#listeners[event] as Set<RealtimeEvents[K]> | undefined)?.delete(listener);
+  }
+
+  /** Resolves once authenticated (at once if already); rejects when the client has stopped. */
+  ready(): Promise<void> {
+    if (this.#stopped) return Promise.reject(this.#stopped);
+    if (this.#ready) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Requests
+
+  /**
+   * Sends a direct message and resolves with it once stored. The attempt is repeated, under the
+   * same `clientId`, when the connection drops or the ack does not come: the server answers a
+   * repeated `clientId` with the message it already stored, so nothing is ever sent twice.
+   */
+  async sendMessage(to: Id, content: string, options: { clientId?: string } = {}): Promise<Message> {
+    const clientId = options.clientId ?? newClientId();
+    this.stopTyping(to);
+    let lastReason = "";
+    for (let attempt = 1; attempt <= this.#options.sendAttempts; attempt++) {
+      await this.ready();
+      let reply: Ack<{ message: Message; delivered: boolean }>;
+      try {
+        reply = await this.#request("sendMessage", { to, content, clientId });
+      } catch (err) {
+        if (this.#stopped) throw this.#stopped;
+        lastReason = (err as Error).message;
+        this.#emit("sendRetry", { to, clientId, attempt, reason: lastReason });
+        continue;
+      }
+      if (reply.ok) {
+        this.#deliver(reply.message, "ack");
+        return reply.message;
+      }
+      const { code, message, fields } = reply.error;
+      if (!RETRYABLE_SEND_CODES.has(code)) throw new RealtimeError(code, message, fields);
+      lastReason = code;
+      this.#emit("sendRetry", { to, clientId, attempt, reason: code });
+      await new Promise((r) => setTimeout(r, 1_000 * attempt));
+    }
+    throw new RealtimeError(
+      "send_failed",
+      `the message was not confirmed after ${this.#options.sendAttempts} attempts (${lastReason})`,
+    );
+  }
+
+  /** Marks messages from `userId` up to and including `upTo` read; resolves with how many. */
+  async markRead(userId: Id, upTo: Id): Promise<number> {
+    await this.ready();
+    const reply = await this.#request("markRead", { userId, upTo });
+    if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message);
+    return reply.count;
+  }
+
+  /** Asks the server for the online users and refreshes the presence map with the answer. */
+  async getOnlineUsers(): Promise<OnlineUsersAck> {
+    await this.ready();
+    const reply = await this.#request("getOnlineUsers", undefined);
+    if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message);
+    this.#replacePresence(reply.users);
+    return { users: reply.users, total: reply.total };
+  }
+
+  /** A round trip: the server's answer to `ping`. */
+  async ping(): Promise<PongPayload> {
+    await this.ready();
+    const reply = await this.#request("ping", { ts: Date.now() });
+    if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message);
+    return { ts: reply.ts, serverTime: reply.serverTime };
+  }
+
+  /**
+   * Call on every keystroke in a conversation with `to`: sends `typing: true` at once, again
+   * every `typingRefreshMs` while it goes on, and `typing: false` after `typingIdleMs` without a
+   * call. Sending a message to `to` stops it too.
+   */
+  typing(to: Id): void {
+    if (this.#stopped) return;
+    const now = Date.now();
+    let state = this.#typingTo.get(to);
+    if (!state) {
+      state = { active: false, lastSent: 0, idle: undefined };
+      this.#typingTo.set(to, state);
+    }
+    if (!state.active || now - state.lastSent >= this.#options.typingRefreshMs) {
+      if (this.#ready) this.socket.emit("typing", { to, isTyping: true });
+      state.active = true;
+      state.lastSent = now;
+    }
+    clearTimeout(state.idle);
+    state.idle = setTimeout(() => this.stopTyping(to), this.#options.typingIdleMs);
+  }
+
+  /** Sends `typing: false` to `to` if a `typing: true` is standing. */
+  stopTyping(to: Id): void {
+    const state = this.#typingTo.get(to);
+    if (!state) return;
+    clearTimeout(state.idle);
+    this.#typingTo.delete(to);
+    if (state.active && this.#ready) this.socket.emit("typing", { to, isTyping: false });
+  }
+
+  /** Catches up now (it also happens by itself after every reconnect). */
+  async sync(): Promise<void> {
+    await this.ready();
+    await this.#runSync();
+  }
+
+  /** Disconnects for good. Pending sends reject with code `closed`. */
+  close(): void {
+    this.#stop("disconnected", new RealtimeError("closed", "the client was closed"));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals
+
+  async #currentToken(): Promise<string | null> {
+    if (this.#token) return this.#token;
+    if (!this.#getToken) return null;
+    this.#token = (await this.#getToken()) ?? null;
+    return this.#token;
+  }
+
+  #emit<K extends keyof RealtimeEvents>(event: K, ...args: Parameters<RealtimeEvents[K]>): void {
+    const set = this.#listeners[event] as Set<(...a: unknown[]) => void> | undefined;
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        listener(...args);
+      } catch (err) {
+        if (event === "error") {
+          console.error(err);
+        } else {
+          this.#emit("error", err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+    }
+  }
+
+  #setStatus(status: ConnectionStatus): void {
+    if (this.#status === status) return;
+    this.#status = status;
+    this.#emit("status", status);
+  }
+
+  /** One acknowledged emit; rejects when the connection drops or the ack takes too long. */
+  #request<E extends keyof ClientToServerEvents>(event: E, payload: unknown): Promise<any> {
+    return new Promise((resolve, reject) => {
+      if (!this.socket.connected) {
+        reject(new Error("not connected"));
+        return;
+      }
+      const done = (err: Error | null, reply?: unknown) => (err ? reject(err) : resolve(reply));
+      const s = this.socket.timeout(this.#options.ackTimeoutMs) as unknown as {
+        emit: (event: string, ...args: unknown[]) => void;
+      };
+      if (payload === undefined) s.emit(event, done);
+      else s.emit(event, payload, done);
+    });
+  }
+
+  #stop(status: "loggedOut" | "disconnected", error: RealtimeError): void {
+    if (this.#stopped) return;
+    this.#stopped = error;
+    this.#ready = false;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    for (const state of this.#typingTo.values()) clearTimeout(state.idle);
+    this.#typingTo.clear();
+    this.#clearPeerTyping();
+    this.socket.disconnect();
+    this.#setStatus(status);
+  }
+
+  #wire(): void {
+    const s = this.socket;
+
+    s.on("connect", () => {
+      // Until the catch-up is done, live messages queue behind it.
+      if (this.#cursor !== null) this.#buffering = true;
+    });
+
+    s.on("connect_error", (err: Error) => {
+      if (this.#stopped) return;
+      if (s.active) {
+        // The transport failed; socket.io-client tries again by itself.
+        if (this.#status !== "connecting") this.#setStatus("reconnecting");
+        return;
+      }
+      // Refused by the server's middleware: socket.io-client will not retry by itself.
+      const code = err.message;
+      if (
+        (code === "token_expired" || code === "invalid_token") &&
+        this.#getToken &&
+        !this.#refetchedToken
+      ) {
+        this.#refetchedToken = true;
+        this.#token = null;
+        s.connect();
+        return;
+      }
+      const payload = { code, message: `the server refused the connection: ${code}` };
+      if (AUTH_REFUSALS.has(code)) {
+        this.#emit("authError", payload);
+        this.#stop("loggedOut", new RealtimeError(code, payload.message));
+      } else {
+        this.#emit("error", new RealtimeError(code, payload.message));
+        this.#stop("disconnected", new RealtimeError(code, payload.message));
+      }
+    });
+
+    s.on("disconnect", (reason) => {
+      this.#ready = false;
+      this.#clearPeerTyping();
+      if (this.#stopped) return;
+      if (reason === "io client disconnect") return;
+      this.#setStatus("reconnecting");
+      if (reason === "io server disconnect") {
+        // The server closed this socket without ending the session (force_logout would have
+        // stopped us): a restart or a kick. Try again; a refused handshake tells us if it is over.
+        const wait = this.#shutdownNotice?.reconnectAfterMs ?? 500;
+        setTimeout(() => {
+          if (!this.#stopped && !s.connected) s.connect();
+        }, wait);
+      }
+    });
+
+    s.on("authenticated", (payload) => {
+      this.#refetchedToken = false;
+      this.#shutdownNotice = null;
+      this.#user = payload.user;
+      this.#sessionId = payload.sessionId;
+      this.#ready = true;
+      this.#setStatus("connected");
+      for (const waiter of this.#waiters.splice(0)) waiter.resolve();
+      this.#emit("authenticated", payload);
+      if (this.#cursor === null) void this.#startCursor();
+      else void this.#runSync();
+    });
+
+    s.on("authError", (payload) => {
+      this.#emit("authError", payload);
+      // `unauthenticated` answers an event sent before authenticating; the socket stays.
+      if (payload.code !== "unauthenticated") {
+        this.#stop("loggedOut", new RealtimeError(payload.code, payload.message));
+      }
+    });
+
+    s.on("force_logout", (payload) => {
+      this.#emit("force_logout", payload);
+      this.#stop("loggedOut", new RealtimeError("logged_out", `the session ended: ${payload.reason}`));
+    });
+
+    s.on("tokenUpdated", (payload) => {
+      // Replaced in place: the `auth` callback hands this one over at the next reconnection.
+      this.#token = payload.token;
+      this.#user = payload.user;
+      this.#emit("tokenUpdated", payload);
+    });
+
+    s.on("newMessage", (payload, ack) => {
+      // Acknowledging marks it delivered (the sender sees `messageDelivered`); repeats too.
+      if (typeof ack === "function") ack();
+      if (payload?.message?.id) this.#deliver(payload.message, "live");
+    });
+    s.on("messageSent", (payload) => {
+      if (payload?.message?.id) this.#deliver(payload.message, "live");
+    });
+
+    s.on("getOnlineUsers", (payload) => this.#replacePresence(payload.users));
+    s.on("presenceChanged", (payload) => {
+      for (const user of payload.online) this.#online.set(user.userId, user);
+      for (const userId of payload.offline) this.#online.delete(userId);
+      this.#emit("presence", this.#online);
+    });
+
+    s.on("userTyping", (payload) => {
+      clearTimeout(this.#typingFrom.get(payload.userId));
+      if (payload.isTyping) {
+        this.#typingFrom.set(
+          payload.userId,
+          setTimeout(() => {
+            this.#typingFrom.delete(payload.userId);
+            this.#emit("userTyping", { userId: payload.userId, isTyping: false });
+          }, PEER_TYPING_EXPIRY_MS),
+        );
+      } else {
+        this.#typingFrom.delete(payload.userId);
+      }
+      this.#emit("userTyping", payload);
+    });
+
+    s.on("server_shutdown", (payload) => {
+      this.#shutdownNotice = payload;
+      this.#emit("server_shutdown", payload);
+    });
+
+    s.on("userStatusChanged", (p) => this.#emit("userStatusChanged", p));
+    s.on("messageDelivered", (p) => this.#emit("messageDelivered", p));
+    s.on("messagesRead", (p) => this.#emit("messagesRead", p));
+    s.on("notification", (p) => this.#emit("notification", p));
+    s.on("notificationsRead", (p) => this.#emit("notificationsRead", p));
+    s.on("testMessage", (p) => this.#emit("testMessage", p));
+  }
+
+  #replacePresence(users: OnlineUser[]): void {
+    this.#online = new Map(users.map((u) => [u.userId, u]));
+    this.#emit("presence", this.#online);
+  }
+
+  #clearPeerTyping(): void {
+    for (const [userId, timer] of this.#typingFrom) {
+      clearTimeout(timer);
+      this.#emit("userTyping", { userId, isTyping: false });
+    }
+    this.#typingFrom.clear();
+  }
+
+  /** First connection without a `since`: the cursor starts at the server's clock. */
+  async #startCursor(): Promise<void> {
+    // The client's clock at once, so a drop before the ping's answer still leaves a cursor; then
+    // the server's clock, which is the one message ids are made from.
+    const provisional = uuidv7Floor(Date.now());
+    this.#cursor = provisional;
+    try {
+      const pong = await this.#request("ping", { ts: Date.now() });
+      const serverTime = pong?.ok ? Date.parse(pong.serverTime) : Number.NaN;
+      if (this.#cursor === provisional && Number.isFinite(serverTime)) {
+        this.#cursor = uuidv7Floor(serverTime);
+      }
+    } catch {
+      // The client's clock will do.
+    }
+  }
+
+  /** Live and acked messages go through here; queued while a catch-up is running. */
+  #deliver(message: Message, source: DeliveryInfo["source"]): void {
+    if (this.#buffering) this.#pending.push({ message, source });
+    else this.#dispatch(message, source);
+  }
+
+  #dispatch(message: Message, source: DeliveryInfo["source"]): void {
+    if (this.#seen.has(message.id)) return;
+    this.#seen.add(message.id);
+    this.#seenOrder.push(message.id);
+    if (this.#seenOrder.length > SEEN_LIMIT) {
+      for (const id of this.#seenOrder.splice(0, this.#seenOrder.length - SEEN_LIMIT)) {
+        this.#seen.delete(id);
+      }
+    }
+    if (this.#cursor === null || message.id > this.#cursor) this.#cursor = message.id;
+    const mine = this.#user !== null && message.from === this.#user.id;
+    if (mine) this.#emit("messageSent", message, { source });
+    else this.#emit("newMessage", message, { source });
+  }
+
+  /** Follows `sync` pages from the cursor, then lets the queued live messages through. */
+  async #runSync(): Promise<void> {
+    if (this.#syncRunning) {
+      this.#syncAgain = true;
+      return;
+    }
+    this.#syncRunning = true;
+    this.#buffering = true;
+    let messages = 0;
+    let pages = 0;
+    try {
+      do {
+        this.#syncAgain = false;
+        for (;;) {
+          const reply: Ack<SyncAck> = await this.#request("sync", {
+            since: this.#cursor,
+            limit: this.#options.syncPageSize,
+          });
+          if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message);
+          pages += 1;
+          for (const message of reply.messages) {
+            if (!this.#seen.has(message.id)) messages += 1;
+            this.#dispatch(message, "sync");
+            // Already-seen messages move the cursor too, so the next page starts after them.
+            if (this.#cursor === null || message.id > this.#cursor) this.#cursor = message.id;
+          }
+          if (!reply.hasMore || reply.messages.length === 0) break;
+        }
+      } while (this.#syncAgain);
+    } catch (err) {
+      this.#syncRunning = false;
+      // The queue stays: the next catch-up (after the reconnect) covers those messages too.
+      this.#emit("error", new Error(`sync failed: ${(err as Error).message}`));
+      if (this.socket.connected && !this.#stopped) {
+        setTimeout(() => {
+          if (this.#ready) void this.#runSync();
+        }, 1_000);
+      }
+      return;
+    }
+    this.#syncRunning = false;
+    this.#buffering = false;
+    const queued = this.#pending.splice(0).sort((a, b) =>
+      a.message.id < b.message.id ? -1 : a.message.id > b.message.id ? 1 : 0,
+    );
+    for (const { message, source } of queued) this.#dispatch(message, source);
+    this.#emit("synced", { messages, pages });
+  }
+}

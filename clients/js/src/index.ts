@@ -1,0 +1,17 @@
+// @craftcode/realtime-client: a typed client for the CraftCode Realtime server (SPEC §5, main
+// server at `/api/socket`), plus `login` for the REST call that gets the first token.
+
+export {
+  connect,
+  newClientId,
+  RealtimeClient,
+  RealtimeError,
+  uuidv7Floor,
+  type ConnectOptions,
+  type ConnectionStatus,
+  type DeliveryInfo,
+  type RealtimeEvents,
+  type RealtimeSocket,
+} from "./client.js";
+export { login, type LoginOptions } from "./rest.js";
+export type * from "./types.js";

@@ -1,0 +1,271 @@
+// The wire contract of the CraftCode Realtime main Socket.IO server (SPEC §2 and §5): every
+// object, event payload and acknowledgement, as the server sends them. Field names are the
+// server's (camelCase); ids are UUIDv7 strings; times are RFC 3339 UTC strings with milliseconds.
+
+/** A UUIDv7 string (time-ordered: a later id compares greater as a string). */
+export type Id = string;
+/** An RFC 3339 UTC time with milliseconds, e.g. `"2026-11-25T18:30:53.123Z"`. */
+export type Timestamp = string;
+
+/** The public user object (SPEC §2). */
+export interface User {
+  id: Id;
+  email: string;
+  name: string;
+  avatarUrl: string | null;
+  isAdmin: boolean;
+  isActive: boolean;
+  createdAt: Timestamp;
+  updatedAt: Timestamp;
+}
+
+/** What other users see of a user (`GET /api/users/directory`, conversations). */
+export interface DirectoryEntry {
+  id: Id;
+  name: string;
+  avatarUrl: string | null;
+  online: boolean;
+}
+
+/** A direct message (SPEC §2). */
+export interface Message {
+  id: Id;
+  from: Id;
+  to: Id;
+  content: string;
+  clientId: string | null;
+  createdAt: Timestamp;
+  deliveredAt: Timestamp | null;
+  readAt: Timestamp | null;
+}
+
+/** A notification (SPEC §2). */
+export interface Notification {
+  id: Id;
+  userId: Id;
+  kind: string;
+  title: string;
+  body: string;
+  data: unknown;
+  createdAt: Timestamp;
+  readAt: Timestamp | null;
+}
+
+/** One online user as presence events carry it. */
+export interface OnlineUser {
+  userId: Id;
+  name: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Acknowledgements
+
+/** The error half of every acknowledgement: `{ok: false, error: {code, message}}`. */
+export interface AckError {
+  ok: false;
+  error: { code: ErrorCode | (string & {}); message: string; fields?: Record<string, string> };
+}
+
+/** `{ok: true, ...data}` or the error. */
+export type Ack<T> = ({ ok: true } & T) | AckError;
+
+/** Error codes a client can meet on the socket (SPEC §2, §3, §5, §9). */
+export type ErrorCode =
+  | "invalid_payload"
+  | "unauthenticated"
+  | "auth_timeout"
+  | "invalid_token"
+  | "token_expired"
+  | "session_revoked"
+  | "account_disabled"
+  | "too_many_connections"
+  | "origin_not_allowed"
+  | "rate_limited"
+  | "user_not_found"
+  | "recipient_disabled"
+  | "forbidden"
+  | "not_found";
+
+/** The reason codes of a refused handshake or a failed `authenticate`. */
+export type AuthErrorCode =
+  | "invalid_token"
+  | "token_expired"
+  | "session_revoked"
+  | "account_disabled"
+  | "auth_timeout"
+  | "unauthenticated";
+
+export interface AuthenticateAck {
+  user: User;
+  sessionId: Id;
+}
+export interface SendMessageAck {
+  message: Message;
+  delivered: boolean;
+}
+export interface OnlineUsersAck {
+  users: OnlineUser[];
+  total: number;
+}
+export interface MarkReadAck {
+  count: number;
+}
+export interface SyncAck {
+  messages: Message[];
+  hasMore: boolean;
+  /** Sent by this server beside the contract's fields: notifications after `since`. */
+  notifications?: Notification[];
+  hasMoreNotifications?: boolean;
+}
+export interface PongPayload {
+  ts: unknown;
+  serverTime: Timestamp;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client → server events (SPEC §5). Every one may take an ack.
+
+export interface AuthenticatePayload {
+  token: string;
+}
+export interface SendMessagePayload {
+  to: Id;
+  content: string;
+  clientId?: string;
+}
+export interface TypingPayload {
+  to: Id;
+  isTyping: boolean;
+}
+export interface MarkReadPayload {
+  userId: Id;
+  upTo: Id;
+}
+export interface SyncPayload {
+  since: Id | null;
+  limit?: number;
+}
+export interface PingPayload {
+  ts?: unknown;
+}
+
+/** What the client emits, with the ack each event answers (socket.io-client typing). */
+export interface ClientToServerEvents {
+  authenticate: (payload: AuthenticatePayload, ack: (reply: Ack<AuthenticateAck>) => void) => void;
+  sendMessage: (payload: SendMessagePayload, ack: (reply: Ack<SendMessageAck>) => void) => void;
+  typing: (payload: TypingPayload, ack?: (reply: Ack<object>) => void) => void;
+  getOnlineUsers: (ack: (reply: Ack<OnlineUsersAck>) => void) => void;
+  markRead: (payload: MarkReadPayload, ack: (reply: Ack<MarkReadAck>) => void) => void;
+  sync: (payload: SyncPayload, ack: (reply: Ack<SyncAck>) => void) => void;
+  ping: (payload: PingPayload, ack: (reply: Ack<PongPayload>) => void) => void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server → client events (SPEC §5)
+
+export interface AuthenticatedPayload {
+  user: User;
+  sessionId: Id;
+  expiresAt: Timestamp;
+}
+export interface AuthErrorPayload {
+  code: AuthErrorCode | (string & {});
+  message: string;
+}
+export interface TokenUpdatedPayload {
+  token: string;
+  expiresAt: Timestamp;
+  user: User;
+}
+export interface UserStatusChangedPayload {
+  userId: Id;
+  isActive: boolean;
+  isAdmin: boolean;
+}
+export interface NewMessagePayload {
+  message: Message;
+}
+export interface MessageSentPayload {
+  message: Message;
+}
+export interface MessageDeliveredPayload {
+  messageId: Id;
+  to: Id;
+  deliveredAt: Timestamp;
+}
+export interface MessagesReadPayload {
+  by: Id;
+  upTo: Id;
+  readAt: Timestamp;
+}
+export interface UserTypingPayload {
+  userId: Id;
+  isTyping: boolean;
+}
+export interface OnlineUsersPayload {
+  users: OnlineUser[];
+  total: number;
+}
+export interface PresenceChangedPayload {
+  online: OnlineUser[];
+  offline: Id[];
+}
+export interface NotificationPayload {
+  notification: Notification;
+}
+export type NotificationsReadPayload = { ids: Id[] } | { all: true };
+export interface TestMessagePayload {
+  message: string;
+  action: string;
+  sentAt: Timestamp;
+}
+/** Why a session ended: `logout`, `session_revoked`, `account_disabled`, `account_deleted`. */
+export type ForceLogoutReason = "logout" | "session_revoked" | "account_disabled" | "account_deleted";
+export interface ForceLogoutPayload {
+  reason: ForceLogoutReason | (string & {});
+}
+export interface ServerShutdownPayload {
+  reason: string;
+  reconnectAfterMs: number;
+}
+
+/** What the server emits (socket.io-client typing). */
+export interface ServerToClientEvents {
+  authenticated: (payload: AuthenticatedPayload) => void;
+  authError: (payload: AuthErrorPayload) => void;
+  tokenUpdated: (payload: TokenUpdatedPayload) => void;
+  userStatusChanged: (payload: UserStatusChangedPayload) => void;
+  /** Acking it marks the message delivered. */
+  newMessage: (payload: NewMessagePayload, ack?: () => void) => void;
+  messageSent: (payload: MessageSentPayload) => void;
+  messageDelivered: (payload: MessageDeliveredPayload) => void;
+  messagesRead: (payload: MessagesReadPayload) => void;
+  userTyping: (payload: UserTypingPayload) => void;
+  getOnlineUsers: (payload: OnlineUsersPayload) => void;
+  presenceChanged: (payload: PresenceChangedPayload) => void;
+  notification: (payload: NotificationPayload) => void;
+  notificationsRead: (payload: NotificationsReadPayload) => void;
+  testMessage: (payload: TestMessagePayload) => void;
+  pong: (payload: PongPayload) => void;
+  force_logout: (payload: ForceLogoutPayload) => void;
+  server_shutdown: (payload: ServerShutdownPayload) => void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// REST shapes a web app needs next to the socket (SPEC §4)
+
+/** The answer of `POST /api/auth/login` and `POST /api/auth/register`. */
+export interface LoginResponse {
+  token: string;
+  expiresAt: Timestamp;
+  refreshToken: string;
+  user: User;
+  session: { id: Id } & Record<string, unknown>;
+  socketReady: boolean;
+  socket: { url: string; path: string; namespacesPath: string };
+}
+
+/** A REST error body. */
+export interface RestErrorBody {
+  error: { code: string; message: string; fields?: Record<string, string> };
+}
