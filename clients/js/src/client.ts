@@ -88,10 +88,14 @@ export interface ConnectOptions {
   /** The access token from the login response. */
   token?: string;
   /**
-   * Called for a token when the client has none, and once more when the server refuses the one
-   * it has as expired or invalid (e.g. call `POST /api/auth/refresh` here).
+   * Called before every handshake (the first and each reconnection) with the token the client
+   * holds — the newest `tokenUpdated` one, or `null` when there is none or the server has just
+   * refused it as expired or invalid — and answers the token to hand over. Typically
+   * `async (current) => current ?? (await refreshMyToken())`.
    */
-  getToken?: () => string | null | undefined | Promise<string | null | undefined>;
+  getToken?: (
+    current: string | null,
+  ) => string | null | undefined | Promise<string | null | undefined>;
   /** The main server's path. Default `/api/socket`. */
   path?: string;
   /**
@@ -398,9 +402,7 @@ export class RealtimeClient {
   // Internals
 
   async #currentToken(): Promise<string | null> {
-    if (this.#token) return this.#token;
-    if (!this.#getToken) return null;
-    this.#token = (await this.#getToken()) ?? null;
+    if (this.#getToken) this.#token = (await this.#getToken(this.#token)) ?? null;
     return this.#token;
   }
 

@@ -1,0 +1,215 @@
+// What the package's tests share: a real `craftcode serve` (tests/js/server.mjs: free port, fresh
+// SQLite file, random JWT_SECRET, CRAFTCODE_BIN or target/debug/craftcode), REST calls, and a
+// recorder that keeps every event a client emits so a test can wait for one with a timeout.
+
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, afterEach, before } from "node:test";
+
+import { io } from "socket.io-client";
+
+import { connect } from "../dist/index.js";
+import { Server } from "../../../tests/js/server.mjs";
+
+export { Server };
+
+/** How long a wait for an event may take before the test fails. */
+export const WAIT_MS = 10_000;
+
+/** Reconnects quickly, so a restart costs the tests little. */
+export const FAST_RECONNECT = { reconnectionDelay: 100, reconnectionDelayMax: 300 };
+
+/** `fetch` against the server: `{status, body}`. */
+export async function api(server, method, path, { token, body } = {}) {
+  const res = await fetch(`${server.url}${path}`, {
+    method,
+    headers: {
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+export async function apiOk(server, method, path, options = {}, status = 200) {
+  const res = await api(server, method, path, options);
+  assert.equal(res.status, status, `${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+/** Registers a fresh user (the first of a database is an admin): the login response plus `id`. */
+export async function registerUser(server, name) {
+  const email = `${name.toLowerCase()}-${randomBytes(4).toString("hex")}@example.com`;
+  const password = "correct horse battery staple";
+  const body = await apiOk(
+    server,
+    "POST",
+    "/api/auth/register",
+    { body: { email, password, name } },
+    201,
+  );
+  return { ...body, id: body.user.id, name, email, password };
+}
+
+/** A message from `from` to `to` over REST: the stored message. */
+export async function restSend(server, from, to, content) {
+  const body = await apiOk(
+    server,
+    "POST",
+    `/api/messages/send/${to.id}`,
+    { token: from.token, body: { content } },
+    201,
+  );
+  return body.message;
+}
+
+/** The whole conversation of `me` with `other`, oldest first. */
+export async function history(server, me, other) {
+  const body = await apiOk(server, "GET", `/api/messages/${other.id}?limit=100`, { token: me.token });
+  return body.messages.reverse();
+}
+
+/**
+ * A client of the package whose every event is recorded: `next(event, where)` resolves with the
+ * first argument list of a matching event not taken yet (already received or still to come).
+ */
+export class Recorded {
+  constructor(client, label) {
+    this.client = client;
+    this.label = label;
+    this.records = [];
+    this.taken = new Set();
+    this.waiters = [];
+    const events = [
+      "status", "authenticated", "authError", "force_logout", "tokenUpdated", "userStatusChanged",
+      "newMessage", "messageSent", "messageDelivered", "messagesRead", "userTyping", "presence",
+      "notification", "notificationsRead", "server_shutdown", "synced", "sendRetry", "error",
+    ];
+    for (const event of events) {
+      client.on(event, (...args) => this.#record(event, args));
+    }
+  }
+
+  #record(event, args) {
+    const index = this.records.push({ event, args }) - 1;
+    for (const waiter of [...this.waiters]) {
+      if (waiter.matches(index)) {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        waiter.resolve(index);
+      }
+    }
+  }
+
+  /** First arguments of every `event` so far. */
+  all(event) {
+    return this.records.filter((r) => r.event === event).map((r) => r.args[0]);
+  }
+
+  summary() {
+    return this.records.map((r) => (r.event === "status" ? `status(${r.args[0]})` : r.event)).join(", ");
+  }
+
+  next(event, where = () => true, ms = WAIT_MS, from = 0) {
+    const matches = (i) =>
+      i >= from &&
+      !this.taken.has(i) &&
+      this.records[i].event === event &&
+      where(...this.records[i].args);
+    const take = (i) => {
+      this.taken.add(i);
+      return this.records[i].args[0];
+    };
+    for (let i = 0; i < this.records.length; i++) if (matches(i)) return Promise.resolve(take(i));
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        matches,
+        resolve: (i) => {
+          clearTimeout(timer);
+          resolve(take(i));
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(new Error(`${this.label}: no "${event}" within ${ms} ms (got: ${this.summary()})`));
+      }, ms);
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Waits until the client's status is `status`. */
+  status(status, ms = WAIT_MS) {
+    if (this.client.status === status) return Promise.resolve(status);
+    return this.next("status", (s) => s === status, ms, this.records.length);
+  }
+}
+
+/**
+ * One server for the test file; `fx.client(user, options)` connects a recorded client (closed
+ * after each test). What the server printed during a failed test goes to stderr.
+ */
+export function useServer(env = {}) {
+  const fx = {
+    server: null,
+    clients: [],
+    mark: 0,
+    /** A connected, authenticated client of the package for `user`. */
+    async client(user, options = {}, label = user.name) {
+      const client = connect({ url: fx.server.url, token: user.token, ...FAST_RECONNECT, ...options });
+      const recorded = new Recorded(client, label);
+      fx.clients.push(recorded);
+      if (options.wait !== false) await withTimeout(client.ready(), `${label} ready`);
+      return recorded;
+    },
+  };
+  before(async () => {
+    fx.server = await Server.start({ env: { PRESENCE_INTERVAL: "200ms", ...env } });
+  });
+  afterEach(async (t) => {
+    for (const c of fx.clients.splice(0)) c.client.close();
+    if (fx.server && !fx.server.running) await fx.server.restart();
+    if (!t.passed && fx.server) {
+      process.stderr.write(`\n----- craftcode output during "${t.name}" -----\n${fx.server.logSince(fx.mark)}-----\n`);
+    }
+    fx.mark = fx.server?.logMark() ?? 0;
+  });
+  after(async () => {
+    await fx.server?.dispose();
+  });
+  return fx;
+}
+
+/** `promise`, or a clear failure after `ms`. */
+export function withTimeout(promise, what, ms = WAIT_MS) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+/** A promise and the function that settles it. */
+export function gate() {
+  let open;
+  const promise = new Promise((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+/** The `connect_error` reason of a plain handshake with `token`, or "connected". */
+export async function handshake(server, token) {
+  const socket = io(server.url, { path: "/api/socket", auth: { token }, reconnection: false, forceNew: true });
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("handshake: no answer")), 10_000);
+      socket.once("authenticated", () => (clearTimeout(timer), resolve("connected")));
+      socket.once("connect_error", (err) => (clearTimeout(timer), resolve(err.message)));
+    });
+  } finally {
+    socket.disconnect();
+  }
+}
+
