@@ -1,0 +1,174 @@
+// The React example in a real headless Chromium: two browser contexts (Alice and Bob) sign in
+// through the page and chat — a message, the typing indicator, the read receipt — against a real
+// craftcode server behind `vite preview`'s proxy (the built example, dist/). Then the server is
+// restarted: both pages show the reconnect banner, it goes away, and the chat goes on.
+//
+// CRAFTCODE_BIN (default ../../target/debug/craftcode) and CHROMIUM_PATH (default
+// /usr/bin/chromium) must exist; `npm test` builds dist/ first. Every wait is Playwright's
+// auto-waiting with a timeout; there are no fixed sleeps.
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+import { Server, freePort } from "../../../tests/js/server.mjs";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const EXAMPLE = path.resolve(HERE, "..");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const WAIT = { timeout: 15_000 };
+const PASSWORD = "correct horse battery staple";
+
+let server;
+let preview;
+let previewUrl;
+let browser;
+const previewOutput = [];
+/** Uncaught errors in the pages: the test fails on any. */
+const pageErrors = [];
+
+async function register(name) {
+  const email = `${name.toLowerCase()}@example.com`;
+  const res = await fetch(`${server.url}/api/auth/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password: PASSWORD, name }),
+  });
+  const text = await res.text();
+  assert.equal(res.status, 201, `register ${name}: ${res.status} ${text}`);
+  const body = JSON.parse(text);
+  return { ...body, id: body.user.id, email, name };
+}
+
+/** Starts `vite preview` of dist/ on `port`, proxying /api to the craftcode server. */
+async function startPreview(port) {
+  const vite = path.join(EXAMPLE, "node_modules", "vite", "bin", "vite.js");
+  const child = spawn(process.execPath, [vite, "preview", "--host", "127.0.0.1", "--port", String(port), "--strictPort"], {
+    cwd: EXAMPLE,
+    env: { ...process.env, CRAFTCODE_URL: server.url },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout.on("data", (d) => previewOutput.push(d.toString()));
+  child.stderr.on("data", (d) => previewOutput.push(d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`vite preview exited:\n${previewOutput.join("")}`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return { child, url };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`vite preview did not answer on ${url}:\n${previewOutput.join("")}`);
+}
+
+/** A fresh browser context signed in as `user`, showing the chat. */
+async function signIn(user) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (err) => pageErrors.push(`${user.name}: ${err.stack}`));
+  await page.goto(previewUrl);
+  await page.getByTestId("email").fill(user.email);
+  await page.getByTestId("password").fill(PASSWORD);
+  await page.getByTestId("sign-in").click();
+  await page.getByTestId("me").filter({ hasText: user.name }).waitFor(WAIT);
+  await page.getByTestId("connection-banner").waitFor({ state: "detached", ...WAIT });
+  return page;
+}
+
+/** The person entry for `user` in `page`'s list. */
+const person = (page, user) => page.locator(`[data-testid="person"][data-user-id="${user.id}"]`);
+
+before(async () => {
+  const port = await freePort();
+  server = await Server.start({
+    env: { CORS_ORIGINS: `http://127.0.0.1:${port}`, PRESENCE_INTERVAL: "200ms" },
+  });
+  ({ child: preview, url: previewUrl } = await startPreview(port));
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  preview?.kill("SIGTERM");
+  await server?.dispose();
+});
+
+test("two people chat through the React example: message, typing indicator, read receipt, reconnect banner", async (t) => {
+  t.after(() => {
+    if (!t.passed) {
+      process.stderr.write(`\n----- craftcode -----\n${server.log()}\n----- vite preview -----\n${previewOutput.join("")}\n`);
+    }
+  });
+  const alice = await register("Alice");
+  const bob = await register("Bob");
+  const a = await signIn(alice);
+  const b = await signIn(bob);
+
+  // The online list: each sees the other online.
+  await a.locator(`[data-testid="person"][data-user-id="${bob.id}"][data-online="true"]`).waitFor(WAIT);
+  await b.locator(`[data-testid="person"][data-user-id="${alice.id}"][data-online="true"]`).waitFor(WAIT);
+
+  await person(a, bob).click();
+  await person(b, alice).click();
+
+  // Alice types: Bob sees the indicator.
+  await a.getByTestId("composer").pressSequentially("Hello B");
+  await b.getByTestId("typing-indicator").filter({ hasText: "Alice is typing…" }).waitFor(WAIT);
+
+  // Alice sends: the indicator goes, Bob sees the message, and his open conversation reads it.
+  await a.getByTestId("composer").pressSequentially("ob!");
+  await a.getByTestId("send").click();
+  await b.getByTestId("message").filter({ hasText: "Hello Bob!" }).waitFor(WAIT);
+  await b.getByTestId("typing-indicator").filter({ hasText: "is typing" }).waitFor({ state: "detached", ...WAIT });
+  await a.locator('[data-testid="message"][data-from="me"]').filter({ hasText: "Hello Bob!" }).waitFor(WAIT);
+  await a.getByTestId("receipt").filter({ hasText: "Read" }).waitFor(WAIT);
+
+  // Bob answers.
+  await b.getByTestId("composer").fill("Hi Alice");
+  await b.getByTestId("composer").press("Enter");
+  await a.locator('[data-testid="message"][data-from="them"]').filter({ hasText: "Hi Alice" }).waitFor(WAIT);
+  await b.getByTestId("receipt").filter({ hasText: "Read" }).waitFor(WAIT);
+
+  // The server restarts: both pages show the banner until their clients are back.
+  await server.stop();
+  await a.getByTestId("connection-banner").filter({ hasText: "Reconnecting" }).waitFor(WAIT);
+  await b.getByTestId("connection-banner").filter({ hasText: "Reconnecting" }).waitFor(WAIT);
+  await server.restart();
+  await a.getByTestId("connection-banner").waitFor({ state: "detached", ...WAIT });
+  await b.getByTestId("connection-banner").waitFor({ state: "detached", ...WAIT });
+
+  await a.getByTestId("composer").fill("Still there?");
+  await a.getByTestId("send").click();
+  await b.getByTestId("message").filter({ hasText: "Still there?" }).waitFor(WAIT);
+  await a.locator('[data-testid="message"][data-from="me"]').filter({ hasText: "Still there?" }).waitFor(WAIT);
+  await a.getByTestId("receipt").filter({ hasText: "Read" }).waitFor(WAIT);
+
+  // Each message once on each side.
+  for (const page of [a, b]) {
+    const texts = await page.getByTestId("message").allTextContents();
+    assert.deepEqual(texts, ["Hello Bob!", "Hi Alice", "Still there?"]);
+  }
+  assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
+  await a.screenshot({ path: path.join(EXAMPLE, "dist", "chat-alice.png") });
+});
