@@ -193,9 +193,13 @@ export class RealtimeClient {
   #cursor: Id | null;
   #seen = new Set<Id>();
   #seenOrder: Id[] = [];
-  /** While catching up, live messages wait here so that everything comes out in order. */
+  /**
+   * While catching up, live messages wait here so that everything comes out in order, and so do
+   * the receipts (`messageDelivered`, `messagesRead`), which must not overtake their messages.
+   */
   #buffering = false;
   #pending: Array<{ message: Message; source: DeliveryInfo["source"] }> = [];
+  #pendingReceipts: Array<() => void> = [];
   #syncRunning = false;
   #syncAgain = false;
 
@@ -580,8 +584,8 @@ export class RealtimeClient {
     });
 
     s.on("userStatusChanged", (p) => this.#emit("userStatusChanged", p));
-    s.on("messageDelivered", (p) => this.#emit("messageDelivered", p));
-    s.on("messagesRead", (p) => this.#emit("messagesRead", p));
+    s.on("messageDelivered", (p) => this.#receipt(() => this.#emit("messageDelivered", p)));
+    s.on("messagesRead", (p) => this.#receipt(() => this.#emit("messagesRead", p)));
     s.on("notification", (p) => this.#emit("notification", p));
     s.on("notificationsRead", (p) => this.#emit("notificationsRead", p));
     s.on("testMessage", (p) => this.#emit("testMessage", p));
@@ -615,6 +619,12 @@ export class RealtimeClient {
     } catch {
       // The client's clock will do.
     }
+  }
+
+  /** Receipts wait behind a running catch-up, after the messages they are about. */
+  #receipt(emit: () => void): void {
+    if (this.#buffering) this.#pendingReceipts.push(emit);
+    else emit();
   }
 
   /** Live and acked messages go through here; queued while a catch-up is running. */
@@ -684,6 +694,7 @@ export class RealtimeClient {
       a.message.id < b.message.id ? -1 : a.message.id > b.message.id ? 1 : 0,
     );
     for (const { message, source } of queued) this.#dispatch(message, source);
+    for (const emit of this.#pendingReceipts.splice(0)) emit();
     this.#emit("synced", { messages, pages });
   }
 }

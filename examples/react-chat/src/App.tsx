@@ -99,6 +99,8 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
   const [people, setPeople] = useState<DirectoryEntry[]>([]);
   const [conversations, setConversations] = useState<Conversations>({});
   const [typing, setTyping] = useState<Set<string>>(new Set());
+  /** Per other user, the newest of my messages they have read (a watermark: ids are ordered). */
+  const [readUpTo, setReadUpTo] = useState<Record<string, string>>({});
   const [selected, setSelected] = useState<string | null>(null);
   const tokenRef = useRef(session.token);
 
@@ -123,9 +125,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
         patchMessages(p.to, (m) => (m.id === p.messageId ? { ...m, deliveredAt: p.deliveredAt } : null)),
       ),
       c.on("messagesRead", (p) =>
-        patchMessages(p.by, (m) =>
-          m.from === me.id && m.id <= p.upTo && !m.readAt ? { ...m, readAt: p.readAt } : null,
-        ),
+        setReadUpTo((all) => (all[p.by] && all[p.by] >= p.upTo ? all : { ...all, [p.by]: p.upTo })),
       ),
       c.on("userTyping", (p) =>
         setTyping((set) => {
@@ -219,7 +219,15 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
           })}
         </aside>
         {peer && client ? (
-          <Conversation key={peer.id} client={client} me={me} peer={peer} messages={messages} typing={typing.has(peer.id)} />
+          <Conversation
+            key={peer.id}
+            client={client}
+            me={me}
+            peer={peer}
+            messages={messages}
+            typing={typing.has(peer.id)}
+            readUpTo={readUpTo[peer.id] ?? null}
+          />
         ) : (
           <p className="empty">Pick someone to talk to{names.size === 0 ? " (nobody else has signed up yet)" : ""}.</p>
         )}
@@ -234,8 +242,9 @@ function Conversation(props: {
   peer: DirectoryEntry;
   messages: Message[];
   typing: boolean;
+  readUpTo: string | null;
 }) {
-  const { client, me, peer, messages, typing } = props;
+  const { client, me, peer, messages, typing, readUpTo } = props;
   const [draft, setDraft] = useState("");
   const [error, setError] = useState<string | null>(null);
   const end = useRef<HTMLDivElement>(null);
@@ -245,7 +254,8 @@ function Conversation(props: {
   }, [messages.length]);
 
   const lastMine = [...messages].reverse().find((m) => m.from === me.id);
-  const receipt = lastMine ? (lastMine.readAt ? "Read" : lastMine.deliveredAt ? "Delivered" : "Sent") : null;
+  const read = lastMine && (lastMine.readAt || (readUpTo !== null && lastMine.id <= readUpTo));
+  const receipt = lastMine ? (read ? "Read" : lastMine.deliveredAt ? "Delivered" : "Sent") : null;
 
   const send = async (e: FormEvent) => {
     e.preventDefault();
