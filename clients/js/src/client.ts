@@ -17,7 +17,7 @@ import type {
   Message,
   MessageDeliveredPayload,
   MessagesReadPayload,
-  NotificationPayload,
+  Notification,
   NotificationsReadPayload,
   OnlineUser,
   OnlineUsersAck,
@@ -70,7 +70,8 @@ export interface RealtimeEvents {
   userTyping: (payload: UserTypingPayload) => void;
   /** The live map of online users, after every change. */
   presence: (online: ReadonlyMap<Id, OnlineUser>) => void;
-  notification: (payload: NotificationPayload) => void;
+  /** A notification for this user: each one once, live or caught up by `sync`. */
+  notification: (notification: Notification, info: DeliveryInfo) => void;
   notificationsRead: (payload: NotificationsReadPayload) => void;
   testMessage: (payload: TestMessagePayload) => void;
   server_shutdown: (payload: ServerShutdownPayload) => void;
@@ -586,7 +587,9 @@ export class RealtimeClient {
     s.on("userStatusChanged", (p) => this.#emit("userStatusChanged", p));
     s.on("messageDelivered", (p) => this.#receipt(() => this.#emit("messageDelivered", p)));
     s.on("messagesRead", (p) => this.#receipt(() => this.#emit("messagesRead", p)));
-    s.on("notification", (p) => this.#emit("notification", p));
+    s.on("notification", (p) => {
+      if (p?.notification?.id) this.#notify(p.notification, "live");
+    });
     s.on("notificationsRead", (p) => this.#emit("notificationsRead", p));
     s.on("testMessage", (p) => this.#emit("testMessage", p));
   }
@@ -621,6 +624,25 @@ export class RealtimeClient {
     }
   }
 
+  /** Notifications are told once each (their ids share the seen set with messages). */
+  #notify(notification: Notification, source: DeliveryInfo["source"]): void {
+    if (!this.#remember(notification.id)) return;
+    this.#emit("notification", notification, { source });
+  }
+
+  /** Records an id as delivered; false when it already was. */
+  #remember(id: Id): boolean {
+    if (this.#seen.has(id)) return false;
+    this.#seen.add(id);
+    this.#seenOrder.push(id);
+    if (this.#seenOrder.length > SEEN_LIMIT) {
+      for (const old of this.#seenOrder.splice(0, this.#seenOrder.length - SEEN_LIMIT)) {
+        this.#seen.delete(old);
+      }
+    }
+    return true;
+  }
+
   /** Receipts wait behind a running catch-up, after the messages they are about. */
   #receipt(emit: () => void): void {
     if (this.#buffering) this.#pendingReceipts.push(emit);
@@ -634,14 +656,7 @@ export class RealtimeClient {
   }
 
   #dispatch(message: Message, source: DeliveryInfo["source"]): void {
-    if (this.#seen.has(message.id)) return;
-    this.#seen.add(message.id);
-    this.#seenOrder.push(message.id);
-    if (this.#seenOrder.length > SEEN_LIMIT) {
-      for (const id of this.#seenOrder.splice(0, this.#seenOrder.length - SEEN_LIMIT)) {
-        this.#seen.delete(id);
-      }
-    }
+    if (!this.#remember(message.id)) return;
     if (this.#cursor === null || message.id > this.#cursor) this.#cursor = message.id;
     const mine = this.#user !== null && message.from === this.#user.id;
     if (mine) this.#emit("messageSent", message, { source });
@@ -661,9 +676,11 @@ export class RealtimeClient {
     try {
       do {
         this.#syncAgain = false;
+        let since = this.#cursor;
+        let newest = since;
         for (;;) {
           const reply: Ack<SyncAck> = await this.#request("sync", {
-            since: this.#cursor,
+            since,
             limit: this.#options.syncPageSize,
           });
           if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message);
@@ -674,8 +691,24 @@ export class RealtimeClient {
             // Already-seen messages move the cursor too, so the next page starts after them.
             if (this.#cursor === null || message.id > this.#cursor) this.#cursor = message.id;
           }
-          if (!reply.hasMore || reply.messages.length === 0) break;
+          // This server also answers the notifications after `since` (their ids are
+          // time-ordered like messages'), in a list of its own with its own `hasMore`.
+          const notifications = reply.notifications ?? [];
+          for (const notification of notifications) this.#notify(notification, "sync");
+          const lastMessage = reply.messages.at(-1)?.id ?? null;
+          const lastNotification = notifications.at(-1)?.id ?? null;
+          for (const id of [lastMessage, lastNotification]) {
+            if (id !== null && (newest === null || id > newest)) newest = id;
+          }
+          // The next page starts where the first truncated list stopped; the other list's
+          // repeats are dropped as already seen.
+          const cuts: Id[] = [];
+          if (reply.hasMore && lastMessage) cuts.push(lastMessage);
+          if (reply.hasMoreNotifications && lastNotification) cuts.push(lastNotification);
+          if (cuts.length === 0) break;
+          since = cuts.sort()[0]!;
         }
+        if (newest !== null && (this.#cursor === null || newest > this.#cursor)) this.#cursor = newest;
       } while (this.#syncAgain);
     } catch (err) {
       this.#syncRunning = false;
