@@ -12,12 +12,12 @@ use tokio::net::TcpListener;
 
 use crate::auth::TokenKeys;
 use crate::auth::accounts::LoginLimits;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::ops::metrics::Metrics;
 use crate::ratelimit::TokenBuckets;
 use crate::realtime::{self, Realtime};
 use crate::store::Store;
-use socketioxide::layer::SocketIoLayer;
 use uuid::Uuid;
 
 /// What every request handler can reach.
@@ -25,6 +25,8 @@ use uuid::Uuid;
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    /// The link to the other nodes through Redis; `None` on a single node.
+    pub cluster: Option<Cluster>,
     pub tokens: Arc<TokenKeys>,
     /// Failed-login buckets per (IP, email) and per IP.
     pub login_limits: Arc<LoginLimits>,
@@ -50,7 +52,7 @@ impl AppState {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    sockets: [SocketIoLayer; 2],
+    sockets: realtime::Layers,
 }
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -67,19 +69,36 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         let tokens = TokenKeys::new(config.jwt_secret.expose().as_bytes(), config.jwt_ttl);
+        let node_id = format!("node-{}", Uuid::now_v7().simple());
+        let cluster = match &config.redis_url {
+            None => None,
+            Some(url) => Some(
+                Cluster::connect(
+                    url.expose(),
+                    &config.redis_prefix,
+                    &node_id,
+                    config.node_timeout(),
+                )
+                .await
+                .context("REDIS_URL: cannot join the cluster")?,
+            ),
+        };
         let state = AppState {
             config: Arc::new(config),
             store,
+            login_limits: Arc::new(LoginLimits::new(cluster.as_ref())),
+            message_limits: Arc::new(
+                TokenBuckets::new(20, Duration::from_secs(1)).shared(cluster.as_ref(), "messages"),
+            ),
+            cluster,
             tokens: Arc::new(tokens),
-            login_limits: Arc::new(LoginLimits::default()),
-            message_limits: Arc::new(TokenBuckets::new(20, Duration::from_secs(1))),
             realtime: Realtime::default(),
             metrics: Arc::new(Metrics::default()),
-            node_id: format!("node-{}", Uuid::now_v7().simple()),
+            node_id,
             listen_addr: loopback_addr(listener.local_addr()?),
             started_at: Instant::now(),
         };
-        let sockets = realtime::mount(&state);
+        let sockets = realtime::mount(&state).await?;
         Ok(Self {
             listener,
             state,
@@ -111,12 +130,9 @@ impl Application {
         } = self;
         let store = state.store.clone();
         let realtime = state.realtime.clone();
+        let leaving = state.clone();
         let cors = crate::http::cors(&state.config);
-        let [main_sockets, namespace_sockets] = sockets;
-        let router = crate::http::router(state)
-            .layer(main_sockets)
-            .layer(namespace_sockets)
-            .layer(cors);
+        let router = sockets.wrap(crate::http::router(state)).layer(cors);
         tracing::info!(category = "ok", addr = %listener.local_addr()?, "✅ serving");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         // Small socket frames must leave at once, not wait for Nagle's algorithm (it added tens
@@ -137,6 +153,9 @@ impl Application {
                 "🔌 shutting down: telling every socket"
             );
             realtime.shutdown().await;
+            if let Some(cluster) = &leaving.cluster {
+                realtime::leave_cluster(&leaving, cluster).await;
+            }
             let _ = stopping_tx.send(());
         });
         let drained = async {

@@ -126,6 +126,14 @@ pub struct Config {
     pub production: bool,
 }
 
+impl Config {
+    /// How old a node's last heartbeat may be before its sockets stop counting: `PRESENCE_TTL`
+    /// less the two intervals it takes the others to read that and announce it.
+    pub fn node_timeout(&self) -> Duration {
+        self.presence_ttl - self.presence_interval * 2
+    }
+}
+
 const DATA_DIR: &str = "data";
 const DEFAULT_DATABASE_URL: &str = "sqlite://data/craftcode.db";
 
@@ -192,6 +200,12 @@ impl Config {
         )?;
         let presence_ttl =
             parse_duration("PRESENCE_TTL", get("PRESENCE_TTL"), Duration::from_secs(15))?;
+        if presence_ttl < presence_interval * 5 {
+            return Err(ConfigError::new(
+                "PRESENCE_TTL",
+                "must be at least 5 times PRESENCE_INTERVAL (nodes beat once per interval)",
+            ));
+        }
 
         let base_url = parse_url(
             "BASE_URL",

@@ -5,10 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde::Serialize;
-use serde_json::{Value, json};
-use socketioxide::AckError;
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -74,7 +72,7 @@ pub async fn send(
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
-    if let Err(wait) = state.message_limits.take(&sender.id) {
+    if let Err(wait) = state.message_limits.take(&sender.id).await {
         let mut err = ApiError::too_many("rate_limited", wait.as_secs_f64().ceil().max(1.0) as u64);
         err.message = "you are sending messages too fast".to_owned();
         return Err(err);
@@ -111,7 +109,7 @@ pub async fn send(
     };
     state.metrics.message_stored();
     // Delivered means a socket that gets `newMessage` (not one that only listens to notifications).
-    let delivered = state.realtime.receivers(&user_room(to), "newMessage") > 0;
+    let delivered = state.realtime.reaches(to, "newMessage");
     let realtime = push_new_message(state, &message).await;
     tracing::debug!(category = "message", message_id = %message.id, delivered, realtime, "📨 message sent");
     Ok(Sent {
@@ -123,11 +121,8 @@ pub async fn send(
 }
 
 fn already_sent(state: &AppState, message: Message) -> Sent {
-    let delivered = message.delivered_at.is_some()
-        || state
-            .realtime
-            .receivers(&user_room(message.to), "newMessage")
-            > 0;
+    let delivered =
+        message.delivered_at.is_some() || state.realtime.reaches(message.to, "newMessage");
     Sent {
         message,
         created: false,
@@ -136,38 +131,25 @@ fn already_sent(state: &AppState, message: Message) -> Sent {
     }
 }
 
-/// `newMessage` to the recipient on both servers (watching for their acks), `messageSent` to
-/// the sender.
+/// `newMessage` to the recipient on both servers and every node (watching for their acks),
+/// `messageSent` to the sender.
 async fn push_new_message(state: &AppState, message: &Message) -> bool {
     let payload = json!({ "message": message });
-    let operators = state.realtime.operators("newMessage");
-    let mut recipient_ok = !operators.is_empty();
-    for operator in operators {
-        let acks = operator
-            .to(user_room(message.to))
-            .timeout(DELIVERY_ACK_TIMEOUT)
-            .emit_with_ack::<_, Value>("newMessage", &payload)
-            .await;
-        match acks {
-            Ok(acks) => {
-                let (state, id, to) = (state.clone(), message.id, message.to);
-                tokio::spawn(async move {
-                    let mut acks = std::pin::pin!(acks);
-                    while let Some((_, ack)) = acks.next().await {
-                        // Any answer counts, even one with no arguments (which does not decode).
-                        if matches!(ack, Ok(_) | Err(AckError::Decode(_))) {
-                            mark_delivered(&state, id, to).await;
-                            break;
-                        }
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(category = "error", error = %e, "❌ newMessage emit failed");
-                recipient_ok = false;
-            }
-        }
-    }
+    let (on_ack_state, id, to) = (state.clone(), message.id, message.to);
+    let on_ack = move || {
+        let state = on_ack_state.clone();
+        async move { mark_delivered(&state, id, to).await }
+    };
+    let recipient_ok = state
+        .realtime
+        .emit_with_acks(
+            user_room(message.to),
+            "newMessage",
+            &payload,
+            DELIVERY_ACK_TIMEOUT,
+            on_ack,
+        )
+        .await;
     let sender_ok = state
         .realtime
         .emit_to_user(message.from, "messageSent", &payload)

@@ -11,6 +11,7 @@ use super::extract::{AuthUser, ClientInfo};
 use super::token::{Claims, TokenError};
 use super::{password, refresh};
 use crate::app::AppState;
+use crate::cluster::Cluster;
 use crate::domain::{Email, Name, Password};
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::TokenBuckets;
@@ -26,25 +27,24 @@ pub struct LoginLimits {
     per_ip: TokenBuckets<IpAddr>,
 }
 
-impl Default for LoginLimits {
-    fn default() -> Self {
+impl LoginLimits {
+    /// The contract's limits; shared by every node in a cluster.
+    pub fn new(cluster: Option<&Cluster>) -> Self {
         Self {
-            per_pair: TokenBuckets::new(5, Duration::from_secs(60)),
-            per_ip: TokenBuckets::new(50, Duration::from_secs(60)),
+            per_pair: TokenBuckets::new(5, Duration::from_secs(60)).shared(cluster, "login-pair"),
+            per_ip: TokenBuckets::new(50, Duration::from_secs(60)).shared(cluster, "login-ip"),
         }
     }
-}
 
-impl LoginLimits {
-    fn wait_time(&self, ip: IpAddr, email: &str) -> Option<Duration> {
-        let pair = self.per_pair.wait_time(&(ip, email.to_owned()));
-        let ip = self.per_ip.wait_time(&ip);
+    async fn wait_time(&self, ip: IpAddr, email: &str) -> Option<Duration> {
+        let pair = self.per_pair.wait_time(&(ip, email.to_owned())).await;
+        let ip = self.per_ip.wait_time(&ip).await;
         pair.max(ip)
     }
 
-    fn record_failure(&self, ip: IpAddr, email: &str) {
-        let _ = self.per_pair.take(&(ip, email.to_owned()));
-        let _ = self.per_ip.take(&ip);
+    async fn record_failure(&self, ip: IpAddr, email: &str) {
+        let _ = self.per_pair.take(&(ip, email.to_owned())).await;
+        let _ = self.per_ip.take(&ip).await;
     }
 }
 
@@ -223,7 +223,7 @@ pub async fn login(
         return Err(ApiError::validation(fields));
     };
     let ip = client.ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if let Some(wait) = state.login_limits.wait_time(ip, &email) {
+    if let Some(wait) = state.login_limits.wait_time(ip, &email).await {
         state.metrics.auth_failure("too_many_attempts");
         return Err(ApiError::too_many(
             "too_many_attempts",
@@ -241,7 +241,7 @@ pub async fn login(
     };
     let matches = password::verify(password, hash).await?;
     let Some(user) = user.filter(|_| matches) else {
-        state.login_limits.record_failure(ip, &email);
+        state.login_limits.record_failure(ip, &email).await;
         state.metrics.auth_failure("invalid_credentials");
         tracing::info!(category = "warn", "⚠️ login refused: invalid credentials");
         return Err(ApiError::unauthorized(

@@ -27,7 +27,7 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 when the database answers, else 503 naming what failed.
+/// 200 when the database (and Redis, in a cluster) answer, else 503 naming what failed.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = crate::http::openapi::Status), (status = 503, description = "`failed` names what does not answer", body = crate::http::openapi::Status)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
@@ -35,22 +35,34 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await,
         Ok(Ok(_))
     );
+    let redis = match &state.cluster {
+        Some(cluster) => Some(cluster.ping().await),
+        None => None,
+    };
+    let mut checks = json!({ "database": database });
+    let mut failed = Vec::new();
     if !database {
-        tracing::warn!(
-            category = "error",
-            "❌ not ready: the database does not answer"
-        );
+        failed.push("database");
     }
-    let checks = json!({ "database": database });
-    if database {
-        (
+    if let Some(redis) = redis {
+        checks["redis"] = json!(redis);
+        if !redis {
+            failed.push("redis");
+        }
+    }
+    if failed.is_empty() {
+        return (
             StatusCode::OK,
             Json(json!({ "status": "ok", "checks": checks })),
-        )
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "failed": ["database"], "checks": checks })),
-        )
+        );
     }
+    tracing::warn!(
+        category = "error",
+        ?failed,
+        "❌ not ready: a dependency does not answer"
+    );
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "status": "unavailable", "failed": failed, "checks": checks })),
+    )
 }

@@ -60,6 +60,7 @@ async fn self_test(State(state): State<AppState>, AdminUser(admin): AdminUser) -
     let by_namespace = realtime.sockets_by_namespace();
     let sockets: usize = by_namespace.iter().map(|(_, n)| n).sum();
     let users = realtime.presence().online_users().len();
+    let local_users = realtime.presence().local_users();
 
     let mut checks = vec![
         timed("socketServer", async {
@@ -72,10 +73,10 @@ async fn self_test(State(state): State<AppState>, AdminUser(admin): AdminUser) -
         .await,
         timed("connectionTracking", async {
             let counted = realtime.connections();
-            if counted == sockets && users <= sockets {
-                Ok(format!("{sockets} sockets, {users} online users"))
+            if counted == sockets && local_users <= sockets {
+                Ok(format!("{sockets} sockets on this node, {users} online users in all"))
             } else {
-                Err(format!("{counted} sockets counted but {sockets} open; {users} online users"))
+                Err(format!("{counted} sockets counted but {sockets} open; {local_users} users online here"))
             }
         })
         .await,
@@ -101,12 +102,29 @@ async fn self_test(State(state): State<AppState>, AdminUser(admin): AdminUser) -
         "latencyMs": database.ms,
     });
     checks.push(database);
-    checks.push(
-        timed("adapter", async {
-            Ok("local adapter: this node is the whole cluster".to_owned())
-        })
-        .await,
-    );
+    let mut nodes = vec![state.node_id.clone()];
+    let adapter = timed("adapter", async {
+        let Some(cluster) = &state.cluster else {
+            return Ok("local adapter: this node is the whole cluster".to_owned());
+        };
+        if !cluster.ping().await {
+            return Err(
+                "redis adapter: Redis does not answer; only this node's sockets are served"
+                    .to_owned(),
+            );
+        }
+        nodes = cluster
+            .live_nodes()
+            .await
+            .map_err(|_| "redis adapter: the node registry cannot be read".to_owned())?;
+        if nodes.contains(&state.node_id) {
+            Ok(format!("redis adapter: {} live nodes", nodes.len()))
+        } else {
+            Err("redis adapter: this node's heartbeat is missing from the registry".to_owned())
+        }
+    })
+    .await;
+    checks.push(adapter);
     checks.extend(loopback_checks(&state, &admin.user).await);
 
     let ok = checks.iter().all(|c| c.ok);
@@ -127,7 +145,7 @@ async fn self_test(State(state): State<AppState>, AdminUser(admin): AdminUser) -
             "users": users,
             "byNamespace": by_namespace.into_iter().collect::<BTreeMap<_, _>>(),
         },
-        "adapter": { "kind": "local", "nodes": 1 },
+        "adapter": { "kind": realtime.adapter_kind(), "nodes": nodes.len(), "nodeIds": nodes },
         "database": database_json,
         "checks": checks.iter().map(|c| json!({
             "name": c.name, "ok": c.ok, "detail": c.detail, "ms": c.ms,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::http::header;
 use axum_extra::extract::cookie::CookieJar;
 use serde_json::{Value, json};
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 use tokio::task::AbortHandle;
@@ -19,6 +20,7 @@ use crate::app::AppState;
 use crate::auth::TokenError;
 use crate::auth::accounts::{AccessError, check_access};
 use crate::auth::cookies::ACCESS_COOKIE;
+use crate::on_servers;
 use crate::ratelimit::EventBudget;
 use crate::store::User;
 use crate::timestamp::Timestamp;
@@ -75,7 +77,7 @@ impl Connection {
 }
 
 /// The connection state of a socket (set by the handshake before anything else runs).
-pub fn connection(s: &SocketRef) -> Arc<Connection> {
+pub fn connection<A: Adapter>(s: &SocketRef<A>) -> Arc<Connection> {
     s.extensions.get::<Arc<Connection>>().unwrap_or_default()
 }
 
@@ -113,8 +115,8 @@ pub async fn identify(state: &AppState, token: &str) -> Result<Identity, AccessE
 }
 
 /// Connect middleware: runs before the socket joins the namespace.
-pub async fn handshake(
-    s: SocketRef,
+pub async fn handshake<A: Adapter>(
+    s: SocketRef<A>,
     TryData(auth): TryData<Value>,
     State(state): State<AppState>,
 ) -> Result<(), Refusal> {
@@ -146,6 +148,7 @@ pub async fn handshake(
             state.metrics.auth_failure(refusal.0);
             refusal
         })?;
+        // Counted across the cluster (other nodes' sockets as of their last presence round).
         let open = state.realtime.presence().user_connections(identity.user.id);
         if open >= state.config.max_connections_per_user {
             return Err(Refusal("too_many_connections"));
@@ -161,15 +164,15 @@ pub async fn handshake(
     state.realtime.connected();
     events::register(&s);
     if carries(s.ns(), "authenticated") {
-        s.on("authenticate", on_authenticate);
+        s.on("authenticate", on_authenticate::<A>);
     }
-    s.on_disconnect(on_disconnect);
+    s.on_disconnect(on_disconnect::<A>);
     Ok(())
 }
 
 /// Runs once the socket is connected: completes the authentication, or starts the clock for
 /// `authenticate`.
-pub async fn on_connect(s: SocketRef, State(state): State<AppState>) {
+pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(state): State<AppState>) {
     let connection = connection(&s);
     match connection.identity() {
         Some(identity) => establish(&s, &state, &connection, identity),
@@ -193,7 +196,12 @@ pub async fn on_connect(s: SocketRef, State(state): State<AppState>) {
 
 /// An authenticated socket: rooms, presence, the welcome events and the token refresh clock.
 /// Runs once per socket, whichever comes first of the connect handler and `authenticate`.
-fn establish(s: &SocketRef, state: &AppState, connection: &Connection, identity: Identity) {
+fn establish<A: Adapter>(
+    s: &SocketRef<A>,
+    state: &AppState,
+    connection: &Connection,
+    identity: Identity,
+) {
     if connection.established.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -213,7 +221,7 @@ fn establish(s: &SocketRef, state: &AppState, connection: &Connection, identity:
 }
 
 /// Emits to this socket if its namespace carries the event's topic.
-fn emit_if_carried(s: &SocketRef, event: &str, data: &Value) {
+fn emit_if_carried<A: Adapter>(s: &SocketRef<A>, event: &str, data: &Value) {
     if carries(s.ns(), event) {
         let _ = s.emit(event, data);
     }
@@ -228,15 +236,29 @@ pub async fn push_session_token(state: &AppState, user: &User, session_id: uuid:
         .realtime
         .emit_to_session(session_id, "tokenUpdated", &payload)
         .await;
-    for socket in state.realtime.local_sockets_in(&session_room(session_id)) {
-        let connection = connection(&socket);
-        connection.set_identity(Identity {
-            user: user.clone(),
-            session_id,
-            expires_at: issued.expires_at,
-        });
-        schedule_token_refresh(&socket, state, &connection, issued.expires_at);
-    }
+    // This node's sockets of the session follow the new token at once; other nodes' sockets
+    // read the account again when their own refresh comes.
+    on_servers!(state.realtime, |servers| {
+        for socket in servers.local_sockets_in(&session_room(session_id)) {
+            follow_token(&socket, state, user, session_id, issued.expires_at);
+        }
+    });
+}
+
+fn follow_token<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &AppState,
+    user: &User,
+    session_id: uuid::Uuid,
+    expires_at: Timestamp,
+) {
+    let connection = connection(socket);
+    connection.set_identity(Identity {
+        user: user.clone(),
+        session_id,
+        expires_at,
+    });
+    schedule_token_refresh(socket, state, &connection, expires_at);
 }
 
 fn authenticated_payload(identity: &Identity) -> Value {
@@ -247,10 +269,10 @@ fn authenticated_payload(identity: &Identity) -> Value {
     })
 }
 
-async fn on_authenticate(
-    s: SocketRef,
+async fn on_authenticate<A: Adapter>(
+    s: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(state): State<AppState>,
 ) {
     state.metrics.event_in("authenticate");
@@ -318,7 +340,11 @@ fn refusal_message(code: &str) -> String {
     error.to_string()
 }
 
-async fn on_disconnect(s: SocketRef, State(state): State<AppState>, reason: DisconnectReason) {
+async fn on_disconnect<A: Adapter>(
+    s: SocketRef<A>,
+    State(state): State<AppState>,
+    reason: DisconnectReason,
+) {
     state.realtime.disconnected();
     let connection = connection(&s);
     connection.cancel_timer();
@@ -341,8 +367,8 @@ fn refresh_lead(ttl: Duration) -> Duration {
 
 /// Before the socket's token expires, mints a new one for its session and pushes `tokenUpdated`;
 /// if the session has ended meanwhile, sends `force_logout` and disconnects.
-fn schedule_token_refresh(
-    s: &SocketRef,
+fn schedule_token_refresh<A: Adapter>(
+    s: &SocketRef<A>,
     state: &AppState,
     connection: &Connection,
     expires_at: Timestamp,
@@ -357,7 +383,12 @@ fn schedule_token_refresh(
     );
 }
 
-fn refresh_token_in(s: &SocketRef, state: &AppState, connection: &Connection, wait: Duration) {
+fn refresh_token_in<A: Adapter>(
+    s: &SocketRef<A>,
+    state: &AppState,
+    connection: &Connection,
+    wait: Duration,
+) {
     let (socket, state) = (s.clone(), state.clone());
     let timer = tokio::spawn(async move {
         tokio::time::sleep(wait).await;
@@ -366,7 +397,7 @@ fn refresh_token_in(s: &SocketRef, state: &AppState, connection: &Connection, wa
     connection.set_timer(timer.abort_handle());
 }
 
-async fn refresh_socket_token(s: SocketRef, state: AppState) {
+async fn refresh_socket_token<A: Adapter>(s: SocketRef<A>, state: AppState) {
     let connection = connection(&s);
     let Some(identity) = connection.identity() else {
         return;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use socketioxide::ParserError;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Data, Event, SocketRef, State, TryData};
 
 use super::connection::{Identity, connection};
@@ -23,20 +24,20 @@ use crate::timestamp::Timestamp;
 const ABUSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Registers the client events of the socket's topic (all of them on the main server).
-pub fn register(s: &SocketRef) {
+pub fn register<A: Adapter>(s: &SocketRef<A>) {
     if carries(s.ns(), "newMessage") {
-        s.on("sendMessage", on_send_message);
-        s.on("typing", on_typing);
-        s.on("getOnlineUsers", on_get_online_users);
-        s.on("markRead", on_mark_read);
+        s.on("sendMessage", on_send_message::<A>);
+        s.on("typing", on_typing::<A>);
+        s.on("getOnlineUsers", on_get_online_users::<A>);
+        s.on("markRead", on_mark_read::<A>);
     }
-    s.on("sync", on_sync);
-    s.on("ping", on_ping);
-    s.on_fallback(on_unknown);
+    s.on("sync", on_sync::<A>);
+    s.on("ping", on_ping::<A>);
+    s.on_fallback(on_unknown::<A>);
 }
 
 /// Answers an ack with the outcome of an event.
-fn reply(ack: AckSender, outcome: Result<Value, ApiError>) {
+fn reply<A: Adapter>(ack: AckSender<A>, outcome: Result<Value, ApiError>) {
     let body = match outcome {
         Ok(Value::Object(mut fields)) => {
             fields.insert("ok".into(), Value::Bool(true));
@@ -55,7 +56,11 @@ fn reply(ack: AckSender, outcome: Result<Value, ApiError>) {
 }
 
 /// Lets an event through if its socket is authenticated and within its budget.
-fn admit(s: &SocketRef, state: &AppState, event: &str) -> Result<Identity, ApiError> {
+fn admit<A: Adapter>(
+    s: &SocketRef<A>,
+    state: &AppState,
+    event: &str,
+) -> Result<Identity, ApiError> {
     state.metrics.event_in(event);
     let connection = connection(s);
     let spend = connection
@@ -102,10 +107,10 @@ struct SendMessage {
     client_id: Option<String>,
 }
 
-async fn on_send_message(
-    s: SocketRef,
+async fn on_send_message<A: Adapter>(
+    s: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(state): State<AppState>,
 ) {
     let outcome = async {
@@ -134,10 +139,10 @@ struct Typing {
     is_typing: bool,
 }
 
-async fn on_typing(
-    s: SocketRef,
+async fn on_typing<A: Adapter>(
+    s: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(state): State<AppState>,
 ) {
     let outcome = async {
@@ -173,9 +178,9 @@ pub fn online_users_payload(state: &AppState) -> Value {
     json!({"total": users.len(), "users": users})
 }
 
-async fn on_get_online_users(
-    s: SocketRef,
-    ack: AckSender,
+async fn on_get_online_users<A: Adapter>(
+    s: SocketRef<A>,
+    ack: AckSender<A>,
     AckRequested(wants_ack): AckRequested,
     State(state): State<AppState>,
 ) {
@@ -195,10 +200,10 @@ struct MarkRead {
     up_to: String,
 }
 
-async fn on_mark_read(
-    s: SocketRef,
+async fn on_mark_read<A: Adapter>(
+    s: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(state): State<AppState>,
 ) {
     let outcome = async {
@@ -219,10 +224,10 @@ struct Sync {
     limit: Option<i64>,
 }
 
-async fn on_sync(
-    s: SocketRef,
+async fn on_sync<A: Adapter>(
+    s: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(state): State<AppState>,
 ) {
     let outcome = async {
@@ -240,10 +245,10 @@ async fn on_sync(
     reply(ack, outcome);
 }
 
-async fn on_ping(
-    s: SocketRef,
+async fn on_ping<A: Adapter>(
+    s: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(state): State<AppState>,
 ) {
     let outcome = admit(&s, &state, "ping").map(|_| {
@@ -259,10 +264,10 @@ async fn on_ping(
     reply(ack, outcome);
 }
 
-async fn on_unknown(
-    s: SocketRef,
+async fn on_unknown<A: Adapter>(
+    s: SocketRef<A>,
     Event(event): Event,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(state): State<AppState>,
     _data: Data<Value>,
 ) {

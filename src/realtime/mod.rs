@@ -9,22 +9,26 @@ pub mod connection;
 pub mod events;
 pub mod presence;
 
+pub mod servers;
+
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
-use socketioxide::handler::ConnectHandler;
-use socketioxide::layer::SocketIoLayer;
-use socketioxide::operators::BroadcastOperators;
-use socketioxide::{SocketIo, TransportType};
+use serde_json::{Value, json};
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::{SocketIo, SocketIoBuilder, TransportType};
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::cluster::Cluster;
 use crate::ops::metrics::Metrics;
 use presence::Presence;
+pub use servers::Layers;
+use servers::{RedisAdapter, Servers, SocketServers};
 
 /// Path of the main Socket.IO server.
 pub const SOCKET_PATH: &str = "/api/socket";
@@ -37,6 +41,8 @@ pub const NOTIFICATIONS_NS: &str = "/notifications";
 const TOPIC_NAMESPACES: [&str; 3] = [AUTH_NS, MESSENGER_NS, NOTIFICATIONS_NS];
 /// Socket.IO packets above this are refused.
 pub const MAX_PACKET: usize = 64 * 1024;
+/// How long a cluster request (an emit with acks, counting remote sockets) waits for other nodes.
+const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Every authenticated socket is in this room (presence batches go there).
 pub const AUTHENTICATED_ROOM: &str = "authenticated";
 /// How long `server_shutdown` gets to reach the clients before their connections close.
@@ -69,6 +75,19 @@ pub fn session_room(session_id: Uuid) -> String {
     format!("session_{session_id}")
 }
 
+/// Runs `$body` with `$pair` bound to the socket servers, whichever adapter they run on (one
+/// body, compiled for both); `None` before [`mount`].
+#[macro_export]
+macro_rules! on_servers {
+    ($realtime:expr, |$pair:ident| $body:expr) => {
+        match $realtime.servers() {
+            Some($crate::realtime::servers::Servers::Local($pair)) => Some($body),
+            Some($crate::realtime::servers::Servers::Redis($pair)) => Some($body),
+            None => None,
+        }
+    };
+}
+
 /// The real-time side as the rest of the application sees it. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Realtime {
@@ -77,11 +96,9 @@ pub struct Realtime {
 
 #[derive(Default)]
 struct Inner {
-    /// The main server; set once at start-up by [`mount`] (its handlers need the state that
-    /// holds this).
-    io: OnceLock<SocketIo>,
-    /// The namespace server, likewise.
-    namespaces: OnceLock<SocketIo>,
+    /// Both socket servers; set once at start-up by [`mount`] (their handlers need the state
+    /// that holds this).
+    servers: OnceLock<Servers>,
     /// Where emitted events are counted.
     metrics: OnceLock<Arc<Metrics>>,
     presence: Presence,
@@ -90,61 +107,58 @@ struct Inner {
     /// The latest typing "start" per (from, to), so a stale timer does not end a fresh one.
     typing: Mutex<HashMap<(Uuid, Uuid), u64>>,
     typing_generation: AtomicU64,
+    /// Redis failed the last emit; the next one that works says the cluster is back.
+    cluster_down: AtomicBool,
 }
 
 impl Realtime {
-    /// Where an event goes: the main server's `/` and the namespaces of the namespace server
-    /// that carry it.
-    pub fn operators(&self, event: &str) -> Vec<BroadcastOperators> {
-        let main = self.inner.io.get().and_then(|io| io.of("/"));
-        let topics = self
-            .inner
-            .namespaces
-            .get()
-            .into_iter()
-            .flat_map(|io| namespaces_of(event).iter().filter_map(|ns| io.of(ns)));
-        main.into_iter().chain(topics).collect()
+    /// The socket servers (see [`on_servers!`]).
+    pub fn servers(&self) -> Option<&Servers> {
+        self.inner.servers.get()
     }
 
-    /// Every namespace of both servers.
-    fn all_operators(&self) -> Vec<BroadcastOperators> {
-        self.operators("force_logout")
+    /// `local` or `redis`, as the self-test reports it.
+    pub fn adapter_kind(&self) -> &'static str {
+        match self.servers() {
+            Some(Servers::Redis(_)) => "redis",
+            _ => "local",
+        }
     }
 
     /// How many sockets each namespace has on this node (`/` is the main server).
     pub fn sockets_by_namespace(&self) -> Vec<(String, usize)> {
-        self.all_operators()
-            .into_iter()
-            .map(|operator| {
-                let ns = match operator.ns_path() {
-                    "/" => "/".to_owned(),
-                    other => format!("{NAMESPACES_PATH}{other}"),
-                };
-                (ns, operator.sockets().len())
-            })
-            .collect()
+        on_servers!(self, |pair| pair.sockets_by_namespace()).unwrap_or_default()
     }
 
     /// How many of this node's sockets in a room would get `event` (on both servers, in the
     /// namespaces that carry it).
     pub fn receivers(&self, room: &str, event: &str) -> usize {
-        self.operators(event)
-            .into_iter()
-            .map(|operator| operator.to(room.to_owned()).sockets().len())
-            .sum()
+        on_servers!(self, |pair| pair.receivers(room, event)).unwrap_or(0)
     }
 
-    /// This node's sockets in a room, on both servers.
-    pub fn local_sockets_in(&self, room: &str) -> Vec<socketioxide::extract::SocketRef> {
-        self.all_operators()
-            .into_iter()
-            .flat_map(|operator| operator.to(room.to_owned()).sockets())
-            .collect()
+    /// The ids of this node's sockets in a room, on both servers.
+    pub fn local_socket_ids(&self, room: &str) -> Vec<String> {
+        on_servers!(self, |pair| {
+            pair.local_sockets_in(room)
+                .iter()
+                .map(|s| s.id.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    /// Whether a user has a socket, on any node, that gets `event` (remote nodes' sockets are
+    /// known from presence, which does not tell namespaces apart).
+    pub fn reaches(&self, user_id: Uuid, event: &str) -> bool {
+        self.receivers(&user_room(user_id), event) > 0
+            || (matches!(self.servers(), Some(Servers::Redis(_)))
+                && self.presence().user_connections(user_id)
+                    > self.presence().local_connections(user_id))
     }
 
     /// Whether the socket server accepts connections on this node.
     pub fn is_ready(&self) -> bool {
-        self.inner.io.get().is_some()
+        self.servers().is_some()
     }
 
     pub fn presence(&self) -> &Presence {
@@ -161,6 +175,28 @@ impl Realtime {
 
     fn disconnected(&self) {
         self.inner.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn count_out(&self, event: &str) {
+        if let Some(metrics) = self.inner.metrics.get() {
+            metrics.event_out(event);
+        }
+    }
+
+    /// Logs the start and the end of a Redis outage once each, not per emit.
+    fn cluster_reached(&self, ok: bool) {
+        let was_down = self.inner.cluster_down.swap(!ok, Ordering::Relaxed);
+        if ok && was_down {
+            tracing::info!(
+                category = "ok",
+                "✅ Redis answers again: emits reach the whole cluster"
+            );
+        } else if !ok && !was_down {
+            tracing::error!(
+                category = "error",
+                "❌ Redis does not answer: emits reach this node's sockets only"
+            );
+        }
     }
 
     /// Emits an event to every socket of a user; false when the real-time layer failed.
@@ -184,45 +220,56 @@ impl Realtime {
             .await
     }
 
-    /// Emits an event to a room on both servers; false when any emit failed.
+    /// Emits an event to a room on both servers, on every node; false when any emit failed
+    /// (when Redis does not answer, this node's sockets still get it).
     pub async fn emit_to_room<T: Serialize + ?Sized>(
         &self,
         room: String,
         event: &str,
         data: &T,
     ) -> bool {
-        let operators = self.operators(event);
-        if operators.is_empty() {
+        self.count_out(event);
+        let outcome = on_servers!(self, |pair| pair.emit_to_room(&room, event, data).await);
+        let Some(outcome) = outcome else {
             return false;
-        }
-        if let Some(metrics) = self.inner.metrics.get() {
-            metrics.event_out(event);
-        }
-        let mut ok = true;
-        for operator in operators {
-            if let Err(e) = operator.to(room.clone()).emit(event, data).await {
-                tracing::warn!(category = "error", event, error = %e, "❌ emit failed");
-                ok = false;
-            }
-        }
-        ok
+        };
+        self.cluster_reached(!outcome.cluster_failed);
+        outcome.ok()
     }
 
-    /// Sends `force_logout {reason}` to a session's sockets and disconnects them; answers how
-    /// many there were.
+    /// Emits an event to a room, asking each socket for an ack; `on_ack` runs when the first
+    /// socket (of each server) answers within `timeout`. False when any emit failed.
+    pub async fn emit_with_acks<F, Fut>(
+        &self,
+        room: String,
+        event: &str,
+        data: &Value,
+        timeout: Duration,
+        on_ack: F,
+    ) -> bool
+    where
+        F: Fn() -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        self.count_out(event);
+        let outcome = on_servers!(self, |pair| {
+            pair.emit_with_acks(&room, event, data, timeout, on_ack)
+                .await
+        });
+        let Some(outcome) = outcome else {
+            return false;
+        };
+        self.cluster_reached(!outcome.cluster_failed);
+        outcome.ok()
+    }
+
+    /// Sends `force_logout {reason}` to a session's sockets on every node and disconnects them;
+    /// answers how many there were.
     pub async fn end_session(&self, session_id: Uuid, reason: &str) -> usize {
         let room = session_room(session_id);
         let notice = json!({ "reason": reason });
-        let mut sockets = 0;
-        for operator in self.all_operators() {
-            sockets += operator.clone().to(room.clone()).sockets().len();
-            let _ = operator
-                .clone()
-                .to(room.clone())
-                .emit("force_logout", &notice)
-                .await;
-            let _ = operator.to(room.clone()).disconnect().await;
-        }
+        let sockets =
+            on_servers!(self, |pair| pair.log_out_room(&room, &notice).await).unwrap_or(0);
         if sockets > 0 {
             tracing::info!(category = "socket", %session_id, sockets, reason, "🔌 session's sockets logged out");
         }
@@ -251,43 +298,64 @@ impl Realtime {
         }
     }
 
-    /// Tells every socket the node is stopping, then closes them all.
+    /// Tells this node's sockets the node is stopping, then closes them all.
     pub async fn shutdown(&self) {
         let notice = json!({ "reason": "server_shutdown", "reconnectAfterMs": 1000 });
-        for operator in self.all_operators() {
-            let _ = operator.emit("server_shutdown", &notice).await;
-        }
+        on_servers!(self, |pair| pair
+            .emit_local("server_shutdown", &notice)
+            .await);
         // Let the notice leave the buffers (a polling socket mid-upgrade flushes on its next
         // poll) before the connections close.
         tokio::time::sleep(SHUTDOWN_FLUSH).await;
-        for io in [self.inner.io.get(), self.inner.namespaces.get()]
-            .into_iter()
-            .flatten()
-        {
-            io.close().await;
-        }
+        on_servers!(self, |pair| pair.close().await);
     }
 }
 
-/// Builds both Socket.IO servers, registers their handlers and starts the presence batches.
-/// Answers the layers to put in front of the router.
-pub fn mount(state: &AppState) -> [SocketIoLayer; 2] {
-    let (main_layer, main) = builder(state, SOCKET_PATH);
-    main.ns("/", connection::on_connect.with(connection::handshake));
-    let (namespaces_layer, namespaces) = builder(state, NAMESPACES_PATH);
-    for ns in TOPIC_NAMESPACES {
-        namespaces.ns(ns, connection::on_connect.with(connection::handshake));
-    }
+/// Builds both Socket.IO servers (on the Redis adapter when the node is in a cluster),
+/// registers their handlers and starts presence. Answers the layers to put in front of the
+/// router.
+pub async fn mount(state: &AppState) -> anyhow::Result<Layers> {
     let inner = &state.realtime.inner;
     let _ = inner.metrics.set(state.metrics.clone());
-    if inner.io.set(main).is_err() || inner.namespaces.set(namespaces).is_err() {
-        panic!("the socket servers are mounted once");
+    let (layers, servers) = match &state.cluster {
+        None => {
+            let (main_layer, main) = builder(state, SOCKET_PATH).build_layer();
+            let (ns_layer, namespaces) = builder(state, NAMESPACES_PATH).build_layer();
+            let pair = SocketServers { main, namespaces };
+            // The local adapter starts at once; nothing to wait for.
+            drop(pair.register());
+            state.realtime.presence().lead();
+            (Layers::Local([main_layer, ns_layer]), Servers::Local(pair))
+        }
+        Some(cluster) => {
+            let redis = |channel: &str| {
+                let config = RedisAdapterConfig::new()
+                    .with_prefix(format!("{}:{channel}", cluster.prefix()))
+                    .with_request_timeout(CLUSTER_REQUEST_TIMEOUT);
+                RedisAdapterCtr::new_with_driver(cluster.driver(), config)
+            };
+            let (main_layer, main) = builder(state, SOCKET_PATH)
+                .with_adapter::<RedisAdapter>(redis("socket"))
+                .build_layer();
+            let (ns_layer, namespaces) = builder(state, NAMESPACES_PATH)
+                .with_adapter::<RedisAdapter>(redis("socket-namespaces"))
+                .build_layer();
+            let pair = SocketServers { main, namespaces };
+            for init in pair.register() {
+                init.await
+                    .map_err(|e| anyhow::anyhow!("joining the cluster's channels: {e}"))?;
+            }
+            (Layers::Redis([main_layer, ns_layer]), Servers::Redis(pair))
+        }
+    };
+    if inner.servers.set(servers).is_err() {
+        anyhow::bail!("the socket servers are mounted once");
     }
-    tokio::spawn(announce_presence(state.clone()));
-    [main_layer, namespaces_layer]
+    tokio::spawn(run_presence(state.clone()));
+    Ok(layers)
 }
 
-fn builder(state: &AppState, path: &'static str) -> (SocketIoLayer, SocketIo) {
+fn builder(state: &AppState, path: &'static str) -> SocketIoBuilder<LocalAdapter> {
     SocketIo::builder()
         .req_path(path)
         .transports([TransportType::Polling, TransportType::Websocket])
@@ -296,20 +364,48 @@ fn builder(state: &AppState, path: &'static str) -> (SocketIoLayer, SocketIo) {
         .ws_max_frame_size(MAX_PACKET)
         .max_buffer_size(1024)
         .with_state(state.clone())
-        .build_layer()
 }
 
-/// Emits one `presenceChanged` per interval at most, and only when something changed.
-async fn announce_presence(state: AppState) {
-    let mut ticks = tokio::time::interval(state.config.presence_interval);
+/// Once per `PRESENCE_INTERVAL`: in a cluster, the Redis round of [`Presence::sync`]; then, on
+/// the node that computes batches, one `presenceChanged` when something changed.
+async fn run_presence(state: AppState) {
+    let interval = state.config.presence_interval;
+    let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut redis_ok = true;
     loop {
         ticks.tick().await;
-        if let Some(change) = state.realtime.presence().take_change() {
+        let presence = state.realtime.presence();
+        let change = match &state.cluster {
+            None => presence.take_change(),
+            Some(cluster) => match presence.sync(cluster, interval * 3).await {
+                Ok(change) => {
+                    if !redis_ok {
+                        tracing::info!(category = "ok", "✅ cluster presence: Redis answers again");
+                    }
+                    redis_ok = true;
+                    change
+                }
+                Err(e) => {
+                    if redis_ok {
+                        tracing::error!(category = "error", error = %e, "❌ cluster presence: Redis does not answer; this node's counts wait");
+                    }
+                    redis_ok = false;
+                    None
+                }
+            },
+        };
+        if let Some(change) = change {
             state
                 .realtime
                 .emit_to_room(AUTHENTICATED_ROOM.to_owned(), "presenceChanged", &change)
                 .await;
         }
     }
+}
+
+/// A clean shutdown takes this node out of the cluster: its users go offline at once.
+pub async fn leave_cluster(state: &AppState, cluster: &Cluster) {
+    state.realtime.presence().withdraw(cluster).await;
+    cluster.leave().await;
 }
