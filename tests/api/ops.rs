@@ -201,7 +201,10 @@ async fn the_self_test_answers_the_contract_report_with_every_check_ok(db: Db) {
         .as_object()
         .unwrap_or_else(|| panic!("no byNamespace object: {report}"));
     assert!(by_namespace.values().all(|n| n == 0), "{report}");
-    assert_eq!(report["adapter"], json!({ "kind": "local", "nodes": 1 }));
+    assert_eq!(
+        report["adapter"],
+        json!({ "kind": "local", "nodes": 1, "nodeIds": [report["node"]] })
+    );
 
     let kind = match db {
         Db::Sqlite => "sqlite",

@@ -13,6 +13,7 @@ mod support;
 
 mod admin;
 mod authentication;
+mod cluster;
 mod durability;
 mod handshake;
 mod hostile_input;

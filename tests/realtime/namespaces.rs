@@ -35,13 +35,7 @@ pub async fn connect_to(app: &TestApp, namespace: &str, token: &str) -> SocketCl
     let sid = socket.sid.clone();
     wait_until(
         &format!("the {namespace} socket joins its user's room"),
-        || {
-            app.state
-                .realtime
-                .local_sockets_in(&room)
-                .iter()
-                .any(|s| s.id.to_string() == sid)
-        },
+        || app.state.realtime.local_socket_ids(&room).contains(&sid),
     )
     .await;
     socket
