@@ -78,9 +78,9 @@ function dropPostgres(name) {
  * A fresh, empty database: `{ kind, url, dir, drop() }`. `dir` is a temp dir that is also the
  * server's working directory.
  */
-export function createDatabase() {
+export function createDatabase(kind = databaseKind()) {
   const dir = mkdtempSync(path.join(tmpdir(), "craftcode-js-"));
-  if (databaseKind() === "sqlite") {
+  if (kind === "sqlite") {
     return {
       kind: "sqlite",
       dir,
@@ -132,10 +132,16 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * `restart()` (same port, database and secret), `dispose()`, `log()` / `logSince(mark)`.
  */
 export class Server {
-  static async start({ env = {} } = {}) {
+  /**
+   * Starts a server on a fresh database, or, for the nodes of a cluster, on a shared `db` (which
+   * it then does not drop) with a shared `jwtSecret`.
+   */
+  static async start({ env = {}, db, jwtSecret } = {}) {
     const bin = binaryPath();
-    const db = createDatabase();
-    const server = new Server(bin, db, await freePort(), env);
+    const shared = db !== undefined;
+    db ??= createDatabase();
+    const server = new Server(bin, shared ? { ...db, drop() {} } : db, await freePort(), env);
+    if (jwtSecret) server.jwtSecret = jwtSecret;
     try {
       await server.#launch();
     } catch (err) {
