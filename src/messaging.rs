@@ -80,7 +80,7 @@ pub async fn send(
     if let Some(id) = client_id
         && let Some(message) = state.store.find_message_by_client_id(sender.id, id).await?
     {
-        return Ok(already_sent(state, message));
+        return Ok(already_sent(state, message).await);
     }
     let recipient = state
         .store
@@ -105,11 +105,11 @@ pub async fn send(
             .find_message_by_client_id(sender.id, id)
             .await?
             .ok_or_else(|| ApiError::internal("a conflicting message vanished"))?;
-        return Ok(already_sent(state, message));
+        return Ok(already_sent(state, message).await);
     };
     state.metrics.message_stored();
     // Delivered means a socket that gets `newMessage` (not one that only listens to notifications).
-    let delivered = state.realtime.reaches(to, "newMessage");
+    let delivered = state.realtime.reaches(to, "newMessage").await;
     let realtime = push_new_message(state, &message).await;
     tracing::debug!(category = "message", message_id = %message.id, delivered, realtime, "📨 message sent");
     Ok(Sent {
@@ -120,9 +120,9 @@ pub async fn send(
     })
 }
 
-fn already_sent(state: &AppState, message: Message) -> Sent {
+async fn already_sent(state: &AppState, message: Message) -> Sent {
     let delivered =
-        message.delivered_at.is_some() || state.realtime.reaches(message.to, "newMessage");
+        message.delivered_at.is_some() || state.realtime.reaches(message.to, "newMessage").await;
     Sent {
         message,
         created: false,

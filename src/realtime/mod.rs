@@ -109,6 +109,8 @@ struct Inner {
     typing_generation: AtomicU64,
     /// Redis failed the last emit; the next one that works says the cluster is back.
     cluster_down: AtomicBool,
+    /// The node is shutting down: presence rounds stop (a last heartbeat would count it live).
+    stopping: AtomicBool,
 }
 
 impl Realtime {
@@ -147,13 +149,24 @@ impl Realtime {
         .unwrap_or_default()
     }
 
-    /// Whether a user has a socket, on any node, that gets `event` (remote nodes' sockets are
-    /// known from presence, which does not tell namespaces apart).
-    pub fn reaches(&self, user_id: Uuid, event: &str) -> bool {
-        self.receivers(&user_room(user_id), event) > 0
-            || (matches!(self.servers(), Some(Servers::Redis(_)))
-                && self.presence().user_connections(user_id)
-                    > self.presence().local_connections(user_id))
+    /// Whether a user has a socket, on any node, that gets `event`. This node's sockets are
+    /// looked up here; in a cluster the other nodes are asked (and when Redis does not answer,
+    /// presence decides, which does not tell namespaces apart).
+    pub async fn reaches(&self, user_id: Uuid, event: &str) -> bool {
+        let room = user_room(user_id);
+        if self.receivers(&room, event) > 0 {
+            return true;
+        }
+        match self.servers() {
+            Some(Servers::Redis(pair)) => match pair.remote_receivers(&room, event).await {
+                Some(found) => found,
+                None => {
+                    self.presence().user_connections(user_id)
+                        > self.presence().local_connections(user_id)
+                }
+            },
+            _ => false,
+        }
     }
 
     /// Whether the socket server accepts connections on this node.
@@ -300,6 +313,7 @@ impl Realtime {
 
     /// Tells this node's sockets the node is stopping, then closes them all.
     pub async fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
         let notice = json!({ "reason": "server_shutdown", "reconnectAfterMs": 1000 });
         on_servers!(self, |pair| pair
             .emit_local("server_shutdown", &notice)
@@ -375,6 +389,9 @@ async fn run_presence(state: AppState) {
     let mut redis_ok = true;
     loop {
         ticks.tick().await;
+        if state.realtime.inner.stopping.load(Ordering::Relaxed) {
+            return;
+        }
         let presence = state.realtime.presence();
         let change = match &state.cluster {
             None => presence.take_change(),

@@ -117,6 +117,19 @@ impl<A: Adapter> SocketServers<A> {
             .sum()
     }
 
+    /// Whether any node has a socket in the room that gets `event`; `None` when the cluster
+    /// could not be asked.
+    pub async fn remote_receivers(&self, room: &str, event: &str) -> Option<bool> {
+        for operator in self.operators(event) {
+            match operator.to(room.to_owned()).fetch_sockets().await {
+                Ok(sockets) if !sockets.is_empty() => return Some(true),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        Some(false)
+    }
+
     /// This node's sockets in a room, on both servers.
     pub fn local_sockets_in(&self, room: &str) -> Vec<SocketRef<A>> {
         self.all_operators()

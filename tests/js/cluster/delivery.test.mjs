@@ -190,3 +190,18 @@ test("through nginx: websocket-only clients need no sticky sessions, polling cli
   const back = await restSend(node(1), quinn, pia, "over REST on node 1");
   await polling.next("newMessage", { where: (p) => p.message.id === back.message.id });
 });
+
+test("a node stopped cleanly leaves the registry at once and its users go offline", async () => {
+  const lea = await registerUser(node(1), "Lea");
+  const watcher = await registerUser(node(1), "Mo");
+  await fx.connect(node(3), { label: "lea@node3", token: lea.token });
+  const watch = await fx.connect(node(1), { label: "mo@node1", token: watcher.token });
+  await watch.seen("presenceChanged", { where: (p) => p.online.some((u) => u.userId === lea.id) });
+
+  const exit = await node(3).stop();
+  assert.equal(exit.code, 0, "SIGTERM is a clean exit");
+  // No heartbeat has to age out: the registry no longer has it as soon as it has exited.
+  const report = await apiOk(node(1), "GET", "/api/socket-test", { token: admin.token });
+  assert.equal(report.adapter.nodes, 2, JSON.stringify(report.adapter));
+  await watch.seen("presenceChanged", { where: (p) => p.offline.includes(lea.id) });
+});
