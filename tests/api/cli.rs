@@ -395,6 +395,8 @@ async fn serve_refuses_a_bad_setting_with_one_line_naming_it() {
         ("ALLOW_SIGNUP", "maybe"),
         ("BASE_URL", "ftp://example.com"),
         ("CORS_ORIGINS", "not an origin"),
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("PRESENCE_TTL", "2s"),
     ] {
         let mut env = vec![
             ("PORT", "0"),
@@ -416,6 +418,29 @@ async fn serve_refuses_a_bad_setting_with_one_line_naming_it() {
     .await;
     run.assert_refused_with_one_line("PORT");
     assert!(run.files_left.is_empty(), "nothing is written: {run:#?}");
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_when_redis_does_not_answer_and_keeps_its_password_to_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("craftcode.db").display());
+    // Port 1 on loopback: nothing listens there.
+    let run = craftcode(
+        &["serve"],
+        &[
+            ("PORT", "0"),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_URL", &database_url),
+            ("REDIS_URL", "redis://:hunter2-redis-password@127.0.0.1:1"),
+        ],
+        None,
+    )
+    .await;
+    run.assert_refused_with_one_line("REDIS_URL");
+    assert!(
+        !run.stderr.contains("hunter2"),
+        "the password is not echoed: {run:#?}"
+    );
 }
 
 #[tokio::test]
