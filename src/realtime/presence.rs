@@ -66,6 +66,8 @@ struct State {
     unpublished: HashSet<Uuid>,
     /// Redis lost what this node wrote (or never had it): write every user again.
     republish: bool,
+    /// This node's version in `{prefix}:presence:versions` after its last write.
+    published: Option<i64>,
     /// When the other nodes' counts were last read successfully.
     refreshed: Option<Instant>,
     /// This node holds the presence lease and computes the batches.
@@ -315,15 +317,25 @@ impl Presence {
                 None => pipe.hdel(&key, id.to_string()).ignore(),
             };
         }
-        if republish || !writes.is_empty() {
+        let wrote = republish || !writes.is_empty();
+        if wrote {
             pipe.hincr(&versions, cluster.node_id(), 1).ignore();
         }
         pipe.pexpire(&key, (cluster.node_timeout() * 4).as_millis() as i64)
             .ignore();
-        let written = pipe.query_async::<()>(&mut cluster.conn()).await;
-        if written.is_err() {
+        // The version as Redis has it now: if it is not the one this node last wrote, Redis lost
+        // this node's counts (it restarted between two rounds) and they are written again.
+        pipe.hget(&versions, cluster.node_id());
+        let written = pipe
+            .query_async::<(Option<i64>,)>(&mut cluster.conn())
+            .await;
+        {
             let mut state = self.lock();
-            state.republish = true;
+            match &written {
+                Ok((version,)) if wrote => state.published = *version,
+                Ok((version,)) => state.republish |= *version != state.published,
+                Err(_) => state.republish = true,
+            }
         }
         written?;
         cluster.heartbeat().await
