@@ -81,6 +81,19 @@ class Nginx {
     const [rr, sticky] = [await freePort(), await freePort()];
     this.roundRobinUrl = `http://${HOST}:${rr}`;
     this.stickyUrl = `http://${HOST}:${sticky}`;
+    const proxy = (port, upstream) => `
+  server {
+    listen ${HOST}:${port};
+    location / {
+      proxy_pass http://${upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_read_timeout 1h;
+      proxy_connect_timeout 1s;
+    }
+  }`;
     const upstream = this.nodes.map((n) => `    server ${HOST}:${n.port} max_fails=1 fail_timeout=5s;`).join("\n");
     mkdirSync(path.join(this.dir, "logs"), { recursive: true });
     const conf = `
@@ -104,30 +117,8 @@ ${upstream}
     ip_hash;
 ${upstream}
   }
-  server {
-    listen ${HOST}:${rr};
-    location / {
-      proxy_pass http://round_robin;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_read_timeout 1h;
-      proxy_connect_timeout 1s;
-    }
-  }
-  server {
-    listen ${HOST}:${sticky};
-    location / {
-      proxy_pass http://sticky;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_read_timeout 1h;
-      proxy_connect_timeout 1s;
-    }
-  }
+${proxy(rr, "round_robin")}
+${proxy(sticky, "sticky")}
 }
 `;
     const file = path.join(this.dir, "nginx.conf");
