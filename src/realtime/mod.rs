@@ -370,6 +370,8 @@ pub async fn mount(state: &AppState) -> anyhow::Result<Layers> {
 }
 
 fn builder(state: &AppState, path: &'static str) -> SocketIoBuilder<LocalAdapter> {
+    /// The initial read buffer of each websocket, in bytes.
+    const WS_READ_BUFFER: usize = 1024;
     SocketIo::builder()
         .req_path(path)
         .transports([TransportType::Polling, TransportType::Websocket])
@@ -377,6 +379,10 @@ fn builder(state: &AppState, path: &'static str) -> SocketIoBuilder<LocalAdapter
         .ws_max_message_size(MAX_PACKET)
         .ws_max_frame_size(MAX_PACKET)
         .max_buffer_size(1024)
+        // Every socket keeps its read buffer for life; clients' packets are small (a frame
+        // larger than this still arrives whole, the buffer grows for it). Measured at 4,000
+        // idle sockets: 3 KB less per socket than the default 4 KiB.
+        .ws_read_buffer_size(WS_READ_BUFFER)
         .with_state(state.clone())
 }
 

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::writer::NewMessage;
 use super::{Store, StoreError, on_pool};
 use crate::timestamp::Timestamp;
 
@@ -33,7 +34,10 @@ pub struct ConversationRow {
 }
 
 impl Store {
-    /// Stores a message; `None` when this sender already sent one with this `client_id`.
+    /// Stores a message to an active user; `None` when it is not stored: this sender already
+    /// sent one with this `clientId`, or the recipient is gone or disabled (the caller finds out
+    /// which). On SQLite it is committed with the other sends pending at that moment (group
+    /// commit); it answers only once the message is committed.
     #[tracing::instrument(skip_all)]
     pub async fn insert_message(
         &self,
@@ -42,18 +46,32 @@ impl Store {
         content: &str,
         client_id: Option<&str>,
     ) -> Result<Option<Message>, StoreError> {
+        let (id, created_at) = (Uuid::now_v7(), Timestamp::now());
+        if let Some(writer) = &self.writer {
+            return writer
+                .insert(NewMessage {
+                    id,
+                    from,
+                    to,
+                    content: content.to_owned(),
+                    client_id: client_id.map(str::to_owned),
+                    created_at,
+                })
+                .await;
+        }
         let message = on_pool!(self, pool => sqlx::query_as::<_, Message>(
             "INSERT INTO messages (id, sender_id, recipient_id, content, client_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+             SELECT $1, $2, $3, $4, $5, $6
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $3 AND is_active)
              ON CONFLICT DO NOTHING
              RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(id)
         .bind(from)
         .bind(to)
         .bind(content)
         .bind(client_id)
-        .bind(Timestamp::now())
+        .bind(created_at)
         .fetch_optional(pool)
         .await)?;
         Ok(message)
@@ -83,6 +101,10 @@ impl Store {
         id: Uuid,
         recipient: Uuid,
     ) -> Result<Option<Message>, StoreError> {
+        let now = Timestamp::now();
+        if let Some(writer) = &self.writer {
+            return writer.deliver(id, recipient, now).await;
+        }
         let message = on_pool!(self, pool => sqlx::query_as::<_, Message>(
             "UPDATE messages SET delivered_at = $3
              WHERE id = $1 AND recipient_id = $2 AND delivered_at IS NULL
@@ -90,7 +112,7 @@ impl Store {
         )
         .bind(id)
         .bind(recipient)
-        .bind(Timestamp::now())
+        .bind(now)
         .fetch_optional(pool)
         .await)?;
         Ok(message)

@@ -9,6 +9,7 @@ mod oauth;
 mod seed;
 mod sessions;
 mod users;
+mod writer;
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -60,6 +61,8 @@ enum Pool {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// On SQLite, the one task that commits message inserts and delivery marks in batches.
+    writer: Option<writer::Writer>,
 }
 
 /// Runs the same statement-building expression on whichever pool the store holds; the second
@@ -101,12 +104,14 @@ impl Store {
             {
                 std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
             }
-            Pool::Sqlite(
-                SqlitePoolOptions::new()
-                    .max_connections(8)
-                    .connect_with(options)
-                    .await?,
-            )
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options.clone())
+                .await?;
+            return Ok(Self {
+                pool: Pool::Sqlite(pool),
+                writer: Some(writer::Writer::spawn(options)),
+            });
         } else {
             let options = PgConnectOptions::from_str(url)?;
             Pool::Postgres(
@@ -117,7 +122,7 @@ impl Store {
                     .await?,
             )
         };
-        Ok(Self { pool })
+        Ok(Self { pool, writer: None })
     }
 
     pub fn kind(&self) -> DatabaseKind {
@@ -147,6 +152,9 @@ impl Store {
 
     /// Closes every connection; used at shutdown so SQLite checkpoints its WAL.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         on_pool!(self, pool => pool.close().await)
     }
 }

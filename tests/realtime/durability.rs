@@ -214,3 +214,66 @@ db_test! {
         node.kill();
     }
 }
+
+db_test! {
+    async fn sends_acknowledged_together_in_one_batch_survive_a_kill_9_right_after(db: Db) {
+        let database = TestDatabase::create(db).await;
+        let workdir = tempfile::tempdir().expect("a working folder");
+        let jwt_secret = format!("durability-test-secret-{}", Uuid::now_v7().simple());
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a client");
+
+        let node = Node::start(&database.url, &jwt_secret, workdir.path()).await;
+        let (ada, ada_token) = register(&http, &node, "Ada").await;
+        let (bob, bob_token) = register(&http, &node, "Bob").await;
+        let mut socket = Handshake::new(node.addr)
+            .token(&ada_token)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("the handshake was refused: {e}"));
+        socket.next_event("authenticated").await;
+        // All in flight at once (under the per-user limit of 20 a second), so the server
+        // commits them together; the node dies the moment the last ack is in.
+        let pending: Vec<_> = (0..15)
+            .map(|n| {
+                socket.emit_expecting_ack(
+                    "sendMessage",
+                    json!({ "to": bob, "content": format!("in flight {n}"), "clientId": format!("flight-{n}") }),
+                )
+            })
+            .collect();
+        let mut acknowledged = Vec::new();
+        for ack in pending {
+            let ack = tokio::time::timeout(WAIT, ack)
+                .await
+                .expect("an ack within the wait")
+                .expect("the connection stays up");
+            assert_eq!(ack["ok"], true, "{ack}");
+            acknowledged.push(ack["message"]["id"].clone());
+        }
+        node.kill();
+
+        let node = Node::start(&database.url, &jwt_secret, workdir.path()).await;
+        let response = http
+            .get(node.url(&format!("/api/messages/{ada}?limit=100")))
+            .bearer_auth(&bob_token)
+            .send()
+            .await
+            .expect("sent");
+        let history = expect_json(response, 200).await;
+        let mut stored: Vec<Value> = history["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["id"].clone())
+            .collect();
+        let sort = |ids: &mut Vec<Value>| ids.sort_by_key(|id| id.as_str().unwrap_or_default().to_owned());
+        sort(&mut stored);
+        sort(&mut acknowledged);
+        assert_eq!(stored, acknowledged, "acknowledged messages were lost");
+        node.kill();
+    }
+}

@@ -246,3 +246,101 @@ db_test! {
         }
     }
 }
+
+/// Waits for every ack in `acks`, in order.
+async fn all_acks(acks: Vec<tokio::sync::oneshot::Receiver<Value>>) -> Vec<Value> {
+    let mut answered = Vec::with_capacity(acks.len());
+    for ack in acks {
+        let ack = tokio::time::timeout(WAIT, ack)
+            .await
+            .expect("an ack within the wait")
+            .expect("the connection stays up");
+        answered.push(ack);
+    }
+    answered
+}
+
+db_test! {
+    async fn many_sends_in_flight_at_once_are_each_acked_stored_and_delivered_once(db: Db) {
+        let app = spawn_realtime_app(db, &[]).await;
+        let ada = app.create_user("Ada").await;
+        let bob = app.create_user("Bob").await;
+        let mut bob_socket = connect(&app, &bob.token).await;
+        bob_socket.ack_server_events();
+        let mut devices = Vec::new();
+        for _ in 0..3 {
+            devices.push(connect(&app, &ada.token).await);
+        }
+        // 18 sends before any answer (under the 20 per second per user limit), from three
+        // devices: on SQLite they are committed together, in as few transactions as it takes.
+        let mut acks = Vec::new();
+        for n in 0..18 {
+            let device = &mut devices[n % 3];
+            acks.push(device.emit_expecting_ack(
+                "sendMessage",
+                json!({ "to": bob.id, "content": format!("burst {n}"), "clientId": format!("burst-{n}") }),
+            ));
+        }
+        let acks = all_acks(acks).await;
+        let mut ids = Vec::new();
+        for (n, ack) in acks.iter().enumerate() {
+            assert_ack_ok(ack);
+            assert_eq!(ack["message"]["content"], format!("burst {n}"));
+            ids.push(ack["message"]["id"].as_str().expect("an id").to_owned());
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 18, "one message per send: {ids:?}");
+
+        let stored = history(&app, &bob, &ada).await;
+        let mut stored_ids: Vec<String> = stored
+            .iter()
+            .map(|m| m["id"].as_str().expect("an id").to_owned())
+            .collect();
+        stored_ids.sort();
+        assert_eq!(stored_ids, unique, "every acked message is stored, once");
+
+        let mut delivered = Vec::new();
+        for _ in 0..18 {
+            let event = bob_socket.next_event("newMessage").await;
+            delivered.push(event["message"]["id"].as_str().expect("an id").to_owned());
+        }
+        delivered.sort();
+        assert_eq!(delivered, unique, "Bob gets each message once");
+        bob_socket.expect_no_event("newMessage").await;
+    }
+
+    async fn the_same_client_id_sent_twice_at_once_is_stored_once(db: Db) {
+        let app = spawn_realtime_app(db, &[]).await;
+        let ada = app.create_user("Ada").await;
+        let bob = app.create_user("Bob").await;
+        let mut phone = connect(&app, &ada.token).await;
+        let mut laptop = connect(&app, &ada.token).await;
+        let payload = json!({ "to": bob.id, "content": "only once", "clientId": "twice-at-once" });
+        // Both in flight before either is answered, plus the same send over REST meanwhile.
+        let acks = vec![
+            phone.emit_expecting_ack("sendMessage", payload.clone()),
+            laptop.emit_expecting_ack("sendMessage", payload.clone()),
+            phone.emit_expecting_ack("sendMessage", payload.clone()),
+        ];
+        let rest = app
+            .post_json_with_token(
+                &format!("/api/messages/send/{}", bob.id),
+                &ada.token,
+                &json!({ "content": "only once", "clientId": "twice-at-once" }),
+            )
+            .await;
+        let status = rest.status().as_u16();
+        assert!(status == 200 || status == 201, "answered {status}");
+        let rest = rest.json::<Value>().await.expect("a JSON body");
+        let acks = all_acks(acks).await;
+        for ack in &acks {
+            assert_ack_ok(ack);
+            assert_eq!(ack["message"]["id"], rest["message"]["id"], "{ack} vs {rest}");
+        }
+        let stored = history(&app, &ada, &bob).await;
+        assert_eq!(stored.len(), 1, "one message for one clientId: {stored:?}");
+        assert_eq!(stored[0]["id"], rest["message"]["id"]);
+    }
+}

@@ -1,0 +1,475 @@
+//! Group commit for SQLite. SQLite has one write lock per database file, so eight pooled
+//! connections each running its own one-row transaction mostly wait for each other. Instead one
+//! task owns one write connection and commits every message insert and delivery mark that is
+//! pending when it gets to them in one transaction (a batch); each caller gets its answer only
+//! after that transaction has committed, so an acknowledged message is always stored.
+//!
+//! Batches form by themselves: while one commits, the next sends queue up behind it. Nothing
+//! waits on a timer, so a lone message is committed as soon as the writer is free.
+
+use std::collections::HashMap;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Sqlite};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{Message, StoreError};
+use crate::timestamp::Timestamp;
+
+/// The most operations one transaction takes; more wait for the next one. The larger a batch,
+/// the more of its rows share index pages (each page is written to the WAL once per commit).
+/// 1,024 rows of six parameters stay below SQLite's limit of 32,766 bound parameters.
+const MAX_BATCH: usize = 1024;
+/// How many operations may wait for the writer before senders wait for room.
+const QUEUE: usize = 16 * 1024;
+/// How long the WAL may grow before the writer checkpoints it, in 4 KiB pages (40 MB).
+const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+/// The write connection's page cache (SQLite's `cache_size`, in KiB).
+const WRITER_CACHE_KIB: u32 = 64 * 1024;
+
+const MESSAGE_COLUMNS: &str =
+    "id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at";
+
+/// A message to insert, with the id and time it will be stored under.
+#[derive(Debug)]
+pub(super) struct NewMessage {
+    pub id: Uuid,
+    pub from: Uuid,
+    pub to: Uuid,
+    pub content: String,
+    pub client_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+type Reply = oneshot::Sender<Result<Option<Message>, StoreError>>;
+
+enum Job {
+    /// Answers the stored message, or `None` when it was not stored: this sender already used
+    /// this `clientId`, or the recipient is gone or disabled.
+    Insert(NewMessage, Reply),
+    /// Answers the message now marked delivered, or `None` if it already was (or is not theirs).
+    Deliver {
+        id: Uuid,
+        recipient: Uuid,
+        at: Timestamp,
+        reply: Reply,
+    },
+    /// Closes the write connection, so that the last one to close checkpoints the WAL.
+    Close(oneshot::Sender<()>),
+}
+
+/// The handle to the writer task; cheap to clone.
+#[derive(Clone, Debug)]
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task. It opens its connection when the first operation arrives, so
+    /// commands that never write messages (migrate, seed) never open it.
+    pub fn spawn(options: SqliteConnectOptions) -> Self {
+        // Every batch updates the messages table and its three indexes at pages spread over
+        // the whole file (one per sender and recipient); with SQLite's default 2 MiB page cache
+        // most of them would be read back from the file in every batch.
+        let options = options
+            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
+            // A statement that writes many rows keeps a statement journal (to undo just that
+            // statement); in memory, not in a temporary file written and deleted every batch.
+            .pragma("temp_store", "MEMORY")
+            // The writer checkpoints the WAL into the database file itself, after a commit that
+            // leaves it longer than this many pages. Rarer checkpoints write a page that many
+            // batches changed once instead of once per checkpoint (the default is 1,000 pages,
+            // about one batch of a busy second).
+            .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string());
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(run(options, queue));
+        Self { jobs }
+    }
+
+    pub async fn insert(&self, message: NewMessage) -> Result<Option<Message>, StoreError> {
+        self.submit(|reply| Job::Insert(message, reply)).await
+    }
+
+    pub async fn deliver(
+        &self,
+        id: Uuid,
+        recipient: Uuid,
+        at: Timestamp,
+    ) -> Result<Option<Message>, StoreError> {
+        self.submit(|reply| Job::Deliver {
+            id,
+            recipient,
+            at,
+            reply,
+        })
+        .await
+    }
+
+    /// Closes the write connection; later writes fail with `PoolClosed`.
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.jobs.send(Job::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+
+    async fn submit(&self, job: impl FnOnce(Reply) -> Job) -> Result<Option<Message>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(job(reply))
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        // The writer drops a reply only when it stops: the operation's outcome is unknown, and it
+        // must not be acknowledged.
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+}
+
+async fn run(options: SqliteConnectOptions, mut queue: mpsc::Receiver<Job>) {
+    let mut conn: Option<SqliteConnection> = None;
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let mut inserts = Vec::new();
+        let mut delivers = Vec::new();
+        let mut close = None;
+        for job in jobs.drain(..) {
+            match job {
+                Job::Insert(message, reply) => inserts.push((message, reply)),
+                Job::Deliver {
+                    id,
+                    recipient,
+                    at,
+                    reply,
+                } => delivers.push(((id, recipient, at), reply)),
+                Job::Close(done) => close = Some(done),
+            }
+        }
+        if !inserts.is_empty() || !delivers.is_empty() {
+            let (messages, deliveries) = (inserts.len(), delivers.len());
+            let started = std::time::Instant::now();
+            commit_batch(&options, &mut conn, inserts, delivers).await;
+            tracing::trace!(
+                messages,
+                deliveries,
+                micros = started.elapsed().as_micros() as u64,
+                "batch committed"
+            );
+        }
+        if let Some(done) = close {
+            if let Some(conn) = conn.take() {
+                let _ = conn.close().await;
+            }
+            queue.close();
+            let _ = done.send(());
+        }
+    }
+}
+
+type Delivery = (Uuid, Uuid, Timestamp);
+
+/// Commits one batch and answers every operation in it. When the batch fails as a whole (which
+/// in practice means the database itself failed), each operation is retried in a transaction of
+/// its own on a fresh connection, so one bad operation cannot fail the others.
+async fn commit_batch(
+    options: &SqliteConnectOptions,
+    conn: &mut Option<SqliteConnection>,
+    inserts: Vec<(NewMessage, Reply)>,
+    delivers: Vec<(Delivery, Reply)>,
+) {
+    let messages: Vec<&NewMessage> = inserts.iter().map(|(m, _)| m).collect();
+    let deliveries: Vec<Delivery> = delivers.iter().map(|(d, _)| *d).collect();
+    let outcome = match connection(options, conn).await {
+        Ok(db) => in_transaction(db, &messages, &deliveries).await,
+        Err(e) => Err(e),
+    };
+    let e = match outcome {
+        Ok((inserted, delivered)) => {
+            for ((_, reply), outcome) in inserts.into_iter().zip(inserted) {
+                let _ = reply.send(Ok(outcome));
+            }
+            for ((_, reply), outcome) in delivers.into_iter().zip(delivered) {
+                let _ = reply.send(Ok(outcome));
+            }
+            return;
+        }
+        Err(e) => e,
+    };
+    *conn = None;
+    if messages.len() + deliveries.len() > 1 {
+        tracing::warn!(category = "error", error = %e, "⚠️ a batch of writes failed; retrying them one by one");
+    }
+    drop(messages);
+    for (message, reply) in inserts {
+        let outcome = match connection(options, conn).await {
+            Ok(db) => in_transaction(db, &[&message], &[]).await,
+            Err(e) => Err(e),
+        };
+        let _ = reply.send(
+            outcome
+                .map(|(mut m, _)| m.pop().flatten())
+                .map_err(Into::into),
+        );
+    }
+    for (delivery, reply) in delivers {
+        let outcome = match connection(options, conn).await {
+            Ok(db) => in_transaction(db, &[], &[delivery]).await,
+            Err(e) => Err(e),
+        };
+        let _ = reply.send(
+            outcome
+                .map(|(_, mut d)| d.pop().flatten())
+                .map_err(Into::into),
+        );
+    }
+}
+
+/// The write connection, opened (again) when there is none.
+async fn connection<'c>(
+    options: &SqliteConnectOptions,
+    conn: &'c mut Option<SqliteConnection>,
+) -> Result<&'c mut SqliteConnection, sqlx::Error> {
+    if conn.is_none() {
+        *conn = Some(SqliteConnection::connect_with(options).await?);
+    }
+    Ok(conn.as_mut().expect("just opened"))
+}
+
+type Outcomes = (Vec<Option<Message>>, Vec<Option<Message>>);
+
+/// Runs the inserts and the delivery marks in one `BEGIN IMMEDIATE … COMMIT`; answers one outcome
+/// per operation, in order. Nothing is answered unless the commit succeeded.
+async fn in_transaction(
+    conn: &mut SqliteConnection,
+    messages: &[&NewMessage],
+    deliveries: &[Delivery],
+) -> Result<Outcomes, sqlx::Error> {
+    // IMMEDIATE takes the write lock up front (waiting up to busy_timeout for the pool's other
+    // writers) instead of failing when a read transaction cannot be upgraded.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut inserted = Vec::with_capacity(messages.len());
+    for chunk in messages.chunks(MAX_BATCH) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO messages (id, sender_id, recipient_id, content, client_id, created_at)
+             SELECT column1, column2, column3, column4, column5, column6 FROM (",
+        );
+        query.push_values(chunk, |mut row, m| {
+            row.push_bind(m.id)
+                .push_bind(m.from)
+                .push_bind(m.to)
+                .push_bind(m.content.as_str())
+                .push_bind(m.client_id.as_deref())
+                .push_bind(m.created_at);
+        });
+        // Skipped and not returned: a row whose recipient is gone or disabled, and a row whose
+        // (sender, clientId) is taken, by an earlier batch or an earlier row of this one.
+        query.push(
+            ") WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = column3 AND u.is_active)
+             ON CONFLICT DO NOTHING RETURNING ",
+        );
+        query.push(MESSAGE_COLUMNS);
+        let rows: Vec<Message> = query
+            .build_query_as()
+            .persistent(chunk.len() == 1)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut by_id: HashMap<Uuid, Message> = rows.into_iter().map(|m| (m.id, m)).collect();
+        inserted.extend(chunk.iter().map(|m| by_id.remove(&m.id)));
+    }
+    let mut delivered = Vec::with_capacity(deliveries.len());
+    for chunk in deliveries.chunks(MAX_BATCH) {
+        let mut query = QueryBuilder::<Sqlite>::new("UPDATE messages SET delivered_at = CASE id");
+        for (id, _, at) in chunk {
+            query
+                .push(" WHEN ")
+                .push_bind(*id)
+                .push(" THEN ")
+                .push_bind(*at);
+        }
+        query.push(" END WHERE delivered_at IS NULL AND id IN (");
+        let mut ids = query.separated(", ");
+        for (id, _, _) in chunk {
+            ids.push_bind(*id);
+        }
+        query.push(") AND (id, recipient_id) IN (");
+        query.push_values(chunk, |mut row, (id, recipient, _)| {
+            row.push_bind(*id).push_bind(*recipient);
+        });
+        query.push(") RETURNING ");
+        query.push(MESSAGE_COLUMNS);
+        let rows: Vec<Message> = query
+            .build_query_as()
+            .persistent(chunk.len() == 1)
+            .fetch_all(&mut *tx)
+            .await?;
+        // Two acks of one message in one batch: the first by its recipient gets it, the other
+        // `None`, as if they had come one after the other.
+        let mut by_id: HashMap<Uuid, Message> = rows.into_iter().map(|m| (m.id, m)).collect();
+        delivered.extend(chunk.iter().map(|(id, recipient, _)| match by_id.get(id) {
+            Some(m) if m.to == *recipient => by_id.remove(id),
+            _ => None,
+        }));
+    }
+    tx.commit().await?;
+    Ok((inserted, delivered))
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::future::join_all;
+    use uuid::Uuid;
+
+    use crate::store::{NewUser, Store};
+
+    /// A store on a fresh SQLite file, migrated, with two active users; the folder lives as long
+    /// as the store is used.
+    async fn sqlite_store() -> (Store, Uuid, Uuid, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let url = format!("sqlite://{}", dir.path().join("writer.db").display());
+        let store = Store::connect(&url).await.expect("the database opens");
+        store.migrate().await.expect("migrations run");
+        let ada = user(&store, "ada", true).await;
+        let bob = user(&store, "bob", true).await;
+        (store, ada, bob, dir)
+    }
+
+    async fn user(store: &Store, name: &str, is_active: bool) -> Uuid {
+        let email = format!("{name}@example.com");
+        let new = NewUser {
+            email: &email,
+            name,
+            password_hash: None,
+            is_admin: false,
+            is_active,
+        };
+        store
+            .insert_user(&new)
+            .await
+            .expect("stored")
+            .expect("a new user")
+            .id
+    }
+
+    #[tokio::test]
+    async fn concurrent_sends_are_each_answered_only_once_committed() {
+        let (store, ada, bob, _dir) = sqlite_store().await;
+        // More sends than one batch holds, all queued before the writer runs.
+        let sends = (0..600).map(|n| {
+            let store = store.clone();
+            async move {
+                let client_id = format!("c-{n}");
+                let message = store
+                    .insert_message(ada, bob, &format!("message {n}"), Some(&client_id))
+                    .await
+                    .expect("stored")
+                    .expect("a new message");
+                // Another connection sees it as soon as it is answered: it was committed first.
+                let seen = store
+                    .find_message_by_client_id(ada, &client_id)
+                    .await
+                    .expect("read");
+                assert_eq!(seen.as_ref(), Some(&message), "answered before committed");
+                message
+            }
+        });
+        let messages = join_all(sends).await;
+        let mut ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 600, "every send is its own message");
+        let stored = store
+            .messages_since(bob, None, 1000)
+            .await
+            .expect("history");
+        assert_eq!(stored.len(), 600);
+    }
+
+    #[tokio::test]
+    async fn the_same_client_id_twice_in_one_batch_stores_one_message() {
+        let (store, ada, bob, _dir) = sqlite_store().await;
+        let sends = (0..10).map(|n| {
+            let store = store.clone();
+            // Two sends per clientId, and a send without one that must not be held back by them.
+            let client_id = (n < 8).then(|| format!("c-{}", n / 2));
+            async move {
+                store
+                    .insert_message(ada, bob, "hello", client_id.as_deref())
+                    .await
+                    .expect("no database error")
+            }
+        });
+        let outcomes = join_all(sends).await;
+        for pair in outcomes[..8].chunks(2) {
+            let created: Vec<_> = pair.iter().flatten().collect();
+            assert_eq!(created.len(), 1, "one of the two is stored: {pair:?}");
+        }
+        assert!(outcomes[8..].iter().all(Option::is_some));
+        let stored = store.messages_since(bob, None, 100).await.expect("history");
+        assert_eq!(
+            stored.len(),
+            4 + 2,
+            "one message per clientId, plus the two without"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_is_marked_delivered_once_and_only_by_its_recipient() {
+        let (store, ada, bob, _dir) = sqlite_store().await;
+        let message = store
+            .insert_message(ada, bob, "hello", None)
+            .await
+            .expect("stored")
+            .expect("new");
+        let other = store
+            .insert_message(ada, bob, "again", None)
+            .await
+            .expect("stored")
+            .expect("new");
+        let (first, second, stranger, own) = tokio::join!(
+            store.mark_delivered(message.id, bob),
+            store.mark_delivered(message.id, bob),
+            store.mark_delivered(other.id, ada),
+            store.mark_delivered(other.id, bob),
+        );
+        let (first, second) = (first.expect("no error"), second.expect("no error"));
+        let marked = first.or(second.clone()).expect("one of the two marks it");
+        assert!(marked.delivered_at.is_some());
+        assert!(
+            second.is_none(),
+            "the second ack of one message changes nothing"
+        );
+        assert!(stranger.expect("no error").is_none(), "not Ada's to mark");
+        assert!(
+            own.expect("no error")
+                .is_some_and(|m| m.delivered_at.is_some())
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_to_unknown_or_disabled_users_in_a_batch_are_not_stored_and_the_rest_are() {
+        let (store, ada, bob, _dir) = sqlite_store().await;
+        let carol = user(&store, "carol", false).await;
+        let nobody = Uuid::now_v7();
+        let (to_bob, to_carol, to_nobody, to_bob_again) = tokio::join!(
+            store.insert_message(ada, bob, "hello", Some("a")),
+            store.insert_message(ada, carol, "hello", Some("b")),
+            store.insert_message(ada, nobody, "hello", None),
+            store.insert_message(ada, bob, "again", Some("c")),
+        );
+        assert!(to_bob.expect("no error").is_some());
+        assert!(to_carol.expect("no error").is_none(), "Carol is disabled");
+        assert!(to_nobody.expect("no error").is_none(), "no such user");
+        assert!(to_bob_again.expect("no error").is_some());
+        let stored = store.messages_since(ada, None, 100).await.expect("history");
+        assert_eq!(stored.len(), 2);
+        assert!(stored.iter().all(|m| m.to == bob));
+    }
+
+    #[tokio::test]
+    async fn writes_after_close_fail_instead_of_being_answered() {
+        let (store, ada, bob, _dir) = sqlite_store().await;
+        store.close().await;
+        let outcome = store.insert_message(ada, bob, "too late", None).await;
+        assert!(outcome.is_err(), "a closed store answered {outcome:?}");
+    }
+}
