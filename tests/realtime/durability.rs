@@ -117,6 +117,30 @@ impl Drop for Node {
     }
 }
 
+/// What a durability test runs a node process on: its database, working folder and secret, kept
+/// across the node's restarts, and a client.
+struct Setup {
+    database: TestDatabase,
+    workdir: tempfile::TempDir,
+    jwt_secret: String,
+    http: reqwest::Client,
+}
+
+impl Setup {
+    async fn new(db: Db) -> Self {
+        Self {
+            database: TestDatabase::create(db).await,
+            workdir: tempfile::tempdir().expect("a working folder"),
+            jwt_secret: format!("durability-test-secret-{}", Uuid::now_v7().simple()),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a client"),
+        }
+    }
+}
+
 async fn register(http: &reqwest::Client, node: &Node, name: &str) -> (Uuid, String) {
     let body = json!({
         "email": format!("{}@example.com", name.to_lowercase()),
@@ -173,14 +197,7 @@ async fn send_acknowledged(
 
 db_test! {
     async fn acknowledged_messages_survive_a_kill_9_of_the_node(db: Db) {
-        let database = TestDatabase::create(db).await;
-        let workdir = tempfile::tempdir().expect("a working folder");
-        let jwt_secret = format!("durability-test-secret-{}", Uuid::now_v7().simple());
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("a client");
+        let Setup { database, workdir, jwt_secret, http } = Setup::new(db).await;
 
         let node = Node::start(&database.url, &jwt_secret, workdir.path()).await;
         let (ada, ada_token) = register(&http, &node, "Ada").await;
@@ -217,14 +234,7 @@ db_test! {
 
 db_test! {
     async fn sends_acknowledged_together_in_one_batch_survive_a_kill_9_right_after(db: Db) {
-        let database = TestDatabase::create(db).await;
-        let workdir = tempfile::tempdir().expect("a working folder");
-        let jwt_secret = format!("durability-test-secret-{}", Uuid::now_v7().simple());
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("a client");
+        let Setup { database, workdir, jwt_secret, http } = Setup::new(db).await;
 
         let node = Node::start(&database.url, &jwt_secret, workdir.path()).await;
         let (ada, ada_token) = register(&http, &node, "Ada").await;
