@@ -109,8 +109,8 @@ impl Store {
                 .connect_with(options.clone())
                 .await?;
             return Ok(Self {
+                writer: Some(writer::Writer::spawn(options, pool.clone())),
                 pool: Pool::Sqlite(pool),
-                writer: Some(writer::Writer::spawn(options)),
             });
         } else {
             let options = PgConnectOptions::from_str(url)?;

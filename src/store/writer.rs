@@ -8,8 +8,11 @@
 //! waits on a timer, so a lone message is committed as soon as the writer is free.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool};
 use sqlx::{Connection, QueryBuilder, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -23,8 +26,8 @@ use crate::timestamp::Timestamp;
 const MAX_BATCH: usize = 1024;
 /// How many operations may wait for the writer before senders wait for room.
 const QUEUE: usize = 16 * 1024;
-/// How long the WAL may grow before the writer checkpoints it, in 4 KiB pages (40 MB).
-const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+/// How often another connection checkpoints the WAL while the writer has been writing.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The write connection's page cache (SQLite's `cache_size`, in KiB).
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 
@@ -68,7 +71,7 @@ pub(super) struct Writer {
 impl Writer {
     /// Starts the writer task. It opens its connection when the first operation arrives, so
     /// commands that never write messages (migrate, seed) never open it.
-    pub fn spawn(options: SqliteConnectOptions) -> Self {
+    pub fn spawn(options: SqliteConnectOptions, pool: SqlitePool) -> Self {
         // Every batch updates the messages table and its three indexes at pages spread over
         // the whole file (one per sender and recipient); with SQLite's default 2 MiB page cache
         // most of them would be read back from the file in every batch.
@@ -77,13 +80,14 @@ impl Writer {
             // A statement that writes many rows keeps a statement journal (to undo just that
             // statement); in memory, not in a temporary file written and deleted every batch.
             .pragma("temp_store", "MEMORY")
-            // The writer checkpoints the WAL into the database file itself, after a commit that
-            // leaves it longer than this many pages. Rarer checkpoints write a page that many
-            // batches changed once instead of once per checkpoint (the default is 1,000 pages,
-            // about one batch of a busy second).
-            .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string());
+            // The writer never checkpoints the WAL itself: a checkpoint inside a commit held up
+            // every send queued behind it (the 100–400 ms tail of the first group-commit run).
+            // [`checkpoint_while_writing`] does it from another connection.
+            .pragma("wal_autocheckpoint", "0");
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(options, queue));
+        let commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(options, queue, commits.clone()));
+        tokio::spawn(checkpoint_while_writing(pool, commits));
         Self { jobs }
     }
 
@@ -126,7 +130,41 @@ impl Writer {
     }
 }
 
-async fn run(options: SqliteConnectOptions, mut queue: mpsc::Receiver<Job>) {
+/// Once a second, when the writer has committed since the last time, copies the WAL back into
+/// the database file with a PASSIVE checkpoint from a pool connection: it never blocks the
+/// writer, which goes on appending meanwhile, and once it has caught up the next commit starts
+/// the WAL from its beginning again, so the file stays bounded. Stops when the pool closes.
+async fn checkpoint_while_writing(pool: SqlitePool, commits: Arc<AtomicU64>) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checkpointed = 0;
+    loop {
+        ticks.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        let committed = commits.load(Ordering::Relaxed);
+        if committed == checkpointed {
+            continue;
+        }
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            Ok(_) => checkpointed = committed,
+            Err(_) if pool.is_closed() => return,
+            Err(e) => {
+                tracing::warn!(category = "warn", error = %e, "⚠️ WAL checkpoint failed; trying again in a second")
+            }
+        }
+    }
+}
+
+async fn run(
+    options: SqliteConnectOptions,
+    mut queue: mpsc::Receiver<Job>,
+    commits: Arc<AtomicU64>,
+) {
     let mut conn: Option<SqliteConnection> = None;
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
@@ -149,6 +187,7 @@ async fn run(options: SqliteConnectOptions, mut queue: mpsc::Receiver<Job>) {
             let (messages, deliveries) = (inserts.len(), delivers.len());
             let started = std::time::Instant::now();
             commit_batch(&options, &mut conn, inserts, delivers).await;
+            commits.fetch_add(1, Ordering::Relaxed);
             tracing::trace!(
                 messages,
                 deliveries,
@@ -348,6 +387,29 @@ mod tests {
             .expect("stored")
             .expect("a new user")
             .id
+    }
+
+    #[tokio::test]
+    async fn what_the_writer_commits_is_checkpointed_into_the_database_file_while_it_runs() {
+        let (store, ada, bob, dir) = sqlite_store().await;
+        let file = dir.path().join("writer.db");
+        let size = || std::fs::metadata(&file).expect("the database file").len();
+        let before = size();
+        let content = "x".repeat(500);
+        let sends = (0..2000).map(|_| store.insert_message(ada, bob, &content, None));
+        for stored in join_all(sends).await {
+            stored.expect("stored").expect("a new message");
+        }
+        // The writer never checkpoints itself; until another connection does, the rows live only
+        // in the WAL and the database file keeps its size. Polls for at most ten seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint copied the WAL into the database file"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     #[tokio::test]
