@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::timestamp::Timestamp;
@@ -145,11 +146,8 @@ impl Cluster {
 
     /// Takes this node out of the registry (a clean shutdown).
     pub async fn leave(&self) {
-        let _: redis::RedisResult<()> = redis::pipe()
-            .zrem(self.key(&["nodes"]), self.node_id())
-            .ignore()
-            .query_async(&mut self.conn())
-            .await;
+        let _: redis::RedisResult<()> =
+            self.conn().zrem(self.key(&["nodes"]), self.node_id()).await;
     }
 }
 

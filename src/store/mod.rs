@@ -92,37 +92,37 @@ pub(crate) use on_pool;
 impl Store {
     /// Connects to `sqlite://path` (the file and its folder are created) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(5));
-            if let Some(parent) = options.get_filename().parent()
-                && !parent.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
-            }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options.clone())
+        if !url.starts_with("sqlite:") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
                 .await?;
             return Ok(Self {
-                writer: Some(writer::Writer::spawn(options, pool.clone())),
-                pool: Pool::Sqlite(pool),
+                pool: Pool::Postgres(pool),
+                writer: None,
             });
-        } else {
-            let options = PgConnectOptions::from_str(url)?;
-            Pool::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(options)
-                    .await?,
-            )
-        };
-        Ok(Self { pool, writer: None })
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.clone())
+            .await?;
+        Ok(Self {
+            writer: Some(writer::Writer::spawn(options, pool.clone())),
+            pool: Pool::Sqlite(pool),
+        })
     }
 
     pub fn kind(&self) -> DatabaseKind {

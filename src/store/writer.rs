@@ -240,27 +240,24 @@ async fn commit_batch(
     }
     drop(messages);
     for (message, reply) in inserts {
-        let outcome = match connection(options, conn).await {
-            Ok(db) => in_transaction(db, &[&message], &[]).await,
-            Err(e) => Err(e),
-        };
-        let _ = reply.send(
-            outcome
-                .map(|(mut m, _)| m.pop().flatten())
-                .map_err(Into::into),
-        );
+        let outcome = alone(options, conn, &[&message], &[]).await;
+        let _ = reply.send(outcome.map(|(mut m, _)| m.pop().flatten()));
     }
     for (delivery, reply) in delivers {
-        let outcome = match connection(options, conn).await {
-            Ok(db) => in_transaction(db, &[], &[delivery]).await,
-            Err(e) => Err(e),
-        };
-        let _ = reply.send(
-            outcome
-                .map(|(_, mut d)| d.pop().flatten())
-                .map_err(Into::into),
-        );
+        let outcome = alone(options, conn, &[], &[delivery]).await;
+        let _ = reply.send(outcome.map(|(_, mut d)| d.pop().flatten()));
     }
+}
+
+/// One operation in a transaction of its own (after its batch failed).
+async fn alone(
+    options: &SqliteConnectOptions,
+    conn: &mut Option<SqliteConnection>,
+    messages: &[&NewMessage],
+    deliveries: &[Delivery],
+) -> Result<Outcomes, StoreError> {
+    let db = connection(options, conn).await?;
+    Ok(in_transaction(db, messages, deliveries).await?)
 }
 
 /// The write connection, opened (again) when there is none.
