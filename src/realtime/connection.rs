@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
+use tokio::sync::SetOnce;
 use tokio::task::AbortHandle;
 
 use super::{AUTHENTICATED_ROOM, carries, events, session_room, user_room};
@@ -44,6 +45,8 @@ pub struct Connection {
     timer: Mutex<Option<AbortHandle>>,
     /// Rooms joined and presence counted (see [`establish`]).
     established: AtomicBool,
+    /// Set once the socket is connected, or gone (see [`Connection::connected`]).
+    connected: SetOnce<()>,
 }
 
 impl Connection {
@@ -67,6 +70,18 @@ impl Connection {
         {
             old.abort();
         }
+    }
+
+    /// Waits until socketioxide counts the socket as connected. It answers the connect packet
+    /// before it marks the socket connected, and an emit to an unmarked socket fails; an event the
+    /// client sends the moment it is answered can be handled in between. Returns at once but in a
+    /// socket's first instants; gives up after a second for a socket whose connect failed.
+    pub async fn connected(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.connected.wait()).await;
+    }
+
+    fn mark_connected(&self) {
+        let _ = self.connected.set(());
     }
 
     fn cancel_timer(&self) {
@@ -174,6 +189,7 @@ pub async fn handshake<A: Adapter>(
 /// `authenticate`.
 pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(state): State<AppState>) {
     let connection = connection(&s);
+    connection.mark_connected();
     match connection.identity() {
         Some(identity) => establish(&s, &state, &connection, identity),
         None => {
@@ -277,6 +293,7 @@ async fn on_authenticate<A: Adapter>(
 ) {
     state.metrics.event_in("authenticate");
     let connection = connection(&s);
+    connection.connected().await;
     let token = data
         .ok()
         .and_then(|d| d.get("token").and_then(Value::as_str).map(str::to_owned));
@@ -347,6 +364,7 @@ async fn on_disconnect<A: Adapter>(
 ) {
     state.realtime.disconnected();
     let connection = connection(&s);
+    connection.mark_connected();
     connection.cancel_timer();
     if let Some(identity) = connection
         .identity()

@@ -56,13 +56,14 @@ fn reply<A: Adapter>(ack: AckSender<A>, outcome: Result<Value, ApiError>) {
 }
 
 /// Lets an event through if its socket is authenticated and within its budget.
-fn admit<A: Adapter>(
+async fn admit<A: Adapter>(
     s: &SocketRef<A>,
     state: &AppState,
     event: &str,
 ) -> Result<Identity, ApiError> {
     state.metrics.event_in(event);
     let connection = connection(s);
+    connection.connected().await;
     let spend = connection
         .budget
         .lock()
@@ -114,7 +115,7 @@ async fn on_send_message<A: Adapter>(
     State(state): State<AppState>,
 ) {
     let outcome = async {
-        let me = admit(&s, &state, "sendMessage")?;
+        let me = admit(&s, &state, "sendMessage").await?;
         let input: SendMessage = parse(data)?;
         let to = parse_id(&input.to, "to")
             .map_err(|_| ApiError::not_found("user_not_found", "no such user"))?;
@@ -146,7 +147,7 @@ async fn on_typing<A: Adapter>(
     State(state): State<AppState>,
 ) {
     let outcome = async {
-        let me = admit(&s, &state, "typing")?;
+        let me = admit(&s, &state, "typing").await?;
         let input: Typing = parse(data)?;
         let to = parse_id(&input.to, "to")?;
         let from = me.user.id;
@@ -184,7 +185,9 @@ async fn on_get_online_users<A: Adapter>(
     AckRequested(wants_ack): AckRequested,
     State(state): State<AppState>,
 ) {
-    let outcome = admit(&s, &state, "getOnlineUsers").map(|_| online_users_payload(&state));
+    let outcome = admit(&s, &state, "getOnlineUsers")
+        .await
+        .map(|_| online_users_payload(&state));
     match outcome {
         Ok(payload) if !wants_ack => {
             let _ = s.emit("getOnlineUsers", &payload);
@@ -207,7 +210,7 @@ async fn on_mark_read<A: Adapter>(
     State(state): State<AppState>,
 ) {
     let outcome = async {
-        let me = admit(&s, &state, "markRead")?;
+        let me = admit(&s, &state, "markRead").await?;
         let input: MarkRead = parse(data)?;
         let other = parse_id(&input.user_id, "userId")?;
         let up_to = parse_id(&input.up_to, "upTo")?;
@@ -231,7 +234,7 @@ async fn on_sync<A: Adapter>(
     State(state): State<AppState>,
 ) {
     let outcome = async {
-        let me = admit(&s, &state, "sync")?;
+        let me = admit(&s, &state, "sync").await?;
         let input: Sync = parse(data)?;
         let since = input
             .since
@@ -251,7 +254,7 @@ async fn on_ping<A: Adapter>(
     ack: AckSender<A>,
     State(state): State<AppState>,
 ) {
-    let outcome = admit(&s, &state, "ping").map(|_| {
+    let outcome = admit(&s, &state, "ping").await.map(|_| {
         let ts = data
             .ok()
             .and_then(|d| d.get("ts").cloned())
@@ -271,7 +274,7 @@ async fn on_unknown<A: Adapter>(
     State(state): State<AppState>,
     _data: Data<Value>,
 ) {
-    let outcome = admit(&s, &state, "unknown").and_then(|_| {
+    let outcome = admit(&s, &state, "unknown").await.and_then(|_| {
         Err(ApiError::bad_request(
             "unknown_event",
             format!(
