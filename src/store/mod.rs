@@ -33,6 +33,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// From the SQLite message writer, which has a connection of its own.
+    #[error("database error: {0}")]
+    Writer(#[from] rusqlite::Error),
 }
 
 /// Which database engine backs the store, as the self-test reports it.
@@ -120,7 +123,10 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         Ok(Self {
-            writer: Some(writer::Writer::spawn(options, pool.clone())),
+            writer: Some(writer::Writer::spawn(
+                options.get_filename().to_owned(),
+                pool.clone(),
+            )?),
             pool: Pool::Sqlite(pool),
         })
     }

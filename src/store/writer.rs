@@ -1,28 +1,31 @@
 //! Group commit for SQLite. SQLite has one write lock per database file, so eight pooled
 //! connections each running its own one-row transaction mostly wait for each other. Instead one
-//! task owns one write connection and commits every message insert and delivery mark that is
+//! thread owns one write connection and commits every message insert and delivery mark that is
 //! pending when it gets to them in one transaction (a batch); each caller gets its answer only
 //! after that transaction has committed, so an acknowledged message is always stored.
 //!
 //! Batches form by themselves: while one commits, the next sends queue up behind it. Nothing
 //! waits on a timer, so a lone message is committed as soon as the writer is free.
+//!
+//! The writer talks to SQLite through rusqlite on its own thread, not through sqlx: sqlx hands
+//! every statement to a worker thread and back (BEGIN, each statement, COMMIT), and those
+//! hand-offs cost more than the writes. Here a batch is one call into SQLite per operation, with
+//! the two statements prepared once.
 
-use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool};
-use sqlx::{Connection, QueryBuilder, Sqlite};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Message, StoreError};
 use crate::timestamp::Timestamp;
 
-/// The most operations one transaction takes; more wait for the next one. The larger a batch,
-/// the more of its rows share index pages (each page is written to the WAL once per commit).
-/// 1,024 rows of six parameters stay below SQLite's limit of 32,766 bound parameters.
+/// The most operations one transaction takes; more wait for the next one.
 const MAX_BATCH: usize = 1024;
 /// How many operations may wait for the writer before senders wait for room.
 const QUEUE: usize = 16 * 1024;
@@ -30,9 +33,21 @@ const QUEUE: usize = 16 * 1024;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The write connection's page cache (SQLite's `cache_size`, in KiB).
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
+/// How long the writer waits for the pool's occasional other writers to release the lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const MESSAGE_COLUMNS: &str =
-    "id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at";
+/// Stores a message unless the recipient is gone or disabled, or this sender already used this
+/// `clientId` (the unique index); answers the row only when it was stored.
+const INSERT: &str =
+    "INSERT INTO messages (id, sender_id, recipient_id, content, client_id, created_at)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+     WHERE EXISTS (SELECT 1 FROM users WHERE id = ?3 AND is_active)
+     ON CONFLICT DO NOTHING
+     RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at";
+/// Marks a message delivered once, and only by its recipient.
+const DELIVER: &str = "UPDATE messages SET delivered_at = ?3
+     WHERE id = ?1 AND recipient_id = ?2 AND delivered_at IS NULL
+     RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at";
 
 /// A message to insert, with the id and time it will be stored under.
 #[derive(Debug)]
@@ -52,43 +67,38 @@ enum Job {
     /// this `clientId`, or the recipient is gone or disabled.
     Insert(NewMessage, Reply),
     /// Answers the message now marked delivered, or `None` if it already was (or is not theirs).
-    Deliver {
-        id: Uuid,
-        recipient: Uuid,
-        at: Timestamp,
-        reply: Reply,
-    },
+    Deliver(Delivery, Reply),
     /// Closes the write connection, so that the last one to close checkpoints the WAL.
     Close(oneshot::Sender<()>),
 }
 
-/// The handle to the writer task; cheap to clone.
+#[derive(Clone, Copy, Debug)]
+struct Delivery {
+    id: Uuid,
+    recipient: Uuid,
+    at: Timestamp,
+}
+
+/// The handle to the writer thread; cheap to clone.
 #[derive(Clone, Debug)]
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
 impl Writer {
-    /// Starts the writer task. It opens its connection when the first operation arrives, so
-    /// commands that never write messages (migrate, seed) never open it.
-    pub fn spawn(options: SqliteConnectOptions, pool: SqlitePool) -> Self {
-        // Every batch updates the messages table and its three indexes at pages spread over
-        // the whole file (one per sender and recipient); with SQLite's default 2 MiB page cache
-        // most of them would be read back from the file in every batch.
-        let options = options
-            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
-            // A statement that writes many rows keeps a statement journal (to undo just that
-            // statement); in memory, not in a temporary file written and deleted every batch.
-            .pragma("temp_store", "MEMORY")
-            // The writer never checkpoints the WAL itself: a checkpoint inside a commit held up
-            // every send queued behind it (the 100–400 ms tail of the first group-commit run).
-            // [`checkpoint_while_writing`] does it from another connection.
-            .pragma("wal_autocheckpoint", "0");
+    /// Starts the writer thread for the database file at `path`. It opens its connection when
+    /// the first operation arrives, so commands that never write messages (migrate, seed) never
+    /// open it. Stops when every handle is gone.
+    pub fn spawn(path: PathBuf, pool: SqlitePool) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(options, queue, commits.clone()));
+        let counted = commits.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || run(&path, queue, &counted))
+            .map_err(sqlx::Error::Io)?;
         tokio::spawn(checkpoint_while_writing(pool, commits));
-        Self { jobs }
+        Ok(Self { jobs })
     }
 
     pub async fn insert(&self, message: NewMessage) -> Result<Option<Message>, StoreError> {
@@ -101,13 +111,8 @@ impl Writer {
         recipient: Uuid,
         at: Timestamp,
     ) -> Result<Option<Message>, StoreError> {
-        self.submit(|reply| Job::Deliver {
-            id,
-            recipient,
-            at,
-            reply,
-        })
-        .await
+        let delivery = Delivery { id, recipient, at };
+        self.submit(|reply| Job::Deliver(delivery, reply)).await
     }
 
     /// Closes the write connection; later writes fail with `PoolClosed`.
@@ -160,33 +165,25 @@ async fn checkpoint_while_writing(pool: SqlitePool, commits: Arc<AtomicU64>) {
     }
 }
 
-async fn run(
-    options: SqliteConnectOptions,
-    mut queue: mpsc::Receiver<Job>,
-    commits: Arc<AtomicU64>,
-) {
-    let mut conn: Option<SqliteConnection> = None;
+/// The writer thread: takes whatever is queued (up to [`MAX_BATCH`]) and commits it as one batch.
+fn run(path: &std::path::Path, mut queue: mpsc::Receiver<Job>, commits: &AtomicU64) {
+    let mut conn: Option<Connection> = None;
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    while queue.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
         let mut inserts = Vec::new();
         let mut delivers = Vec::new();
         let mut close = None;
         for job in jobs.drain(..) {
             match job {
                 Job::Insert(message, reply) => inserts.push((message, reply)),
-                Job::Deliver {
-                    id,
-                    recipient,
-                    at,
-                    reply,
-                } => delivers.push(((id, recipient, at), reply)),
+                Job::Deliver(delivery, reply) => delivers.push((delivery, reply)),
                 Job::Close(done) => close = Some(done),
             }
         }
         if !inserts.is_empty() || !delivers.is_empty() {
             let (messages, deliveries) = (inserts.len(), delivers.len());
             let started = std::time::Instant::now();
-            commit_batch(&options, &mut conn, inserts, delivers).await;
+            commit_batch(path, &mut conn, inserts, delivers);
             commits.fetch_add(1, Ordering::Relaxed);
             tracing::trace!(
                 messages,
@@ -196,33 +193,25 @@ async fn run(
             );
         }
         if let Some(done) = close {
-            if let Some(conn) = conn.take() {
-                let _ = conn.close().await;
-            }
+            drop(conn.take());
             queue.close();
             let _ = done.send(());
         }
     }
 }
 
-type Delivery = (Uuid, Uuid, Timestamp);
-
 /// Commits one batch and answers every operation in it. When the batch fails as a whole (which
 /// in practice means the database itself failed), each operation is retried in a transaction of
 /// its own on a fresh connection, so one bad operation cannot fail the others.
-async fn commit_batch(
-    options: &SqliteConnectOptions,
-    conn: &mut Option<SqliteConnection>,
+fn commit_batch(
+    path: &std::path::Path,
+    conn: &mut Option<Connection>,
     inserts: Vec<(NewMessage, Reply)>,
     delivers: Vec<(Delivery, Reply)>,
 ) {
     let messages: Vec<&NewMessage> = inserts.iter().map(|(m, _)| m).collect();
     let deliveries: Vec<Delivery> = delivers.iter().map(|(d, _)| *d).collect();
-    let outcome = match connection(options, conn).await {
-        Ok(db) => in_transaction(db, &messages, &deliveries).await,
-        Err(e) => Err(e),
-    };
-    let e = match outcome {
+    let e = match connection(path, conn).and_then(|db| in_transaction(db, &messages, &deliveries)) {
         Ok((inserted, delivered)) => {
             for ((_, reply), outcome) in inserts.into_iter().zip(inserted) {
                 let _ = reply.send(Ok(outcome));
@@ -240,33 +229,49 @@ async fn commit_batch(
     }
     drop(messages);
     for (message, reply) in inserts {
-        let outcome = alone(options, conn, &[&message], &[]).await;
+        let outcome = alone(path, conn, &[&message], &[]);
         let _ = reply.send(outcome.map(|(mut m, _)| m.pop().flatten()));
     }
     for (delivery, reply) in delivers {
-        let outcome = alone(options, conn, &[], &[delivery]).await;
+        let outcome = alone(path, conn, &[], &[delivery]);
         let _ = reply.send(outcome.map(|(_, mut d)| d.pop().flatten()));
     }
 }
 
 /// One operation in a transaction of its own (after its batch failed).
-async fn alone(
-    options: &SqliteConnectOptions,
-    conn: &mut Option<SqliteConnection>,
+fn alone(
+    path: &std::path::Path,
+    conn: &mut Option<Connection>,
     messages: &[&NewMessage],
     deliveries: &[Delivery],
 ) -> Result<Outcomes, StoreError> {
-    let db = connection(options, conn).await?;
-    Ok(in_transaction(db, messages, deliveries).await?)
+    let outcome = connection(path, conn).and_then(|db| in_transaction(db, messages, deliveries));
+    if outcome.is_err() {
+        *conn = None;
+    }
+    Ok(outcome?)
 }
 
-/// The write connection, opened (again) when there is none.
-async fn connection<'c>(
-    options: &SqliteConnectOptions,
-    conn: &'c mut Option<SqliteConnection>,
-) -> Result<&'c mut SqliteConnection, sqlx::Error> {
+/// The write connection, opened (again) when there is none. The pool has created the file and
+/// put it in WAL mode (which the file keeps); these settings are the connection's own.
+fn connection<'c>(
+    path: &std::path::Path,
+    conn: &'c mut Option<Connection>,
+) -> rusqlite::Result<&'c mut Connection> {
     if conn.is_none() {
-        *conn = Some(SqliteConnection::connect_with(options).await?);
+        let db = Connection::open(path)?;
+        db.busy_timeout(BUSY_TIMEOUT)?;
+        // As the pool's connections: an acknowledged commit survives the process being killed.
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        // Every batch updates the messages table and its indexes at pages spread over the whole
+        // file (one per sender and recipient); with SQLite's default 2 MiB page cache most of
+        // them would be read back from the file in every batch.
+        db.pragma_update(None, "cache_size", format!("-{WRITER_CACHE_KIB}"))?;
+        // The writer never checkpoints the WAL itself: a checkpoint inside a commit held up
+        // every send queued behind it (the 100–400 ms tail of the first group-commit run).
+        // [`checkpoint_while_writing`] does it from another connection.
+        db.pragma_update(None, "wal_autocheckpoint", 0)?;
+        *conn = Some(db);
     }
     Ok(conn.as_mut().expect("just opened"))
 }
@@ -274,80 +279,56 @@ async fn connection<'c>(
 type Outcomes = (Vec<Option<Message>>, Vec<Option<Message>>);
 
 /// Runs the inserts and the delivery marks in one `BEGIN IMMEDIATE … COMMIT`; answers one outcome
-/// per operation, in order. Nothing is answered unless the commit succeeded.
-async fn in_transaction(
-    conn: &mut SqliteConnection,
+/// per operation, in order. Nothing is answered unless the commit succeeded (a failed
+/// transaction rolls back when it is dropped).
+fn in_transaction(
+    conn: &mut Connection,
     messages: &[&NewMessage],
     deliveries: &[Delivery],
-) -> Result<Outcomes, sqlx::Error> {
-    // IMMEDIATE takes the write lock up front (waiting up to busy_timeout for the pool's other
-    // writers) instead of failing when a read transaction cannot be upgraded.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+) -> rusqlite::Result<Outcomes> {
+    // IMMEDIATE takes the write lock up front (waiting up to the busy timeout for the pool's
+    // other writers) instead of failing when a read transaction cannot be upgraded.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut inserted = Vec::with_capacity(messages.len());
-    for chunk in messages.chunks(MAX_BATCH) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO messages (id, sender_id, recipient_id, content, client_id, created_at)
-             SELECT column1, column2, column3, column4, column5, column6 FROM (",
-        );
-        query.push_values(chunk, |mut row, m| {
-            row.push_bind(m.id)
-                .push_bind(m.from)
-                .push_bind(m.to)
-                .push_bind(m.content.as_str())
-                .push_bind(m.client_id.as_deref())
-                .push_bind(m.created_at);
-        });
-        // Skipped and not returned: a row whose recipient is gone or disabled, and a row whose
-        // (sender, clientId) is taken, by an earlier batch or an earlier row of this one.
-        query.push(
-            ") WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = column3 AND u.is_active)
-             ON CONFLICT DO NOTHING RETURNING ",
-        );
-        query.push(MESSAGE_COLUMNS);
-        let rows: Vec<Message> = query
-            .build_query_as()
-            .persistent(chunk.len() == 1)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut by_id: HashMap<Uuid, Message> = rows.into_iter().map(|m| (m.id, m)).collect();
-        inserted.extend(chunk.iter().map(|m| by_id.remove(&m.id)));
-    }
     let mut delivered = Vec::with_capacity(deliveries.len());
-    for chunk in deliveries.chunks(MAX_BATCH) {
-        let mut query = QueryBuilder::<Sqlite>::new("UPDATE messages SET delivered_at = CASE id");
-        for (id, _, at) in chunk {
-            query
-                .push(" WHEN ")
-                .push_bind(*id)
-                .push(" THEN ")
-                .push_bind(*at);
+    {
+        let mut insert = tx.prepare_cached(INSERT)?;
+        for m in messages {
+            let params = params![
+                m.id,
+                m.from,
+                m.to,
+                m.content,
+                m.client_id,
+                m.created_at.as_millis()
+            ];
+            inserted.push(insert.query_row(params, message).optional()?);
         }
-        query.push(" END WHERE delivered_at IS NULL AND id IN (");
-        let mut ids = query.separated(", ");
-        for (id, _, _) in chunk {
-            ids.push_bind(*id);
+        let mut deliver = tx.prepare_cached(DELIVER)?;
+        for d in deliveries {
+            let params = params![d.id, d.recipient, d.at.as_millis()];
+            delivered.push(deliver.query_row(params, message).optional()?);
         }
-        query.push(") AND (id, recipient_id) IN (");
-        query.push_values(chunk, |mut row, (id, recipient, _)| {
-            row.push_bind(*id).push_bind(*recipient);
-        });
-        query.push(") RETURNING ");
-        query.push(MESSAGE_COLUMNS);
-        let rows: Vec<Message> = query
-            .build_query_as()
-            .persistent(chunk.len() == 1)
-            .fetch_all(&mut *tx)
-            .await?;
-        // Two acks of one message in one batch: the first by its recipient gets it, the other
-        // `None`, as if they had come one after the other.
-        let mut by_id: HashMap<Uuid, Message> = rows.into_iter().map(|m| (m.id, m)).collect();
-        delivered.extend(chunk.iter().map(|(id, recipient, _)| match by_id.get(id) {
-            Some(m) if m.to == *recipient => by_id.remove(id),
-            _ => None,
-        }));
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok((inserted, delivered))
+}
+
+/// A `messages` row, in the column order of [`INSERT`] and [`DELIVER`].
+fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
+    let at = |i: usize| -> rusqlite::Result<Option<Timestamp>> {
+        Ok(row.get::<_, Option<i64>>(i)?.map(Timestamp::from_millis))
+    };
+    Ok(Message {
+        id: row.get(0)?,
+        from: row.get(1)?,
+        to: row.get(2)?,
+        content: row.get(3)?,
+        client_id: row.get(4)?,
+        created_at: Timestamp::from_millis(row.get(5)?),
+        delivered_at: at(6)?,
+        read_at: at(7)?,
+    })
 }
 
 #[cfg(test)]
