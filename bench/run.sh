@@ -15,6 +15,7 @@
 #   BENCH_FANOUT_N (5000), BENCH_FANOUT_K (20 broadcasts)
 #   BENCH_REST_M (20000 requests), BENCH_REST_C (64 connections)
 #   BENCH_DM_SWEEP ("")    extra `dm` rates to try on our server after the set, e.g. "10000 20000"
+#                          (each with enough pairs that every user sends at most 10 msg/s)
 #   BENCH_SERVERS ("craftcode node"), BENCH_SCENARIOS ("idle dm fanout rest")
 #   BENCH_PROFILE (release | debug), BENCH_OUT (bench/results), BENCH_PAUSE (3 s between runs)
 # Only loopback traffic; every scenario is bounded in count and time and stops by itself.
@@ -120,6 +121,11 @@ ADMIN_PASSWORD="bench-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
 USERS=$((IDLE_N > FANOUT_N ? IDLE_N : FANOUT_N))
 USERS=$((USERS > 2 * DM_PAIRS ? USERS : 2 * DM_PAIRS))
 USERS=$((USERS > 1000 ? USERS : 1000))
+# A sweep rate of R msg/s runs with R/20 pairs (10 msg/s per user, half the per-user limit).
+sweep_pairs() { echo $(($1 / 20 > DM_PAIRS ? $1 / 20 : DM_PAIRS)); }
+for rate in $DM_SWEEP; do
+    USERS=$((USERS > 2 * $(sweep_pairs "$rate") ? USERS : 2 * $(sweep_pairs "$rate")))
+done
 say "seeding $USERS users into a fresh SQLite file"
 DATABASE_URL="$DATABASE" "$BIN/craftcode" seed --users "$USERS" --tokens-out "$TOKENS" --ids-out "$IDS"
 printf '%s' "$ADMIN_PASSWORD" | DATABASE_URL="$DATABASE" "$BIN/craftcode" user create \
@@ -224,7 +230,7 @@ for server in $SERVERS; do
             run_scenarios craftcode "$url" "$admin"
             for rate in $DM_SWEEP; do
                 scenario craftcode-sweep dm --url "$url" --server-pid "$SERVER_PID" --tokens "$TOKENS" \
-                    --ids "$IDS" --pairs "$DM_PAIRS" --rate "$rate" --duration "$DM_SECS"
+                    --ids "$IDS" --pairs "$(sweep_pairs "$rate")" --rate "$rate" --duration "$DM_SECS"
             done
             ;;
         node)
