@@ -77,7 +77,9 @@ impl Connection {
     /// client sends the moment it is answered can be handled in between. Returns at once but in a
     /// socket's first instants; gives up after a second for a socket whose connect failed.
     pub async fn connected(&self) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.connected.wait()).await;
+        if !self.connected.initialized() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.connected.wait()).await;
+        }
     }
 
     fn mark_connected(&self) {
