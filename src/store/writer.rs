@@ -12,7 +12,7 @@
 //! hand-offs cost more than the writes. Here a batch is one call into SQLite per operation, with
 //! the two statements prepared once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -188,7 +188,7 @@ async fn checkpoint_while_writing(
 }
 
 /// The writer thread: takes whatever is queued (up to [`MAX_BATCH`]) and commits it as one batch.
-fn run(path: &std::path::Path, mut queue: mpsc::Receiver<Job>, commits: &AtomicU64) {
+fn run(path: &Path, mut queue: mpsc::Receiver<Job>, commits: &AtomicU64) {
     let mut conn: Option<Connection> = None;
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
@@ -239,7 +239,7 @@ fn run(path: &std::path::Path, mut queue: mpsc::Receiver<Job>, commits: &AtomicU
 /// in practice means the database itself failed), each operation is retried in a transaction of
 /// its own on a fresh connection, so one bad operation cannot fail the others.
 fn commit_batch(
-    path: &std::path::Path,
+    path: &Path,
     conn: &mut Option<Connection>,
     inserts: Vec<(NewMessage, Reply)>,
     delivers: Vec<(Delivery, Reply)>,
@@ -275,7 +275,7 @@ fn commit_batch(
 
 /// One operation in a transaction of its own (after its batch failed).
 fn alone(
-    path: &std::path::Path,
+    path: &Path,
     conn: &mut Option<Connection>,
     messages: &[&NewMessage],
     deliveries: &[Delivery],
@@ -290,7 +290,7 @@ fn alone(
 /// The write connection, opened (again) when there is none. The pool has created the file and
 /// put it in WAL mode (which the file keeps); these settings are the connection's own.
 fn connection<'c>(
-    path: &std::path::Path,
+    path: &Path,
     conn: &'c mut Option<Connection>,
 ) -> rusqlite::Result<&'c mut Connection> {
     if conn.is_none() {
