@@ -129,11 +129,20 @@ impl Store {
             .max_connections(8)
             .connect_with(options.clone())
             .await?;
+        // The writer opens the file itself; an in-memory database (`sqlite::memory:`, for trying
+        // things out) lives only in the pool's connections, so its sends go through the pool.
+        let in_memory = url.contains(":memory:")
+            || url
+                .split_once('?')
+                .is_some_and(|(_, query)| query.split('&').any(|pair| pair == "mode=memory"));
+        let writer = if in_memory {
+            None
+        } else {
+            let file = options.get_filename().to_owned();
+            Some(writer::Writer::spawn(file, pool.clone())?)
+        };
         Ok(Self {
-            writer: Some(writer::Writer::spawn(
-                options.get_filename().to_owned(),
-                pool.clone(),
-            )?),
+            writer,
             pool: Pool::Sqlite(pool),
         })
     }

@@ -543,6 +543,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_in_memory_database_stores_messages_through_its_pool() {
+        // The writer opens the database file by its name; an in-memory database has none.
+        let store = Store::connect("sqlite::memory:").await.expect("opens");
+        store.migrate().await.expect("migrations run");
+        let (ada, bob) = (
+            user(&store, "ada", true).await,
+            user(&store, "bob", true).await,
+        );
+        let message = store
+            .insert_message(ada, bob, "hello", Some("c-1"))
+            .await
+            .expect("no database error")
+            .expect("stored");
+        let again = store
+            .find_message_by_client_id(ada, "c-1")
+            .await
+            .expect("read");
+        assert_eq!(again, Some(message));
+    }
+
+    #[tokio::test]
     async fn writes_after_close_fail_instead_of_being_answered() {
         let (store, ada, bob, _dir) = sqlite_store().await;
         store.close().await;
