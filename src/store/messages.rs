@@ -7,6 +7,22 @@ use super::writer::NewMessage;
 use super::{Store, StoreError, on_pool};
 use crate::timestamp::Timestamp;
 
+/// Stores a message unless the recipient is gone or disabled, or this sender already used this
+/// `clientId` (the unique index); answers the row only when it was stored. Binds: id, sender,
+/// recipient, content, clientId, createdAt. Both pools and the SQLite writer run it (SQLite reads
+/// `$N` as the N-th parameter too).
+pub(super) const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (id, sender_id, recipient_id, content, client_id, created_at)
+     SELECT $1, $2, $3, $4, $5, $6
+     WHERE EXISTS (SELECT 1 FROM users WHERE id = $3 AND is_active)
+     ON CONFLICT DO NOTHING
+     RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at";
+
+/// Marks a message delivered once, and only by its recipient. Binds: id, recipient, time.
+pub(super) const MARK_DELIVERED: &str = "UPDATE messages SET delivered_at = $3
+     WHERE id = $1 AND recipient_id = $2 AND delivered_at IS NULL
+     RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at";
+
 /// The message object of the contract.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
@@ -60,11 +76,7 @@ impl Store {
                 .await;
         }
         let message = on_pool!(self, pool => sqlx::query_as::<_, Message>(
-            "INSERT INTO messages (id, sender_id, recipient_id, content, client_id, created_at)
-             SELECT $1, $2, $3, $4, $5, $6
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = $3 AND is_active)
-             ON CONFLICT DO NOTHING
-             RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at",
+            INSERT_MESSAGE,
         )
         .bind(id)
         .bind(from)
@@ -106,9 +118,7 @@ impl Store {
             return writer.deliver(id, recipient, now).await;
         }
         let message = on_pool!(self, pool => sqlx::query_as::<_, Message>(
-            "UPDATE messages SET delivered_at = $3
-             WHERE id = $1 AND recipient_id = $2 AND delivered_at IS NULL
-             RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at",
+            MARK_DELIVERED,
         )
         .bind(id)
         .bind(recipient)

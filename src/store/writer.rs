@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, named_params};
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::messages::{INSERT_MESSAGE, MARK_DELIVERED};
 use super::{Message, StoreError};
 use crate::timestamp::Timestamp;
 
@@ -40,19 +41,6 @@ const WAL_KEEP_BYTES: i64 = 64 * 1024 * 1024;
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// How long the writer waits for the pool's occasional other writers to release the lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Stores a message unless the recipient is gone or disabled, or this sender already used this
-/// `clientId` (the unique index); answers the row only when it was stored.
-const INSERT: &str =
-    "INSERT INTO messages (id, sender_id, recipient_id, content, client_id, created_at)
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6
-     WHERE EXISTS (SELECT 1 FROM users WHERE id = ?3 AND is_active)
-     ON CONFLICT DO NOTHING
-     RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at";
-/// Marks a message delivered once, and only by its recipient.
-const DELIVER: &str = "UPDATE messages SET delivered_at = ?3
-     WHERE id = ?1 AND recipient_id = ?2 AND delivered_at IS NULL
-     RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at";
 
 /// A message to insert, with the id and time it will be stored under.
 #[derive(Debug)]
@@ -328,21 +316,22 @@ fn in_transaction(
     let mut inserted = Vec::with_capacity(messages.len());
     let mut delivered = Vec::with_capacity(deliveries.len());
     {
-        let mut insert = tx.prepare_cached(INSERT)?;
+        let mut insert = tx.prepare_cached(INSERT_MESSAGE)?;
         for m in messages {
-            let params = params![
-                m.id,
-                m.from,
-                m.to,
-                m.content,
-                m.client_id,
-                m.created_at.as_millis()
-            ];
+            // By name: SQLite numbers `$N` parameters in the order they first appear.
+            let params = named_params! {
+                "$1": m.id,
+                "$2": m.from,
+                "$3": m.to,
+                "$4": m.content,
+                "$5": m.client_id,
+                "$6": m.created_at.as_millis(),
+            };
             inserted.push(insert.query_row(params, message).optional()?);
         }
-        let mut deliver = tx.prepare_cached(DELIVER)?;
+        let mut deliver = tx.prepare_cached(MARK_DELIVERED)?;
         for d in deliveries {
-            let params = params![d.id, d.recipient, d.at.as_millis()];
+            let params = named_params! { "$1": d.id, "$2": d.recipient, "$3": d.at.as_millis() };
             delivered.push(deliver.query_row(params, message).optional()?);
         }
     }
@@ -350,7 +339,7 @@ fn in_transaction(
     Ok((inserted, delivered))
 }
 
-/// A `messages` row, in the column order of [`INSERT`] and [`DELIVER`].
+/// A `messages` row, in the column order of [`INSERT_MESSAGE`] and [`MARK_DELIVERED`].
 fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
     let at = |i: usize| -> rusqlite::Result<Option<Timestamp>> {
         Ok(row.get::<_, Option<i64>>(i)?.map(Timestamp::from_millis))
