@@ -563,7 +563,7 @@ async fn a_test_broadcast_reaches_every_authenticated_socket_only(db: Db) {
         connect(&app, &bob.token).await,
         connect(&app, &carol.token).await,
     ];
-    let mut anonymous = connect_anonymous(&app, handshake(&app)).await;
+    let mut anonymous = connect_anonymous(handshake(&app)).await;
 
     let body = json!({ "action": "broadcast", "message": "all hands" });
     let answer = test_action(&app, &admin, body).await;

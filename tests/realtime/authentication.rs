@@ -7,7 +7,7 @@ use crate::support::*;
 
 /// A connection with no token at all: accepted, not signed in.
 async fn anonymous(app: &TestApp) -> SocketClient {
-    connect_anonymous(app, handshake(app)).await
+    connect_anonymous(handshake(app)).await
 }
 
 db_test! {

@@ -139,7 +139,7 @@ db_test! {
         let app = spawn_realtime_app(db, &[]).await;
         let ada = app.create_user("Ada").await;
         let query = format!("token={}", ada.token);
-        let mut socket = connect_anonymous(&app, handshake(&app).query(&query)).await;
+        let mut socket = connect_anonymous(handshake(&app).query(&query)).await;
         let ack = socket.emit_with_ack("getOnlineUsers", Value::Null).await;
         assert_ack_error(&ack, "unauthenticated");
         let auth_error = socket.next_event("authError").await;

@@ -32,25 +32,14 @@ pub async fn connect(app: &TestApp, token: &str) -> SocketClient {
     socket
 }
 
-/// Connects without signing in, and waits until the server has set the socket up.
-///
-/// The wait works around a server bug, which
-/// `authentication::an_event_sent_the_moment_the_connection_opens_is_answered` shows: the server
-/// registers a socket's event handlers in a task it starts only after sending the client `40`,
-/// so an event sent at once may be dropped unanswered. The server counts the connection in that
-/// same task, right before registering; waiting for the count keeps every other test about the
-/// behaviour it names. Remove the wait once the bug is fixed.
-pub async fn connect_anonymous(app: &TestApp, handshake: Handshake) -> SocketClient {
-    let before = app.state.realtime.connections();
-    let socket = handshake
+/// Connects without signing in. Once the connect packet has arrived, the server has the socket
+/// counted and its handlers registered, so events sent at once are answered
+/// (`authentication::an_event_sent_the_moment_the_connection_opens_is_answered`).
+pub async fn connect_anonymous(handshake: Handshake) -> SocketClient {
+    handshake
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("the handshake was refused: {e}"));
-    wait_until("the server sets up the new socket", || {
-        app.state.realtime.connections() > before
-    })
-    .await;
-    socket
+        .unwrap_or_else(|e| panic!("the handshake was refused: {e}"))
 }
 
 /// Waits for something only the server's state shows (e.g. that it has noticed a closed
