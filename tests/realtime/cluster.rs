@@ -1,21 +1,20 @@
-//! Cluster mode in Rust: two nodes in this process on one PostgreSQL database and the machine's
+//! Cluster mode in Rust: three nodes in this process on one PostgreSQL database and the machine's
 //! Redis (under a key prefix of their own), each a full server on its own port. The cluster suite
-//! in tests/js/cluster goes further (three nodes, nginx, a node killed, Redis restarted).
+//! in tests/js/cluster goes further (separate processes, nginx, a node killed, Redis restarted).
 
 use redis::AsyncCommands;
 
 use crate::support::*;
 
-/// Two nodes of one cluster: `a` owns the database, `b` serves the same one.
-struct TwoNodes {
-    a: TestApp,
-    b: TestApp,
+/// Three nodes of one cluster: the first owns the database, the others serve the same one.
+struct Cluster {
+    nodes: [TestApp; 3],
     prefix: String,
 }
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
-impl TwoNodes {
+impl Cluster {
     async fn start() -> Self {
         let prefix = format!("craftcode_test_{}", uuid::Uuid::now_v7().simple());
         let secret = format!(
@@ -28,19 +27,30 @@ impl TwoNodes {
             ("REDIS_PREFIX", prefix.as_str()),
             ("JWT_SECRET", secret.as_str()),
         ];
-        let a = spawn_realtime_app(Db::Postgres, &cluster).await;
-        let url = a.database.url.clone();
+        let first = spawn_realtime_app(Db::Postgres, &cluster).await;
+        let url = first.database.url.clone();
         let mut shared = cluster.to_vec();
         shared.push(("DATABASE_URL", url.as_str()));
-        // Its own fresh database goes unused (a small SQLite file): it serves `a`'s.
-        let b = spawn_realtime_app(Db::Sqlite, &shared).await;
-        Self { a, b, prefix }
+        // Their own fresh databases go unused (small SQLite files): they serve the first's.
+        let second = spawn_realtime_app(Db::Sqlite, &shared).await;
+        let third = spawn_realtime_app(Db::Sqlite, &shared).await;
+        Self {
+            nodes: [first, second, third],
+            prefix,
+        }
     }
 
-    /// Stops both nodes and removes what they left in Redis.
+    /// Node 1, 2 or 3.
+    fn node(&self, n: usize) -> &TestApp {
+        &self.nodes[n - 1]
+    }
+
+    /// Stops the nodes and removes what they left in Redis.
     async fn stop(self) {
-        self.b.stop().await;
-        self.a.stop().await;
+        let [first, second, third] = self.nodes;
+        third.stop().await;
+        second.stop().await;
+        first.stop().await;
         let client = redis::Client::open(REDIS_URL).expect("a Redis URL");
         let mut conn = client
             .get_multiplexed_async_connection()
@@ -56,60 +66,112 @@ impl TwoNodes {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_users_devices_on_two_nodes_both_get_a_message_and_both_see_who_is_online() {
-    let nodes = TwoNodes::start().await;
-    let ada = nodes.a.create_user("Ada").await;
-    let bob = nodes.a.create_user("Bob").await;
-    let phone = nodes.b.login(&ada.email, &ada.password).await;
-    let mut laptop = connect(&nodes.a, &ada.token).await;
-    let mut ada_phone = connect(&nodes.b, str_at(&phone, "/token")).await;
-    let mut bobs = connect(&nodes.b, &bob.token).await;
+/// The ids `getOnlineUsers` answers on this socket once it lists `want` users (other nodes'
+/// counts come through Redis once per presence interval).
+async fn online_ids(socket: &mut SocketClient, want: usize) -> Vec<Value> {
+    let mut users = Vec::new();
+    for _ in 0..100 {
+        let online = socket.emit_with_ack("getOnlineUsers", json!(null)).await;
+        users = online["users"].as_array().cloned().unwrap_or_default();
+        if users.len() == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut ids: Vec<Value> = users.iter().map(|u| u["userId"].clone()).collect();
+    ids.sort_by_key(|id| id.to_string());
+    ids
+}
 
-    let ack = bobs
-        .emit_with_ack(
-            "sendMessage",
-            json!({"to": ada.id, "content": "from node b"}),
-        )
-        .await;
-    assert_eq!(ack["ok"], json!(true), "{ack}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_devices_on_nodes_1_and_3_both_get_every_event_and_every_node_lists_the_same_users()
+{
+    let cluster = Cluster::start().await;
+    let admin = cluster.node(1).create_user("Admin").await;
+    let ada = cluster.node(1).create_user("Ada").await;
+    let bob = cluster.node(1).create_user("Bob").await;
+    let phone = cluster.node(3).login(&ada.email, &ada.password).await;
+    let mut laptop = connect(cluster.node(1), &ada.token).await;
+    let mut ada_phone = connect(cluster.node(3), str_at(&phone, "/token")).await;
+    let mut bobs = connect(cluster.node(2), &bob.token).await;
+    let mut admins = connect(cluster.node(2), &admin.token).await;
+
+    // Bob (node 2) writes to Ada: both of her devices get it.
+    let ack = send_message(&mut bobs, &ada, "from node 2").await;
+    assert_eq!(ack["delivered"], json!(true), "{ack}");
     let id = ack["message"]["id"].clone();
     for device in [&mut laptop, &mut ada_phone] {
         let event = device
             .next_event_where("newMessage", |m| m["message"]["id"] == id)
             .await;
-        assert_eq!(event["message"]["content"], "from node b");
+        assert_eq!(event["message"]["content"], "from node 2");
     }
 
-    // Each node lists both users once the other node's counts have come through Redis.
-    for socket in [&mut laptop, &mut bobs] {
-        let mut users = Vec::new();
-        for _ in 0..100 {
-            let online = socket.emit_with_ack("getOnlineUsers", json!(null)).await;
-            users = online["users"].as_array().cloned().unwrap_or_default();
-            if users.len() == 2 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        let ids: Vec<&Value> = users.iter().map(|u| &u["userId"]).collect();
-        assert!(
-            ids.contains(&&json!(ada.id)) && ids.contains(&&json!(bob.id)),
-            "{users:?}"
-        );
-        assert_eq!(users.len(), 2, "Ada's two devices are one online user");
+    // Ada writes from her phone (node 3): the laptop (node 1) and the phone get messageSent.
+    let reply = send_message(&mut ada_phone, &bob, "from node 3").await;
+    let id = reply["message"]["id"].clone();
+    for device in [&mut laptop, &mut ada_phone] {
+        let event = device
+            .next_event_where("messageSent", |m| m["message"]["id"] == id)
+            .await;
+        assert_eq!(event["message"]["to"], json!(bob.id), "{event}");
     }
-    nodes.stop().await;
+    bobs.next_event_where("newMessage", |m| m["message"]["id"] == id)
+        .await;
+
+    // Every node lists the same three online users (Ada's two devices are one user).
+    let mut expected = vec![json!(admin.id), json!(ada.id), json!(bob.id)];
+    expected.sort_by_key(|id| id.to_string());
+    assert_eq!(online_ids(&mut laptop, 3).await, expected);
+    for socket in [&mut ada_phone, &mut bobs, &mut admins] {
+        assert_eq!(online_ids(socket, 3).await, expected);
+    }
+
+    // An admin on node 2 promotes Ada: each device gets a token for its own session, and the
+    // old token is refused by every node.
+    let promoted = cluster
+        .node(2)
+        .patch_user(&admin.token, ada.id, &json!({"isAdmin": true}))
+        .await;
+    assert_eq!(promoted.status(), 200);
+    let mut tokens = Vec::new();
+    for device in [&mut laptop, &mut ada_phone] {
+        let update = device.next_event("tokenUpdated").await;
+        assert_eq!(update["user"]["isAdmin"], json!(true), "{update}");
+        tokens.push(str_at(&update, "/token").to_owned());
+    }
+    assert_ne!(tokens[0], tokens[1], "one token per session");
+    for node in &cluster.nodes {
+        let stale = node.get_with_token("/api/auth/me", &ada.token).await;
+        assert_eq!(stale.status(), 401);
+        let fresh = node.get_with_token("/api/auth/me", &tokens[0]).await;
+        assert_eq!(fresh.status(), 200);
+    }
+
+    // Ada signs out everywhere from node 2: both devices are logged out and disconnected.
+    let out = cluster
+        .node(2)
+        .post_json_with_token("/api/auth/logout", &tokens[0], &json!({"all": true}))
+        .await;
+    let out = expect_json(out, 200).await;
+    assert_eq!(out["socketsDisconnected"], json!(2), "{out}");
+    for device in [&mut laptop, &mut ada_phone] {
+        let notice = device.next_event("force_logout").await;
+        assert_eq!(notice, json!({"reason": "logout"}));
+        device.wait_disconnect().await;
+    }
+    assert!(bobs.is_connected(), "Bob is not affected");
+    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_revoked_on_one_node_logs_out_its_socket_on_the_other() {
-    let nodes = TwoNodes::start().await;
-    let ada = nodes.a.create_user("Ada").await;
-    let mut on_b = connect(&nodes.b, &ada.token).await;
+    let cluster = Cluster::start().await;
+    let ada = cluster.node(1).create_user("Ada").await;
+    let mut on_b = connect(cluster.node(2), &ada.token).await;
 
-    let revoked = nodes
-        .a
+    let revoked = cluster
+        .node(1)
         .delete_with_token(&format!("/api/sessions/{}", ada.session_id), &ada.token)
         .await;
     assert!(revoked.status().is_success(), "{}", revoked.status());
@@ -117,7 +179,10 @@ async fn a_session_revoked_on_one_node_logs_out_its_socket_on_the_other() {
     assert_eq!(notice, json!({"reason": "session_revoked"}));
     on_b.wait_disconnect().await;
     // The token is refused by the other node too.
-    let me = nodes.b.get_with_token("/api/auth/me", &ada.token).await;
+    let me = cluster
+        .node(2)
+        .get_with_token("/api/auth/me", &ada.token)
+        .await;
     assert_eq!(me.status(), 401);
-    nodes.stop().await;
+    cluster.stop().await;
 }
