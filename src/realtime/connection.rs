@@ -307,21 +307,15 @@ async fn on_authenticate<A: Adapter>(
     };
     let identity = match identify(&state, &token).await {
         Ok(identity) => identity,
-        Err(err) => {
-            let code = Refusal::from(err).0;
-            let message = match code {
-                "server_error" => "authentication failed on the server".to_owned(),
-                _ => refusal_message(code),
-            };
-            let error = json!({"code": code, "message": message});
-            let _ = ack.send(&json!({"ok": false, "error": error}));
-            let _ = s.emit("authError", &error);
-            let _ = s.disconnect();
-            return;
-        }
+        Err(err) => return refuse_authentication(&s, ack, Refusal::from(err)),
     };
     match connection.identity() {
         None => {
+            // A socket signing in here counts against the per-user limit as a handshake does.
+            let open = state.realtime.presence().user_connections(identity.user.id);
+            if open >= state.config.max_connections_per_user {
+                return refuse_authentication(&s, ack, Refusal("too_many_connections"));
+            }
             connection.set_identity(identity.clone());
             establish(&s, &state, &connection, identity.clone());
         }
@@ -347,6 +341,20 @@ async fn on_authenticate<A: Adapter>(
         }
     }
     let _ = ack.send(&json!({"ok": true, "user": identity.user, "sessionId": identity.session_id}));
+}
+
+/// A failed `authenticate`: the error in the ack and in `authError`, then the disconnect.
+fn refuse_authentication<A: Adapter>(s: &SocketRef<A>, ack: AckSender<A>, refusal: Refusal) {
+    let code = refusal.0;
+    let message = match code {
+        "server_error" => "authentication failed on the server".to_owned(),
+        "too_many_connections" => "this user has too many connections open".to_owned(),
+        _ => refusal_message(code),
+    };
+    let error = json!({"code": code, "message": message});
+    let _ = ack.send(&json!({"ok": false, "error": error}));
+    let _ = s.emit("authError", &error);
+    let _ = s.clone().disconnect();
 }
 
 fn refusal_message(code: &str) -> String {

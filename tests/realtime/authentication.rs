@@ -132,6 +132,38 @@ db_test! {
         }
     }
 
+    async fn authenticate_beyond_the_per_user_limit_gets_too_many_connections(db: Db) {
+        let app = spawn_realtime_app(db, &[("MAX_CONNECTIONS_PER_USER", "2")]).await;
+        let ada = app.create_user("Ada").await;
+        let bob = app.create_user("Bob").await;
+        let _first = connect(&app, &ada.token).await;
+        let mut second = anonymous(&app).await;
+        let ack = second
+            .emit_with_ack("authenticate", json!({ "token": ada.token }))
+            .await;
+        assert_ack_ok(&ack);
+
+        let mut third = anonymous(&app).await;
+        let ack = third
+            .emit_with_ack("authenticate", json!({ "token": ada.token }))
+            .await;
+        assert_ack_error(&ack, "too_many_connections");
+        let auth_error = third.next_event("authError").await;
+        assert_eq!(auth_error["code"], "too_many_connections");
+        third.wait_disconnect().await;
+        // Re-authenticating a socket already counted is no new connection, and the limit is
+        // per user: Bob still signs in.
+        let again = second
+            .emit_with_ack("authenticate", json!({ "token": ada.token }))
+            .await;
+        assert_ack_ok(&again);
+        let mut bobs = anonymous(&app).await;
+        let ack = bobs
+            .emit_with_ack("authenticate", json!({ "token": bob.token }))
+            .await;
+        assert_ack_ok(&ack);
+    }
+
     async fn a_socket_that_never_authenticates_gets_auth_timeout_and_a_disconnect(db: Db) {
         let app = spawn_realtime_app(db, &[("AUTH_TIMEOUT", "1s")]).await;
         let mut socket = anonymous(&app).await;
