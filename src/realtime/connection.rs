@@ -3,8 +3,7 @@
 //! rooms, presence counting, and the token pushed before the old one expires.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use axum::http::header;
@@ -16,7 +15,7 @@ use socketioxide::socket::DisconnectReason;
 use tokio::sync::SetOnce;
 use tokio::task::AbortHandle;
 
-use super::{AUTHENTICATED_ROOM, carries, events, session_room, user_room};
+use super::{AUTHENTICATED_ROOM, Realtime, carries, events, session_room, user_room};
 use crate::app::AppState;
 use crate::auth::TokenError;
 use crate::auth::accounts::{AccessError, check_access};
@@ -43,10 +42,47 @@ pub struct Connection {
     pub budget: Mutex<EventBudget>,
     /// The pending auth timeout or token refresh; aborted when replaced or at disconnect.
     timer: Mutex<Option<AbortHandle>>,
-    /// Rooms joined and presence counted (see [`establish`]).
-    established: AtomicBool,
+    /// Whether the socket is counted online, and as which session.
+    life: Mutex<Life>,
+    /// The socket's place in the node's connection count.
+    counted: Mutex<Option<Counted>>,
     /// Set once the socket is connected, or gone (see [`Connection::connected`]).
     connected: SetOnce<()>,
+}
+
+/// Where a socket is in its life. socketioxide runs the connect and the disconnect handler in
+/// tasks of their own, so a socket whose client left at once can see its disconnect handler
+/// run first: it then stays `Closed`, and a late [`establish`] counts nothing.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Life {
+    /// Connected or connecting, not counted online.
+    #[default]
+    Pending,
+    /// In its rooms and counted online by presence under this session (see [`establish`]).
+    Established {
+        user_id: uuid::Uuid,
+        session_id: uuid::Uuid,
+    },
+    /// Disconnected: nothing counts it, no timer may start.
+    Closed,
+}
+
+/// A socket's place in the node's connection count: taken in the handshake, given back at
+/// disconnect, or when the socket is dropped without a disconnect (socketioxide drops a socket
+/// whose connection closed while the handshake middleware ran, and calls neither handler).
+struct Counted(Realtime);
+
+impl Counted {
+    fn take(realtime: &Realtime) -> Self {
+        realtime.connected();
+        Self(realtime.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.disconnected();
+    }
 }
 
 impl Connection {
@@ -61,13 +97,31 @@ impl Connection {
         *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some(identity);
     }
 
+    fn life(&self) -> MutexGuard<'_, Life> {
+        self.life.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts the socket in the node's connections until [`Connection::uncount`] or its drop.
+    fn count(&self, realtime: &Realtime) {
+        *self.counted.lock().unwrap_or_else(|e| e.into_inner()) = Some(Counted::take(realtime));
+    }
+
+    fn uncount(&self) {
+        drop(
+            self.counted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+    }
+
+    /// Keeps `handle` as the socket's timer, aborting the one before; aborts `handle` itself
+    /// once the socket is closed (a refresh that was running at the disconnect ends there).
     fn set_timer(&self, handle: AbortHandle) {
-        if let Some(old) = self
-            .timer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(handle)
-        {
+        let mut timer = self.timer.lock().unwrap_or_else(|e| e.into_inner());
+        if *self.life() == Life::Closed {
+            handle.abort();
+        } else if let Some(old) = timer.replace(handle) {
             old.abort();
         }
     }
@@ -175,10 +229,10 @@ pub async fn handshake<A: Adapter>(
         // Only the main server has an unauthenticated state.
         return Err(Refusal("invalid_token"));
     }
+    connection.count(&state.realtime);
     s.extensions.insert(Arc::new(connection));
     // Handlers are registered here, before the server answers the connect packet: an event the
     // client sends the moment it is connected must find them.
-    state.realtime.connected();
     events::register(&s);
     if carries(s.ns(), "authenticated") {
         s.on("authenticate", on_authenticate::<A>);
@@ -191,7 +245,6 @@ pub async fn handshake<A: Adapter>(
 /// `authenticate`.
 pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(state): State<AppState>) {
     let connection = connection(&s);
-    connection.mark_connected();
     match connection.identity() {
         Some(identity) => establish(&s, &state, &connection, identity),
         None => {
@@ -210,28 +263,39 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(state): State<AppStat
             connection.set_timer(timer.abort_handle());
         }
     }
+    // Events wait for this, so they find the socket in its rooms and counted.
+    connection.mark_connected();
 }
 
 /// An authenticated socket: rooms, presence, the welcome events and the token refresh clock.
-/// Runs once per socket, whichever comes first of the connect handler and `authenticate`.
+/// Runs once per socket, whichever comes first of the connect handler and `authenticate`, and
+/// not at all once the socket has disconnected.
 fn establish<A: Adapter>(
     s: &SocketRef<A>,
     state: &AppState,
     connection: &Connection,
     identity: Identity,
 ) {
-    if connection.established.swap(true, Ordering::AcqRel) {
-        return;
+    {
+        let mut life = connection.life();
+        if *life != Life::Pending {
+            return;
+        }
+        s.join([
+            user_room(identity.user.id),
+            session_room(identity.session_id),
+            AUTHENTICATED_ROOM.to_owned(),
+        ]);
+        state.realtime.presence().connect(
+            identity.user.id,
+            identity.session_id,
+            &identity.user.name,
+        );
+        *life = Life::Established {
+            user_id: identity.user.id,
+            session_id: identity.session_id,
+        };
     }
-    s.join([
-        user_room(identity.user.id),
-        session_room(identity.session_id),
-        AUTHENTICATED_ROOM.to_owned(),
-    ]);
-    state
-        .realtime
-        .presence()
-        .connect(identity.user.id, identity.session_id, &identity.user.name);
     tracing::debug!(category = "socket", user_id = %identity.user.id, socket = %s.id, "🔌 socket authenticated");
     emit_if_carried(s, "authenticated", &authenticated_payload(&identity));
     emit_if_carried(s, "getOnlineUsers", &events::online_users_payload(state));
@@ -331,9 +395,20 @@ async fn on_authenticate<A: Adapter>(
             if current.session_id != identity.session_id {
                 s.leave(session_room(current.session_id));
                 s.join(session_room(identity.session_id));
-                let presence = state.realtime.presence();
-                presence.disconnect(current.user.id, current.session_id);
-                presence.connect(identity.user.id, identity.session_id, &identity.user.name);
+                let mut life = connection.life();
+                if let Life::Established {
+                    user_id,
+                    session_id,
+                } = *life
+                {
+                    let presence = state.realtime.presence();
+                    presence.disconnect(user_id, session_id);
+                    presence.connect(user_id, identity.session_id, &identity.user.name);
+                    *life = Life::Established {
+                        user_id,
+                        session_id: identity.session_id,
+                    };
+                }
             }
             connection.set_identity(identity.clone());
             let _ = s.emit("authenticated", &authenticated_payload(&identity));
@@ -372,19 +447,18 @@ async fn on_disconnect<A: Adapter>(
     State(state): State<AppState>,
     reason: DisconnectReason,
 ) {
-    state.realtime.disconnected();
     let connection = connection(&s);
     connection.mark_connected();
+    let life = std::mem::replace(&mut *connection.life(), Life::Closed);
     connection.cancel_timer();
-    if let Some(identity) = connection
-        .identity()
-        .filter(|_| connection.established.load(Ordering::Acquire))
+    connection.uncount();
+    if let Life::Established {
+        user_id,
+        session_id,
+    } = life
     {
-        state
-            .realtime
-            .presence()
-            .disconnect(identity.user.id, identity.session_id);
-        tracing::debug!(category = "socket", user_id = %identity.user.id, socket = %s.id, ?reason, "🔌 socket disconnected");
+        state.realtime.presence().disconnect(user_id, session_id);
+        tracing::debug!(category = "socket", %user_id, socket = %s.id, ?reason, "🔌 socket disconnected");
     }
 }
 

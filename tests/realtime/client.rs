@@ -41,6 +41,10 @@ struct Event {
 }
 
 type Acks = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type WsSink = futures_util::stream::SplitSink<Ws, Message>;
+type WsStream = futures_util::stream::SplitStream<Ws>;
 
 /// How to open a connection: server path and namespace, `auth` token, extra query string, extra
 /// HTTP headers.
@@ -92,43 +96,18 @@ impl Handshake {
         self
     }
 
+    /// Opens the WebSocket, asks to join the namespace and closes the connection at once,
+    /// without waiting for the answer: a client that leaves while the server checks its token.
+    pub async fn connect_and_leave(self) {
+        let (mut sink, stream, _) = self.open().await;
+        let _ = sink.close().await;
+        drop(stream);
+    }
+
     /// Opens the WebSocket and asks to join the namespace. `Err` carries the message of the
     /// server's `connect_error`; a transport failure panics.
     pub async fn connect(self) -> Result<SocketClient, String> {
-        let url = format!(
-            "ws://{}{}/?EIO=4&transport=websocket{}",
-            self.addr, self.path, self.query
-        );
-        // What follows the packet type in every packet of this namespace.
-        let nsp = match self.namespace.as_str() {
-            "/" => String::new(),
-            other => format!("{other},"),
-        };
-        let mut request = url.as_str().into_client_request().expect("a valid URL");
-        for (name, value) in &self.headers {
-            request.headers_mut().insert(
-                HeaderName::from_bytes(name.as_bytes()).expect("a valid header name"),
-                HeaderValue::from_str(value).expect("a valid header value"),
-            );
-        }
-        let (stream, _) = timeout(WAIT, tokio_tungstenite::connect_async(request))
-            .await
-            .expect("the WebSocket upgrade timed out")
-            .unwrap_or_else(|e| panic!("the WebSocket upgrade to {url} failed: {e}"));
-        let (mut sink, mut stream) = stream.split();
-
-        let open = timeout(WAIT, stream.next()).await;
-        match open {
-            Ok(Some(Ok(Message::Text(text)))) if text.starts_with('0') => {}
-            other => panic!("expected the Engine.IO open packet `0{{…}}`, got {other:?}"),
-        }
-        let connect = match &self.token {
-            Some(token) => format!("40{nsp}{}", json!({ "token": token })),
-            None => format!("40{nsp}"),
-        };
-        sink.send(Message::text(connect))
-            .await
-            .expect("sending the connect packet");
+        let (mut sink, stream, nsp) = self.open().await;
 
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         // Ends when every sender is gone (the client and its reader dropped), closing politely.
@@ -178,6 +157,46 @@ impl Handshake {
             Ok(Err(_)) => panic!("the connection closed before the server answered `40`"),
             Err(_) => panic!("no answer to the connect packet within {WAIT:?}"),
         }
+    }
+
+    /// The WebSocket after the Engine.IO open packet and the connect packet: its two halves and
+    /// the namespace prefix of every packet.
+    async fn open(self) -> (WsSink, WsStream, String) {
+        let url = format!(
+            "ws://{}{}/?EIO=4&transport=websocket{}",
+            self.addr, self.path, self.query
+        );
+        // What follows the packet type in every packet of this namespace.
+        let nsp = match self.namespace.as_str() {
+            "/" => String::new(),
+            other => format!("{other},"),
+        };
+        let mut request = url.as_str().into_client_request().expect("a valid URL");
+        for (name, value) in &self.headers {
+            request.headers_mut().insert(
+                HeaderName::from_bytes(name.as_bytes()).expect("a valid header name"),
+                HeaderValue::from_str(value).expect("a valid header value"),
+            );
+        }
+        let (stream, _) = timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("the WebSocket upgrade timed out")
+            .unwrap_or_else(|e| panic!("the WebSocket upgrade to {url} failed: {e}"));
+        let (mut sink, mut stream) = stream.split();
+
+        let open = timeout(WAIT, stream.next()).await;
+        match open {
+            Ok(Some(Ok(Message::Text(text)))) if text.starts_with('0') => {}
+            other => panic!("expected the Engine.IO open packet `0{{…}}`, got {other:?}"),
+        }
+        let connect = match &self.token {
+            Some(token) => format!("40{nsp}{}", json!({ "token": token })),
+            None => format!("40{nsp}"),
+        };
+        sink.send(Message::text(connect))
+            .await
+            .expect("sending the connect packet");
+        (sink, stream, nsp)
     }
 }
 

@@ -160,3 +160,23 @@ db_test! {
         assert_eq!(authenticated["sessionId"], ada.session_id.to_string());
     }
 }
+
+db_test!(clients_that_leave_during_the_handshake_are_not_left_counted_or_online);
+async fn clients_that_leave_during_the_handshake_are_not_left_counted_or_online(db: Db) {
+    // A page reload, a tab closed while connecting: the client is gone while the server still
+    // checks its token, or before it has set the socket up. Each must stop counting, or the
+    // user stays online for good and runs into MAX_CONNECTIONS_PER_USER.
+    let app = spawn_realtime_app(db, &[("MAX_CONNECTIONS_PER_USER", "1000")]).await;
+    let ada = app.create_user("Ada").await;
+    for _ in 0..200 {
+        handshake(&app).token(&ada.token).connect_and_leave().await;
+    }
+    let realtime = &app.state.realtime;
+    wait_until("no socket is counted", || realtime.connections() == 0).await;
+    wait_until("Ada is offline", || {
+        realtime.presence().user_connections(ada.id) == 0
+    })
+    .await;
+    // And she can still connect.
+    connect(&app, &ada.token).await;
+}
