@@ -46,6 +46,8 @@ pub struct Connection {
     life: Mutex<Life>,
     /// The socket's place in the node's connection count.
     counted: Mutex<Option<Counted>>,
+    /// The place held under the per-user limit until presence counts the socket.
+    reservation: Mutex<Option<Reservation>>,
     /// Set once the socket is connected, or gone (see [`Connection::connected`]).
     connected: SetOnce<()>,
 }
@@ -85,6 +87,36 @@ impl Drop for Counted {
     }
 }
 
+/// A place under `MAX_CONNECTIONS_PER_USER` ([`Presence::reserve`]), held from the limit check
+/// until [`establish`] counts the socket, and given back then or when the socket goes.
+///
+/// [`Presence::reserve`]: super::presence::Presence::reserve
+struct Reservation {
+    realtime: Realtime,
+    user_id: uuid::Uuid,
+}
+
+impl Reservation {
+    /// `None` when the user has `MAX_CONNECTIONS_PER_USER` sockets already.
+    fn take(state: &AppState, user_id: uuid::Uuid) -> Option<Self> {
+        let limit = state.config.max_connections_per_user;
+        state
+            .realtime
+            .presence()
+            .reserve(user_id, limit)
+            .then(|| Self {
+                realtime: state.realtime.clone(),
+                user_id,
+            })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.realtime.presence().release(self.user_id);
+    }
+}
+
 impl Connection {
     pub fn identity(&self) -> Option<Identity> {
         self.identity
@@ -109,6 +141,19 @@ impl Connection {
     fn uncount(&self) {
         drop(
             self.counted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+    }
+
+    fn hold(&self, reservation: Reservation) {
+        *self.reservation.lock().unwrap_or_else(|e| e.into_inner()) = Some(reservation);
+    }
+
+    fn release(&self) {
+        drop(
+            self.reservation
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .take(),
@@ -220,10 +265,9 @@ pub async fn handshake<A: Adapter>(
             refusal
         })?;
         // Counted across the cluster (other nodes' sockets as of their last presence round).
-        let open = state.realtime.presence().user_connections(identity.user.id);
-        if open >= state.config.max_connections_per_user {
-            return Err(Refusal("too_many_connections"));
-        }
+        let reservation =
+            Reservation::take(&state, identity.user.id).ok_or(Refusal("too_many_connections"))?;
+        connection.hold(reservation);
         connection.set_identity(identity);
     } else if s.ns() != "/" {
         // Only the main server has an unauthenticated state.
@@ -279,6 +323,8 @@ fn establish<A: Adapter>(
     {
         let mut life = connection.life();
         if *life != Life::Pending {
+            drop(life);
+            connection.release();
             return;
         }
         s.join([
@@ -295,6 +341,7 @@ fn establish<A: Adapter>(
             user_id: identity.user.id,
             session_id: identity.session_id,
         };
+        connection.release();
     }
     tracing::debug!(category = "socket", user_id = %identity.user.id, socket = %s.id, "🔌 socket authenticated");
     emit_if_carried(s, "authenticated", &authenticated_payload(&identity));
@@ -376,10 +423,10 @@ async fn on_authenticate<A: Adapter>(
     match connection.identity() {
         None => {
             // A socket signing in here counts against the per-user limit as a handshake does.
-            let open = state.realtime.presence().user_connections(identity.user.id);
-            if open >= state.config.max_connections_per_user {
+            let Some(reservation) = Reservation::take(&state, identity.user.id) else {
                 return refuse_authentication(&s, ack, Refusal("too_many_connections"));
-            }
+            };
+            connection.hold(reservation);
             connection.set_identity(identity.clone());
             establish(&s, &state, &connection, identity.clone());
         }
@@ -452,6 +499,7 @@ async fn on_disconnect<A: Adapter>(
     let life = std::mem::replace(&mut *connection.life(), Life::Closed);
     connection.cancel_timer();
     connection.uncount();
+    connection.release();
     if let Life::Established {
         user_id,
         session_id,

@@ -56,6 +56,9 @@ struct NodeView {
 struct State {
     /// This node's sockets.
     local: HashMap<Uuid, UserConnections>,
+    /// Sockets per user admitted under the per-user limit and not yet counted by `connect`
+    /// (see [`Presence::reserve`]).
+    reserved: HashMap<Uuid, usize>,
     /// The other live nodes' sockets (cluster mode).
     remote: HashMap<String, NodeView>,
     /// The online set clients were last told about.
@@ -124,6 +127,35 @@ impl Presence {
         *user.sessions.entry(session_id).or_default() += 1;
         state.unpublished.insert(user_id);
         state.dirty = true;
+    }
+
+    /// Holds a place for one more socket of this user, unless their sockets on every node and
+    /// the places already held here come to `limit`. The check and the hold are one step, so
+    /// handshakes of one user at the same moment cannot all pass it. The caller gives the place
+    /// back with [`Presence::release`] once the socket is counted by `connect`, or is gone.
+    pub fn reserve(&self, user_id: Uuid, limit: usize) -> bool {
+        let mut state = self.lock();
+        let open: usize = state.views(user_id).map(UserConnections::sockets).sum();
+        let held = state.reserved.entry(user_id).or_default();
+        if open + *held >= limit {
+            if *held == 0 {
+                state.reserved.remove(&user_id);
+            }
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    /// Gives back a place [`Presence::reserve`] held.
+    pub fn release(&self, user_id: Uuid) {
+        let mut state = self.lock();
+        if let Some(held) = state.reserved.get_mut(&user_id) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                state.reserved.remove(&user_id);
+            }
+        }
     }
 
     /// Counts one socket less.
@@ -461,6 +493,25 @@ mod tests {
         assert!(presence.is_online(user));
         presence.disconnect(user, session);
         assert!(!presence.is_online(user));
+    }
+
+    #[test]
+    fn places_held_under_the_limit_count_until_given_back() {
+        let presence = Presence::default();
+        let (ada, bob, session) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        presence.connect(ada, session, "Ada");
+        assert!(presence.reserve(ada, 3));
+        assert!(presence.reserve(ada, 3));
+        assert!(!presence.reserve(ada, 3), "one socket and two held places");
+        assert!(presence.reserve(bob, 3), "the limit is per user");
+        // A held place becomes a counted socket: still three.
+        presence.connect(ada, session, "Ada");
+        presence.release(ada);
+        assert!(!presence.reserve(ada, 3));
+        // A place given back without a socket (the client left) frees it.
+        presence.release(ada);
+        assert!(presence.reserve(ada, 3));
+        assert!(!presence.is_online(bob), "a held place is not online");
     }
 
     #[test]

@@ -135,6 +135,20 @@ db_test! {
         connect(&app, &bob.token).await;
     }
 
+    async fn handshakes_at_the_same_moment_cannot_all_pass_the_per_user_limit(db: Db) {
+        let app = spawn_realtime_app(db, &[("MAX_CONNECTIONS_PER_USER", "3")]).await;
+        let ada = app.create_user("Ada").await;
+        let attempts = (0..20).map(|_| handshake(&app).token(&ada.token).connect());
+        let outcomes = futures_util::future::join_all(attempts).await;
+        let refusals: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+        assert_eq!(outcomes.len() - refusals.len(), 3, "{refusals:?}");
+        assert!(refusals.iter().all(|r| *r == "too_many_connections"), "{refusals:?}");
+        wait_until("the three sockets are counted", || {
+            app.state.realtime.presence().user_connections(ada.id) == 3
+        })
+        .await;
+    }
+
     async fn a_token_in_the_query_string_is_never_read(db: Db) {
         let app = spawn_realtime_app(db, &[]).await;
         let ada = app.create_user("Ada").await;
