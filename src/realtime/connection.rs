@@ -69,15 +69,19 @@ enum Life {
     Closed,
 }
 
-/// A socket's place in the node's connection count: taken in the handshake, given back at
-/// disconnect, or when the socket is dropped without a disconnect (socketioxide drops a socket
-/// whose connection closed while the handshake middleware ran, and calls neither handler).
+/// A socket's place in the node's connection count (`MAX_CONNECTIONS`): taken first in the
+/// handshake, given back when it is refused, at disconnect, or when the socket is dropped
+/// without a disconnect (socketioxide drops a socket whose connection closed while the
+/// handshake middleware ran, and calls neither handler).
 struct Counted(Realtime);
 
 impl Counted {
-    fn take(realtime: &Realtime) -> Self {
-        realtime.connected();
-        Self(realtime.clone())
+    /// `None` when the node has `MAX_CONNECTIONS` sockets already.
+    fn take(state: &AppState) -> Option<Self> {
+        let realtime = &state.realtime;
+        realtime
+            .try_connect(state.config.max_connections)
+            .then(|| Self(realtime.clone()))
     }
 }
 
@@ -133,9 +137,10 @@ impl Connection {
         self.life.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts the socket in the node's connections until [`Connection::uncount`] or its drop.
-    fn count(&self, realtime: &Realtime) {
-        *self.counted.lock().unwrap_or_else(|e| e.into_inner()) = Some(Counted::take(realtime));
+    /// Keeps the socket's place in the node's connections until [`Connection::uncount`] or
+    /// its drop.
+    fn count(&self, counted: Counted) {
+        *self.counted.lock().unwrap_or_else(|e| e.into_inner()) = Some(counted);
     }
 
     fn uncount(&self) {
@@ -245,9 +250,7 @@ pub async fn handshake<A: Adapter>(
             return Err(Refusal("origin_not_allowed"));
         }
     }
-    if state.realtime.connections() >= state.config.max_connections {
-        return Err(Refusal("too_many_connections"));
-    }
+    let counted = Counted::take(&state).ok_or(Refusal("too_many_connections"))?;
     let token = auth
         .ok()
         .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned))
@@ -258,6 +261,7 @@ pub async fn handshake<A: Adapter>(
         })
         .filter(|t| !t.is_empty());
     let connection = Connection::default();
+    connection.count(counted);
     if let Some(token) = token {
         let identity = identify(&state, &token).await.map_err(|e| {
             let refusal = Refusal::from(e);
@@ -273,7 +277,6 @@ pub async fn handshake<A: Adapter>(
         // Only the main server has an unauthenticated state.
         return Err(Refusal("invalid_token"));
     }
-    connection.count(&state.realtime);
     s.extensions.insert(Arc::new(connection));
     // Handlers are registered here, before the server answers the connect packet: an event the
     // client sends the moment it is connected must find them.

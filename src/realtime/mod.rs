@@ -182,8 +182,14 @@ impl Realtime {
         self.inner.connections.load(Ordering::Relaxed)
     }
 
-    fn connected(&self) {
-        self.inner.connections.fetch_add(1, Ordering::Relaxed);
+    /// Counts one more connection unless there are `max` already.
+    fn try_connect(&self, max: usize) -> bool {
+        self.inner
+            .connections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     fn disconnected(&self) {

@@ -135,6 +135,38 @@ db_test! {
         connect(&app, &bob.token).await;
     }
 
+    async fn connections_beyond_max_connections_are_refused_and_a_freed_place_is_taken(db: Db) {
+        let app = spawn_realtime_app(db, &[("MAX_CONNECTIONS", "3")]).await;
+        let ada = app.create_user("Ada").await;
+        let bob = app.create_user("Bob").await;
+        // Refused handshakes give their place back.
+        for _ in 0..5 {
+            assert_eq!(refusal(handshake(&app).token("garbage")).await, "invalid_token");
+        }
+        // Ten at once, signed in or not: three get in.
+        let attempts = (0..10).map(|i| match i % 3 {
+            0 => handshake(&app).token(&ada.token).connect(),
+            1 => handshake(&app).token(&bob.token).connect(),
+            _ => handshake(&app).connect(),
+        });
+        let mut outcomes = futures_util::future::join_all(attempts).await;
+        let refusals: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+        assert_eq!(outcomes.len() - refusals.len(), 3, "{refusals:?}");
+        assert!(refusals.iter().all(|r| *r == "too_many_connections"), "{refusals:?}");
+        assert_eq!(
+            refusal(handshake(&app).token(&bob.token)).await,
+            "too_many_connections"
+        );
+        // One leaves: its place is free again once the server has noticed.
+        let open = outcomes.iter().position(Result::is_ok).expect("one got in");
+        outcomes.swap_remove(open).expect("connected").disconnect().await;
+        wait_until("the server counts two sockets", || {
+            app.state.realtime.connections() == 2
+        })
+        .await;
+        connect(&app, &bob.token).await;
+    }
+
     async fn handshakes_at_the_same_moment_cannot_all_pass_the_per_user_limit(db: Db) {
         let app = spawn_realtime_app(db, &[("MAX_CONNECTIONS_PER_USER", "3")]).await;
         let ada = app.create_user("Ada").await;
