@@ -114,19 +114,16 @@ pub async fn check_access(
     let now = Timestamp::now();
     // The account first: a deactivated user's sessions are ended too, and the reason that
     // matters to the client is the account.
-    let user = state
+    let (user, session) = state
         .store
-        .find_user(claims.sub)
+        .find_user_and_session(claims.sub, claims.sid)
         .await?
         .ok_or(TokenError::SessionRevoked)?;
     if !user.is_active {
         return Err(TokenError::AccountDisabled.into());
     }
-    let session = state
-        .store
-        .find_session(claims.sid)
-        .await?
-        .filter(|s| s.user_id == claims.sub && s.is_live(now))
+    let session = session
+        .filter(|s| s.is_live(now))
         .ok_or(TokenError::SessionRevoked)?;
     if !claims.matches(&user) {
         return Err(TokenError::Stale.into());

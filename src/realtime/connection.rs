@@ -555,11 +555,13 @@ async fn refresh_socket_token<A: Adapter>(s: SocketRef<A>, state: AppState) {
     let Some(identity) = connection.identity() else {
         return;
     };
-    let session = state.store.find_session(identity.session_id).await;
-    let user = state.store.find_user(identity.user.id).await;
-    let (session, user) = match (session, user) {
-        (Ok(session), Ok(user)) => (session, user),
-        (Err(e), _) | (_, Err(e)) => {
+    let found = state
+        .store
+        .find_user_and_session(identity.user.id, identity.session_id)
+        .await;
+    let (user, session) = match found {
+        Ok(found) => found.map_or((None, None), |(user, session)| (Some(user), session)),
+        Err(e) => {
             tracing::error!(category = "error", error = %e, "❌ token refresh: database unavailable; retrying");
             refresh_token_in(&s, &state, &connection, Duration::from_secs(5));
             return;

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Store, StoreError, on_pool};
+use super::{Store, StoreError, User, on_pool};
 use crate::timestamp::Timestamp;
 
 /// One login on one device.
@@ -25,6 +25,44 @@ impl Session {
     /// Not revoked and not expired at `now`.
     pub fn is_live(&self, now: Timestamp) -> bool {
         self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// A row of [`Store::find_user_and_session`]: the session's columns are NULL without a match.
+#[derive(sqlx::FromRow)]
+struct UserAndSession {
+    #[sqlx(flatten)]
+    user: User,
+    session_id: Option<Uuid>,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    session_created_at: Option<Timestamp>,
+    last_seen_at: Option<Timestamp>,
+    expires_at: Option<Timestamp>,
+    revoked_at: Option<Timestamp>,
+}
+
+impl UserAndSession {
+    fn split(self) -> (User, Option<Session>) {
+        let session = match (
+            self.session_id,
+            self.session_created_at,
+            self.last_seen_at,
+            self.expires_at,
+        ) {
+            (Some(id), Some(created_at), Some(last_seen_at), Some(expires_at)) => Some(Session {
+                id,
+                user_id: self.user.id,
+                user_agent: self.user_agent,
+                ip: self.ip,
+                created_at,
+                last_seen_at,
+                expires_at,
+                revoked_at: self.revoked_at,
+            }),
+            _ => None,
+        };
+        (self.user, session)
     }
 }
 
@@ -90,6 +128,29 @@ impl Store {
         .fetch_optional(pool)
         .await)?;
         Ok(session)
+    }
+
+    /// An account and one of its sessions, in one query: what every authenticated request and
+    /// socket checks. `None` when there is no such account; the session is `None` when it does
+    /// not exist or belongs to someone else.
+    #[tracing::instrument(skip_all)]
+    pub async fn find_user_and_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<Option<(User, Option<Session>)>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, UserAndSession>(
+            "SELECT u.id, u.email, u.name, u.avatar_url, u.is_admin, u.is_active, u.created_at,
+                    u.updated_at, s.id AS session_id, s.user_agent, s.ip,
+                    s.created_at AS session_created_at, s.last_seen_at, s.expires_at, s.revoked_at
+             FROM users u LEFT JOIN sessions s ON s.id = $2 AND s.user_id = u.id
+             WHERE u.id = $1",
+        )
+        .bind(user_id)
+        .bind(session_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(UserAndSession::split))
     }
 
     /// A user's live sessions, newest first.

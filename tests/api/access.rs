@@ -233,3 +233,26 @@ async fn a_promoted_users_old_token_is_refused_as_stale_too(db: Db) {
     )
     .await;
 }
+
+db_test!(a_token_naming_another_users_session_is_401_session_revoked);
+async fn a_token_naming_another_users_session_is_401_session_revoked(db: Db) {
+    let app = spawn_app(db).await;
+    let ada = app.create_user("Ada").await;
+    let bob = app.create_user("Bob").await;
+    // Signed with the server's key, so only the database can tell: Ada's account, Bob's session.
+    let crossed = app
+        .state
+        .tokens
+        .issue(&app.stored_user(ada.id).await, bob.session_id);
+    let response = app.get_with_token("/api/auth/me", &crossed.token).await;
+    expect_error(response, 401, "session_revoked").await;
+    let unknown = app
+        .state
+        .tokens
+        .issue(&app.stored_user(ada.id).await, uuid::Uuid::now_v7());
+    let response = app.get_with_token("/api/auth/me", &unknown.token).await;
+    expect_error(response, 401, "session_revoked").await;
+    // Both sessions still work for their own users.
+    expect_json(app.get_with_token("/api/auth/me", &ada.token).await, 200).await;
+    expect_json(app.get_with_token("/api/auth/me", &bob.token).await, 200).await;
+}
