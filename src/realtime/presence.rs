@@ -136,14 +136,11 @@ impl Presence {
     pub fn reserve(&self, user_id: Uuid, limit: usize) -> bool {
         let mut state = self.lock();
         let open: usize = state.views(user_id).map(UserConnections::sockets).sum();
-        let held = state.reserved.entry(user_id).or_default();
-        if open + *held >= limit {
-            if *held == 0 {
-                state.reserved.remove(&user_id);
-            }
+        let held = state.reserved.get(&user_id).copied().unwrap_or(0);
+        if open + held >= limit {
             return false;
         }
-        *held += 1;
+        *state.reserved.entry(user_id).or_default() += 1;
         true
     }
 
