@@ -140,29 +140,20 @@ impl Connection {
     /// Keeps the socket's place in the node's connections until [`Connection::uncount`] or
     /// its drop.
     fn count(&self, counted: Counted) {
-        *self.counted.lock().unwrap_or_else(|e| e.into_inner()) = Some(counted);
+        put(&self.counted, Some(counted));
     }
 
     fn uncount(&self) {
-        drop(
-            self.counted
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
+        put(&self.counted, None);
     }
 
+    /// Keeps the place held under the per-user limit until [`Connection::release`] or its drop.
     fn hold(&self, reservation: Reservation) {
-        *self.reservation.lock().unwrap_or_else(|e| e.into_inner()) = Some(reservation);
+        put(&self.reservation, Some(reservation));
     }
 
     fn release(&self) {
-        drop(
-            self.reservation
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
+        put(&self.reservation, None);
     }
 
     /// Keeps `handle` as the socket's timer, aborting the one before; aborts `handle` itself
@@ -195,6 +186,11 @@ impl Connection {
             old.abort();
         }
     }
+}
+
+/// Replaces what a slot holds; the old value (a guard) is dropped, giving its place back.
+fn put<T>(slot: &Mutex<Option<T>>, value: Option<T>) {
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = value;
 }
 
 /// The connection state of a socket (set by the handshake before anything else runs).
