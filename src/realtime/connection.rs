@@ -319,28 +319,31 @@ fn establish<A: Adapter>(
     connection: &Connection,
     identity: Identity,
 ) {
-    {
+    let established = {
         let mut life = connection.life();
-        if *life != Life::Pending {
-            drop(life);
-            connection.release();
-            return;
+        let pending = *life == Life::Pending;
+        if pending {
+            s.join([
+                user_room(identity.user.id),
+                session_room(identity.session_id),
+                AUTHENTICATED_ROOM.to_owned(),
+            ]);
+            state.realtime.presence().connect(
+                identity.user.id,
+                identity.session_id,
+                &identity.user.name,
+            );
+            *life = Life::Established {
+                user_id: identity.user.id,
+                session_id: identity.session_id,
+            };
         }
-        s.join([
-            user_room(identity.user.id),
-            session_room(identity.session_id),
-            AUTHENTICATED_ROOM.to_owned(),
-        ]);
-        state.realtime.presence().connect(
-            identity.user.id,
-            identity.session_id,
-            &identity.user.name,
-        );
-        *life = Life::Established {
-            user_id: identity.user.id,
-            session_id: identity.session_id,
-        };
-        connection.release();
+        pending
+    };
+    // Presence counts the socket now (or it is gone): the place held for it is not needed.
+    connection.release();
+    if !established {
+        return;
     }
     tracing::debug!(category = "socket", user_id = %identity.user.id, socket = %s.id, "🔌 socket authenticated");
     emit_if_carried(s, "authenticated", &authenticated_payload(&identity));

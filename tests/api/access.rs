@@ -240,16 +240,11 @@ async fn a_token_naming_another_users_session_is_401_session_revoked(db: Db) {
     let ada = app.create_user("Ada").await;
     let bob = app.create_user("Bob").await;
     // Signed with the server's key, so only the database can tell: Ada's account, Bob's session.
-    let crossed = app
-        .state
-        .tokens
-        .issue(&app.stored_user(ada.id).await, bob.session_id);
+    let user = app.stored_user(ada.id).await;
+    let crossed = app.state.tokens.issue(&user, bob.session_id);
     let response = app.get_with_token("/api/auth/me", &crossed.token).await;
     expect_error(response, 401, "session_revoked").await;
-    let unknown = app
-        .state
-        .tokens
-        .issue(&app.stored_user(ada.id).await, uuid::Uuid::now_v7());
+    let unknown = app.state.tokens.issue(&user, uuid::Uuid::now_v7());
     let response = app.get_with_token("/api/auth/me", &unknown.token).await;
     expect_error(response, 401, "session_revoked").await;
     // Both sessions still work for their own users.

@@ -10,6 +10,13 @@ async fn anonymous(app: &TestApp) -> SocketClient {
     connect_anonymous(handshake(app)).await
 }
 
+/// Sends `authenticate {token}` and answers its ack.
+async fn authenticate(socket: &mut SocketClient, token: impl serde::Serialize) -> Value {
+    socket
+        .emit_with_ack("authenticate", json!({ "token": token }))
+        .await
+}
+
 db_test! {
     async fn an_event_sent_the_moment_the_connection_opens_is_answered(db: Db) {
         // `socket.io-client` flushes what was emitted before `connect` as soon as the `40`
@@ -88,9 +95,7 @@ db_test! {
         let app = spawn_realtime_app(db, &[]).await;
         let ada = app.create_user("Ada").await;
         let mut socket = anonymous(&app).await;
-        let ack = socket
-            .emit_with_ack("authenticate", json!({ "token": ada.token }))
-            .await;
+        let ack = authenticate(&mut socket, &ada.token).await;
         assert_ack_ok(&ack);
         assert_eq!(ack["user"]["id"], ada.id.to_string());
         assert_eq!(ack["sessionId"], ada.session_id.to_string());
@@ -117,9 +122,7 @@ db_test! {
             (expired.token.as_str(), "token_expired"),
         ] {
             let mut socket = anonymous(&app).await;
-            let ack = socket
-                .emit_with_ack("authenticate", json!({ "token": token }))
-                .await;
+            let ack = authenticate(&mut socket, token).await;
             assert_ack_error(&ack, code);
             let auth_error = socket.next_event("authError").await;
             assert_eq!(auth_error["code"], code);
@@ -138,29 +141,21 @@ db_test! {
         let bob = app.create_user("Bob").await;
         let _first = connect(&app, &ada.token).await;
         let mut second = anonymous(&app).await;
-        let ack = second
-            .emit_with_ack("authenticate", json!({ "token": ada.token }))
-            .await;
+        let ack = authenticate(&mut second, &ada.token).await;
         assert_ack_ok(&ack);
 
         let mut third = anonymous(&app).await;
-        let ack = third
-            .emit_with_ack("authenticate", json!({ "token": ada.token }))
-            .await;
+        let ack = authenticate(&mut third, &ada.token).await;
         assert_ack_error(&ack, "too_many_connections");
         let auth_error = third.next_event("authError").await;
         assert_eq!(auth_error["code"], "too_many_connections");
         third.wait_disconnect().await;
         // Re-authenticating a socket already counted is no new connection, and the limit is
         // per user: Bob still signs in.
-        let again = second
-            .emit_with_ack("authenticate", json!({ "token": ada.token }))
-            .await;
+        let again = authenticate(&mut second, &ada.token).await;
         assert_ack_ok(&again);
         let mut bobs = anonymous(&app).await;
-        let ack = bobs
-            .emit_with_ack("authenticate", json!({ "token": bob.token }))
-            .await;
+        let ack = authenticate(&mut bobs, &bob.token).await;
         assert_ack_ok(&ack);
     }
 
@@ -176,9 +171,7 @@ db_test! {
         let app = spawn_realtime_app(db, &[("AUTH_TIMEOUT", "1s")]).await;
         let ada = app.create_user("Ada").await;
         let mut socket = anonymous(&app).await;
-        let ack = socket
-            .emit_with_ack("authenticate", json!({ "token": ada.token }))
-            .await;
+        let ack = authenticate(&mut socket, &ada.token).await;
         assert_ack_ok(&ack);
         // Past the deadline, the socket must still be there and signed in.
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -191,9 +184,7 @@ db_test! {
         let ada = app.create_user("Ada").await;
         let bob = app.create_user("Bob").await;
         let mut socket = connect(&app, &ada.token).await;
-        let ack = socket
-            .emit_with_ack("authenticate", json!({ "token": bob.token }))
-            .await;
+        let ack = authenticate(&mut socket, &bob.token).await;
         assert_ack_error(&ack, "forbidden");
         // Still connected, and still Ada: what it sends comes from her.
         let sent = send_message(&mut socket, &bob, "still me").await;
@@ -206,9 +197,7 @@ db_test! {
         let ada = app.create_user("Ada").await;
         let mut socket = connect(&app, &ada.token).await;
         let other_device = app.login(&ada.email, PASSWORD).await;
-        let ack = socket
-            .emit_with_ack("authenticate", json!({ "token": other_device["token"] }))
-            .await;
+        let ack = authenticate(&mut socket, &other_device["token"]).await;
         assert_ack_ok(&ack);
         assert_eq!(ack["user"]["id"], ada.id.to_string());
         assert_eq!(ack["sessionId"], other_device["session"]["id"]);
