@@ -10,49 +10,23 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
-use crate::auth::TokenKeys;
-use crate::auth::accounts::LoginLimits;
-use crate::cluster::Cluster;
-use crate::config::Config;
-use crate::ops::metrics::Metrics;
-use crate::ratelimit::TokenBuckets;
-use crate::realtime::{self, Realtime};
-use crate::store::Store;
 use uuid::Uuid;
 
-/// What every request handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    /// The link to the other nodes through Redis; `None` on a single node.
-    pub cluster: Option<Cluster>,
-    pub tokens: Arc<TokenKeys>,
-    /// Failed-login buckets per (IP, email) and per IP.
-    pub login_limits: Arc<LoginLimits>,
-    /// Messages each user may send per second.
-    pub message_limits: Arc<TokenBuckets<Uuid>>,
-    /// The sockets, as REST handlers reach them.
-    pub realtime: Realtime,
-    pub metrics: Arc<Metrics>,
-    /// This node's unique id, as the self-test reports it.
-    pub node_id: String,
-    /// Where this node listens (loopback checks connect here).
-    pub listen_addr: SocketAddr,
-    pub started_at: Instant,
-}
-
-impl AppState {
-    pub fn socket_ready(&self) -> bool {
-        self.realtime.is_ready()
-    }
-}
+use crate::auth::token::TokenKeys;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::ratelimit::{LoginLimits, TokenBuckets};
+use crate::realtime::Realtime;
+use crate::realtime::mount::{self, Layers};
+use crate::state::AppState;
+use crate::store::Store;
 
 /// A built server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    sockets: realtime::Layers,
+    sockets: Layers,
 }
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -98,7 +72,7 @@ impl Application {
             listen_addr: loopback_addr(listener.local_addr()?),
             started_at: Instant::now(),
         };
-        let sockets = realtime::mount(&state).await?;
+        let sockets = mount::mount(&state).await?;
         Ok(Self {
             listener,
             state,
@@ -154,7 +128,7 @@ impl Application {
             );
             realtime.shutdown().await;
             if let Some(cluster) = &leaving.cluster {
-                realtime::leave_cluster(&leaving, cluster).await;
+                leaving.realtime.leave_cluster(cluster).await;
             }
             let _ = stopping_tx.send(());
         });

@@ -143,47 +143,12 @@ impl Config {
     pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
-        let host = match get("HOST").as_deref() {
-            None => IpAddr::from([127, 0, 0, 1]),
-            Some("localhost") => IpAddr::from([127, 0, 0, 1]),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| ConfigError::new("HOST", format!("{v:?} is not an IP address")))?,
-        };
+        let host = parse_host(get("HOST"))?;
         let port = parse_number("PORT", get("PORT"), 3000u16)?;
-        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
-            return Err(ConfigError::new(
-                "DATABASE_URL",
-                "must start with sqlite:, postgres:// or postgresql://",
-            ));
-        }
-        let redis_url = get("REDIS_URL");
-        if let Some(url) = &redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
-        {
-            return Err(ConfigError::new(
-                "REDIS_URL",
-                "must start with redis:// or rediss://",
-            ));
-        }
+        let database_url = parse_database_url(get("DATABASE_URL"))?;
+        let redis_url = parse_redis_url(get("REDIS_URL"))?;
         let redis_prefix = get("REDIS_PREFIX").unwrap_or_else(|| "craftcode".into());
-
-        let jwt_secret = match get("JWT_SECRET") {
-            Some(secret) => secret,
-            None => kept_jwt_secret(Path::new(DATA_DIR))
-                .map_err(|e| ConfigError::new("JWT_SECRET", e))?,
-        };
-        if jwt_secret.len() < 32 {
-            return Err(ConfigError::new(
-                "JWT_SECRET",
-                format!("must be at least 32 bytes (got {})", jwt_secret.len()),
-            ));
-        }
+        let jwt_secret = jwt_secret(get("JWT_SECRET"))?;
 
         let jwt_ttl = parse_duration("JWT_TTL", get("JWT_TTL"), Duration::from_secs(3600))?;
         let session_ttl = parse_duration(
@@ -220,74 +185,41 @@ impl Config {
 
         let production = get("APP_ENV").is_some_and(|v| v.eq_ignore_ascii_case("production"));
         let cors_origins = match get("CORS_ORIGINS") {
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    origin_of(s).ok_or_else(|| {
-                        ConfigError::new(
-                            "CORS_ORIGINS",
-                            format!("{s:?} is not an origin like https://app.example.com"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            None => {
-                let mut origins = vec![
-                    app_url.origin().ascii_serialization(),
-                    base_url.origin().ascii_serialization(),
-                ];
-                if !production {
-                    origins.push("http://localhost:3000".into());
-                    origins.push("http://127.0.0.1:3000".into());
-                }
-                origins
-            }
+            Some(list) => parse_origins(&list)?,
+            None => default_origins(&app_url, &base_url, production),
         };
-        let mut cors_origins = cors_origins;
-        cors_origins.sort();
-        cors_origins.dedup();
 
         let allow_signup = parse_bool("ALLOW_SIGNUP", get("ALLOW_SIGNUP"), true)?;
-        let google = OAuthSettings {
-            client_id: get("GOOGLE_CLIENT_ID"),
-            client_secret: get("GOOGLE_CLIENT_SECRET").map(Secret::new),
-            auth_url: parse_url_or(
-                "GOOGLE_AUTH_URL",
-                get("GOOGLE_AUTH_URL"),
-                "https://accounts.google.com/o/oauth2/v2/auth",
-            )?,
-            token_url: parse_url_or(
-                "GOOGLE_TOKEN_URL",
-                get("GOOGLE_TOKEN_URL"),
-                "https://oauth2.googleapis.com/token",
-            )?,
-            api_url: parse_url_or(
-                "GOOGLE_USERINFO_URL",
-                get("GOOGLE_USERINFO_URL"),
-                "https://openidconnect.googleapis.com/v1/userinfo",
-            )?,
-        };
-        let github = OAuthSettings {
-            client_id: get("GITHUB_CLIENT_ID"),
-            client_secret: get("GITHUB_CLIENT_SECRET").map(Secret::new),
-            auth_url: parse_url_or(
-                "GITHUB_AUTH_URL",
-                get("GITHUB_AUTH_URL"),
-                "https://github.com/login/oauth/authorize",
-            )?,
-            token_url: parse_url_or(
-                "GITHUB_TOKEN_URL",
-                get("GITHUB_TOKEN_URL"),
-                "https://github.com/login/oauth/access_token",
-            )?,
-            api_url: parse_url_or(
-                "GITHUB_API_URL",
-                get("GITHUB_API_URL"),
-                "https://api.github.com",
-            )?,
-        };
+        let google = OAuthSettings::load(
+            &get,
+            "GOOGLE",
+            [
+                (
+                    "GOOGLE_AUTH_URL",
+                    "https://accounts.google.com/o/oauth2/v2/auth",
+                ),
+                ("GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token"),
+                (
+                    "GOOGLE_USERINFO_URL",
+                    "https://openidconnect.googleapis.com/v1/userinfo",
+                ),
+            ],
+        )?;
+        let github = OAuthSettings::load(
+            &get,
+            "GITHUB",
+            [
+                (
+                    "GITHUB_AUTH_URL",
+                    "https://github.com/login/oauth/authorize",
+                ),
+                (
+                    "GITHUB_TOKEN_URL",
+                    "https://github.com/login/oauth/access_token",
+                ),
+                ("GITHUB_API_URL", "https://api.github.com"),
+            ],
+        )?;
         let max_connections = parse_number("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), 100_000)?;
         let max_connections_per_user = parse_number(
             "MAX_CONNECTIONS_PER_USER",
@@ -295,16 +227,7 @@ impl Config {
             20,
         )?;
         let metrics_token = get("METRICS_TOKEN").map(Secret::new);
-        let log_format = match get("LOG_FORMAT").as_deref() {
-            None | Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "LOG_FORMAT",
-                    format!("{other:?} is neither pretty nor json"),
-                ));
-            }
-        };
+        let log_format = parse_log_format(get("LOG_FORMAT"))?;
 
         Ok(Self {
             host,
@@ -384,6 +307,125 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(contents.as_bytes())
+}
+
+/// `HOST`: an IP address (`localhost` is 127.0.0.1); 127.0.0.1 when unset.
+fn parse_host(raw: Option<String>) -> Result<IpAddr, ConfigError> {
+    match raw.as_deref() {
+        None | Some("localhost") => Ok(IpAddr::from([127, 0, 0, 1])),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new("HOST", format!("{v:?} is not an IP address"))),
+    }
+}
+
+/// `DATABASE_URL`: SQLite or PostgreSQL; the embedded SQLite file when unset.
+fn parse_database_url(raw: Option<String>) -> Result<String, ConfigError> {
+    let url = raw.unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if known.iter().any(|scheme| url.starts_with(scheme)) {
+        Ok(url)
+    } else {
+        Err(ConfigError::new(
+            "DATABASE_URL",
+            "must start with sqlite:, postgres:// or postgresql://",
+        ))
+    }
+}
+
+/// `REDIS_URL`: a `redis://` or `rediss://` URL when set.
+fn parse_redis_url(raw: Option<String>) -> Result<Option<String>, ConfigError> {
+    match raw {
+        Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => Err(
+            ConfigError::new("REDIS_URL", "must start with redis:// or rediss://"),
+        ),
+        url => Ok(url),
+    }
+}
+
+/// `JWT_SECRET`, or the one generated once and kept under `data/`; at least 32 bytes.
+fn jwt_secret(raw: Option<String>) -> Result<String, ConfigError> {
+    let secret = match raw {
+        Some(secret) => secret,
+        None => {
+            kept_jwt_secret(Path::new(DATA_DIR)).map_err(|e| ConfigError::new("JWT_SECRET", e))?
+        }
+    };
+    if secret.len() < 32 {
+        return Err(ConfigError::new(
+            "JWT_SECRET",
+            format!("must be at least 32 bytes (got {})", secret.len()),
+        ));
+    }
+    Ok(secret)
+}
+
+/// `CORS_ORIGINS`: a comma-separated list of origins, sorted and without repeats.
+fn parse_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut origins = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            origin_of(s).ok_or_else(|| {
+                ConfigError::new(
+                    "CORS_ORIGINS",
+                    format!("{s:?} is not an origin like https://app.example.com"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    origins.sort();
+    origins.dedup();
+    Ok(origins)
+}
+
+/// The origins allowed when `CORS_ORIGINS` is unset: the web app's and the server's, and the
+/// local development ones outside production.
+fn default_origins(app_url: &Url, base_url: &Url, production: bool) -> Vec<String> {
+    let mut origins = vec![
+        app_url.origin().ascii_serialization(),
+        base_url.origin().ascii_serialization(),
+    ];
+    if !production {
+        origins.push("http://localhost:3000".into());
+        origins.push("http://127.0.0.1:3000".into());
+    }
+    origins.sort();
+    origins.dedup();
+    origins
+}
+
+/// `LOG_FORMAT`: `pretty` (the default) or `json`.
+fn parse_log_format(raw: Option<String>) -> Result<LogFormat, ConfigError> {
+    match raw.as_deref() {
+        None | Some("pretty") => Ok(LogFormat::Pretty),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(ConfigError::new(
+            "LOG_FORMAT",
+            format!("{other:?} is neither pretty nor json"),
+        )),
+    }
+}
+
+impl OAuthSettings {
+    /// `{PROVIDER}_CLIENT_ID`, `{PROVIDER}_CLIENT_SECRET` and the provider's three URLs, each
+    /// named with its default.
+    fn load(
+        get: &impl Fn(&str) -> Option<String>,
+        provider: &str,
+        [auth, token, api]: [(&'static str, &'static str); 3],
+    ) -> Result<Self, ConfigError> {
+        let url = |(name, default)| parse_url_or(name, get(name), default);
+        Ok(Self {
+            client_id: get(&format!("{provider}_CLIENT_ID")),
+            client_secret: get(&format!("{provider}_CLIENT_SECRET")).map(Secret::new),
+            auth_url: url(auth)?,
+            token_url: url(token)?,
+            api_url: url(api)?,
+        })
+    }
 }
 
 fn parse_number<T: std::str::FromStr>(

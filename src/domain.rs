@@ -1,10 +1,136 @@
-//! Values validated at the edge: once one of these exists, it is valid. Each `parse` answers the
-//! message that goes into a `validation_failed` field.
+//! Values validated at the edge: once one of these exists, it is valid. REST and socket handlers
+//! parse into them before they call the feature modules, which never check again. Each `parse`
+//! answers the message that goes into a `validation_failed` field; an id that names nothing
+//! answers its kind's 404.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
 
 /// The page size of every list when the client does not say.
 pub const DEFAULT_PAGE: i64 = 50;
 /// The largest page any list answers.
 pub const MAX_PAGE: i64 = 100;
+/// Longest message, in characters after trimming.
+pub const MAX_CONTENT_CHARS: usize = 4000;
+/// Longest `clientId` a client may choose.
+pub const MAX_CLIENT_ID_CHARS: usize = 128;
+
+/// A user named by a path, a body or an event: text that is not an id names no user.
+pub fn user_id(raw: &str) -> ApiResult<Uuid> {
+    raw.parse().map_err(|_| ApiError::user_not_found())
+}
+
+/// How many items a page holds: 1 to 100, 50 when the client does not say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageLimit(i64);
+
+impl PageLimit {
+    const INVALID: &str = "must be between 1 and 100";
+
+    /// A `limit` from a query string (absent or empty: the default).
+    pub fn parse(raw: Option<&str>) -> Result<Self, &'static str> {
+        match raw.filter(|r| !r.is_empty()) {
+            None => Ok(Self::default()),
+            Some(raw) => raw.parse().map_err(|_| Self::INVALID).and_then(Self::of),
+        }
+    }
+
+    /// A `limit` from a socket payload, answered as the `limit` field's error.
+    pub fn from_payload(limit: Option<i64>) -> ApiResult<Self> {
+        limit
+            .map_or(Ok(Self::default()), Self::of)
+            .map_err(|message| ApiError::invalid_field("limit", message))
+    }
+
+    fn of(n: i64) -> Result<Self, &'static str> {
+        if (1..=MAX_PAGE).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(Self::INVALID)
+        }
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl Default for PageLimit {
+    fn default() -> Self {
+        Self(DEFAULT_PAGE)
+    }
+}
+
+/// The text of a message: trimmed, 1 to 4,000 characters, no NUL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Content(String);
+
+impl Content {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let content = raw.trim();
+        let chars = content.chars().count();
+        if chars == 0 {
+            Err("must not be empty")
+        } else if content.contains('\0') {
+            Err("must not contain NUL characters")
+        } else if chars > MAX_CONTENT_CHARS {
+            Err("must be at most 4000 characters")
+        } else {
+            Ok(Self(content.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The id a client chose for a send, so that retrying it stores one message: up to 128
+/// characters, no NUL. An empty one is none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(raw: Option<&str>) -> Result<Option<Self>, &'static str> {
+        match raw.filter(|c| !c.is_empty()) {
+            None => Ok(None),
+            Some(c) if c.chars().count() > MAX_CLIENT_ID_CHARS || c.contains('\0') => {
+                Err("must be at most 128 characters")
+            }
+            Some(c) => Ok(Some(Self(c.to_owned()))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A message to send: its content and the optional client id, each bad one named in one
+/// `validation_failed`.
+pub struct Outgoing {
+    pub content: Content,
+    pub client_id: Option<ClientId>,
+}
+
+impl Outgoing {
+    pub fn parse(content: &str, client_id: Option<&str>) -> ApiResult<Self> {
+        let mut fields = BTreeMap::new();
+        let content = Content::parse(content)
+            .map_err(|m| fields.insert("content".to_owned(), m.to_owned()))
+            .ok();
+        let client_id = ClientId::parse(client_id)
+            .map_err(|m| fields.insert("clientId".to_owned(), m.to_owned()))
+            .ok();
+        match (content, client_id) {
+            (Some(content), Some(client_id)) => Ok(Self { content, client_id }),
+            _ => Err(ApiError::validation(fields)),
+        }
+    }
+}
 
 /// An email address in the basic RFC 5322 `local@domain` form, trimmed and lowercased so that
 /// comparisons are case-insensitive.
@@ -147,6 +273,37 @@ mod tests {
         assert!(Name::parse(&"é".repeat(101)).is_err());
         assert!(Name::parse("   ").is_err());
         assert!(Name::parse("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn page_limits_are_one_to_a_hundred() {
+        assert_eq!(PageLimit::parse(None).unwrap().get(), DEFAULT_PAGE);
+        assert_eq!(PageLimit::parse(Some("")).unwrap().get(), DEFAULT_PAGE);
+        assert_eq!(PageLimit::parse(Some("100")).unwrap().get(), 100);
+        for bad in ["0", "101", "-1", "1.5", "x", "99999999999999999999"] {
+            assert!(PageLimit::parse(Some(bad)).is_err(), "{bad:?} was accepted");
+        }
+        assert!(PageLimit::from_payload(Some(0)).is_err());
+        assert_eq!(PageLimit::from_payload(None).unwrap().get(), DEFAULT_PAGE);
+    }
+
+    #[test]
+    fn message_content_is_trimmed_and_bounded_in_characters() {
+        assert_eq!(Content::parse("  hi  ").unwrap().as_str(), "hi");
+        assert!(Content::parse(" \n ").is_err());
+        assert!(Content::parse("a\0b").is_err());
+        assert!(Content::parse(&"é".repeat(MAX_CONTENT_CHARS)).is_ok());
+        assert!(Content::parse(&"é".repeat(MAX_CONTENT_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn an_empty_client_id_is_none_and_a_long_one_is_refused() {
+        assert_eq!(ClientId::parse(Some("")).unwrap(), None);
+        assert!(ClientId::parse(Some(&"x".repeat(MAX_CLIENT_ID_CHARS))).is_ok());
+        assert!(ClientId::parse(Some(&"x".repeat(MAX_CLIENT_ID_CHARS + 1))).is_err());
+        let both = Outgoing::parse("", Some(&"x".repeat(200))).err().unwrap();
+        let fields = both.fields.unwrap();
+        assert!(fields.contains_key("content") && fields.contains_key("clientId"));
     }
 
     #[test]

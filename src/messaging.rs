@@ -2,26 +2,21 @@
 //! the recipient and `messageSent` to the sender's devices; delivery acks, read receipts,
 //! history, conversations and sync.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::domain::{DEFAULT_PAGE, MAX_PAGE};
-use crate::error::{ApiError, ApiResult};
-use crate::realtime::user_room;
+use crate::domain::{ClientId, MAX_PAGE, Outgoing, PageLimit};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
 use crate::store::{Message, Notification, User};
 use crate::timestamp::Timestamp;
 use crate::users::DirectoryEntry;
 use utoipa::ToSchema;
 
-/// Longest message, in characters after trimming.
-pub const MAX_CONTENT_CHARS: usize = 4000;
-/// Longest `clientId` a client may choose.
-pub const MAX_CLIENT_ID_CHARS: usize = 128;
 /// How long a recipient's socket has to acknowledge `newMessage` for it to count as delivered.
 const DELIVERY_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -43,37 +38,13 @@ pub async fn send(
     state: &AppState,
     sender: &User,
     to: Uuid,
-    content: &str,
-    client_id: Option<&str>,
+    outgoing: Outgoing,
 ) -> ApiResult<Sent> {
-    let content = content.trim();
-    let chars = content.chars().count();
-    let mut fields = BTreeMap::new();
-    if chars == 0 {
-        fields.insert("content".to_owned(), "must not be empty".to_owned());
-    } else if content.contains('\0') {
-        fields.insert(
-            "content".to_owned(),
-            "must not contain NUL characters".to_owned(),
-        );
-    } else if chars > MAX_CONTENT_CHARS {
-        fields.insert(
-            "content".to_owned(),
-            format!("must be at most {MAX_CONTENT_CHARS} characters"),
-        );
-    }
-    let client_id = client_id.filter(|c| !c.is_empty());
-    if client_id.is_some_and(|c| c.chars().count() > MAX_CLIENT_ID_CHARS || c.contains('\0')) {
-        fields.insert(
-            "clientId".to_owned(),
-            format!("must be at most {MAX_CLIENT_ID_CHARS} characters"),
-        );
-    }
-    if !fields.is_empty() {
-        return Err(ApiError::validation(fields));
-    }
+    let content = outgoing.content.as_str();
+    let client_id = outgoing.client_id.as_ref().map(ClientId::as_str);
     if let Err(wait) = state.message_limits.take(&sender.id).await {
-        let mut err = ApiError::too_many("rate_limited", wait.as_secs_f64().ceil().max(1.0) as u64);
+        let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut err = ApiError::too_many(ErrorCode::RateLimited, retry_after);
         err.message = "you are sending messages too fast".to_owned();
         return Err(err);
     }
@@ -130,12 +101,9 @@ async fn not_stored(
         .store
         .find_user(to)
         .await?
-        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
+        .ok_or_else(ApiError::user_not_found)?;
     if !recipient.is_active {
-        return Err(ApiError::forbidden(
-            "recipient_disabled",
-            "this user's account is disabled",
-        ));
+        return Err(ApiError::recipient_disabled());
     }
     Ok(None)
 }
@@ -162,8 +130,8 @@ async fn push_new_message(state: &AppState, message: &Message) -> bool {
     };
     let recipient_ok = state
         .realtime
-        .emit_with_acks(
-            user_room(message.to),
+        .emit_to_user_with_acks(
+            message.to,
             "newMessage",
             &payload,
             DELIVERY_ACK_TIMEOUT,
@@ -218,17 +186,6 @@ pub struct Page {
     pub has_more: bool,
 }
 
-fn page_size(limit: Option<i64>) -> ApiResult<i64> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::validation(BTreeMap::from([(
-            "limit".to_owned(),
-            format!("must be between 1 and {MAX_PAGE}"),
-        )]))),
-    }
-}
-
 /// The conversation with `other`, newest first.
 pub async fn history(
     state: &AppState,
@@ -236,9 +193,9 @@ pub async fn history(
     other: Uuid,
     before: Option<Uuid>,
     after: Option<Uuid>,
-    limit: Option<i64>,
+    limit: PageLimit,
 ) -> ApiResult<Page> {
-    let limit = page_size(limit)?;
+    let limit = limit.get();
     let mut messages = state
         .store
         .conversation(me, other, before, after, limit + 1)
@@ -264,9 +221,9 @@ pub async fn sync(
     state: &AppState,
     me: Uuid,
     since: Option<Uuid>,
-    limit: Option<i64>,
+    limit: PageLimit,
 ) -> ApiResult<SyncPage> {
-    let limit = page_size(limit)?;
+    let limit = limit.get();
     let mut messages = state.store.messages_since(me, since, limit + 1).await?;
     let has_more = messages.len() as i64 > limit;
     messages.truncate(limit as usize);

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::PageLimit;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
 use crate::store::{NewNotification, Notification};
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -89,12 +90,9 @@ pub async fn send(state: &AppState, audience: Audience, content: Content) -> Api
                 .store
                 .find_user(id)
                 .await?
-                .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
+                .ok_or_else(ApiError::user_not_found)?;
             if !user.is_active {
-                return Err(ApiError::forbidden(
-                    "recipient_disabled",
-                    "this user's account is disabled",
-                ));
+                return Err(ApiError::recipient_disabled());
             }
             vec![user.id]
         }
@@ -155,11 +153,11 @@ pub async fn list(
     user_id: Uuid,
     unread_only: bool,
     before: Option<Uuid>,
-    limit: i64,
+    limit: PageLimit,
 ) -> ApiResult<(Vec<Notification>, i64)> {
     let list = state
         .store
-        .list_notifications(user_id, unread_only, before, limit)
+        .list_notifications(user_id, unread_only, before, limit.get())
         .await?;
     let unread = state.store.unread_notification_count(user_id).await?;
     Ok((list, unread))
@@ -171,7 +169,9 @@ pub async fn mark_read(state: &AppState, user_id: Uuid, id: Uuid) -> ApiResult<(
         .store
         .mark_notification_read(user_id, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("notification_not_found", "no such notification"))?;
+        .ok_or_else(|| {
+            ApiError::not_found(ErrorCode::NotificationNotFound, "no such notification")
+        })?;
     if changed {
         state
             .realtime

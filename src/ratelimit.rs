@@ -18,6 +18,35 @@ use uuid::Uuid;
 
 use crate::cluster::Cluster;
 
+/// Failed logins allowed per minute: 5 per (IP, email) pair, 50 per IP.
+pub struct LoginLimits {
+    per_pair: TokenBuckets<(IpAddr, String)>,
+    per_ip: TokenBuckets<IpAddr>,
+}
+
+impl LoginLimits {
+    /// The contract's limits; shared by every node in a cluster.
+    pub fn new(cluster: Option<&Cluster>) -> Self {
+        Self {
+            per_pair: TokenBuckets::new(5, Duration::from_secs(60)).shared(cluster, "login-pair"),
+            per_ip: TokenBuckets::new(50, Duration::from_secs(60)).shared(cluster, "login-ip"),
+        }
+    }
+
+    /// How long until `ip` may try `email` again; `None` when it may now.
+    pub async fn wait_time(&self, ip: IpAddr, email: &str) -> Option<Duration> {
+        let pair = self.per_pair.wait_time(&(ip, email.to_owned())).await;
+        let ip = self.per_ip.wait_time(&ip).await;
+        pair.max(ip)
+    }
+
+    /// Counts a failed login of `ip` with `email`.
+    pub async fn record_failure(&self, ip: IpAddr, email: &str) {
+        let _ = self.per_pair.take(&(ip, email.to_owned())).await;
+        let _ = self.per_ip.take(&ip).await;
+    }
+}
+
 /// Buckets above this count are swept of the ones that have refilled.
 const SWEEP_ABOVE: usize = 10_000;
 

@@ -8,11 +8,10 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::auth::{AuthUser, password};
-use crate::domain::{Email, Name, Password};
-use crate::error::{ApiError, ApiResult};
-use crate::realtime::connection::push_session_token;
+use crate::auth::{AuthUser, accounts, password};
+use crate::domain::{Email, Name, PageLimit, Password};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
 use crate::store::{NewUser, User, UserChanges, UserUpdate};
 
 /// What other users see of someone.
@@ -67,12 +66,14 @@ pub struct UserPage {
     pub next_cursor: Option<Uuid>,
 }
 
+/// Every user matching `query`, with live figures, a page at a time (admins' list).
 pub async fn list(
     state: &AppState,
     query: Option<&str>,
     cursor: Option<Uuid>,
-    limit: i64,
+    limit: PageLimit,
 ) -> ApiResult<UserPage> {
+    let limit = limit.get();
     let mut rows = state.store.list_users(query, cursor, limit + 1).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
@@ -89,6 +90,16 @@ pub async fn list(
     })
 }
 
+/// Active users matching `query`, as everyone may see them.
+pub async fn directory(
+    state: &AppState,
+    query: Option<&str>,
+    limit: PageLimit,
+) -> ApiResult<Vec<DirectoryEntry>> {
+    let found = state.store.directory(query, limit.get()).await?;
+    Ok(found.iter().map(|u| DirectoryEntry::of(state, u)).collect())
+}
+
 /// Raw input of an admin creating an account.
 pub struct NewAccount {
     pub email: Option<String>,
@@ -100,10 +111,8 @@ pub struct NewAccount {
 
 pub async fn create(state: &AppState, input: NewAccount) -> ApiResult<User> {
     let mut fields = BTreeMap::new();
-    let email =
-        crate::auth::accounts::required(&mut fields, "email", input.email.as_deref(), Email::parse);
-    let name =
-        crate::auth::accounts::required(&mut fields, "name", input.name.as_deref(), Name::parse);
+    let email = accounts::required(&mut fields, "email", input.email.as_deref(), Email::parse);
+    let name = accounts::required(&mut fields, "name", input.name.as_deref(), Name::parse);
     let password = match input.password.as_deref() {
         None => None,
         Some(raw) => match Password::parse(raw) {
@@ -134,14 +143,14 @@ pub async fn create(state: &AppState, input: NewAccount) -> ApiResult<User> {
             is_active: input.is_active,
         })
         .await?
-        .ok_or_else(|| ApiError::conflict("email_taken", "an account with this email exists"))?;
+        .ok_or_else(ApiError::email_taken)?;
     tracing::info!(category = "ok", user_id = %user.id, admin = user.is_admin, "✅ account created by an admin");
     Ok(user)
 }
 
 /// A user that `caller` may see: themselves, or anyone for an admin. Others are "not found".
 pub async fn visible(state: &AppState, caller: &AuthUser, id: Uuid) -> ApiResult<User> {
-    let not_found = || ApiError::not_found("user_not_found", "no such user");
+    let not_found = || ApiError::user_not_found();
     if caller.user.id != id && !caller.user.is_admin {
         return Err(not_found());
     }
@@ -167,85 +176,111 @@ pub async fn update(
     patch: Patch,
 ) -> ApiResult<User> {
     let target = visible(state, caller, id).await?;
-    let is_self = caller.user.id == id;
-    let admin = caller.user.is_admin;
-    let forbidden =
-        |what: &str| ApiError::forbidden("forbidden", format!("you may not change {what}"));
-    if !admin && (patch.is_admin.is_some() || patch.is_active.is_some() || patch.email.is_some()) {
+    check_rights(caller, id, &patch)?;
+    let changes = changes_of(state, &target, &patch).await?;
+    let loses_admin = target.is_admin
+        && target.is_active
+        && (changes.is_admin == Some(false) || changes.is_active == Some(false));
+    if loses_admin {
+        keep_an_admin(state, id).await?;
+    }
+    let user = match state.store.update_user(id, &changes).await? {
+        UserUpdate::Updated(user) => user,
+        UserUpdate::NotFound => return Err(ApiError::user_not_found()),
+        UserUpdate::EmailTaken => return Err(ApiError::email_taken()),
+    };
+    follow_change(state, caller, &user, &changes).await?;
+    Ok(user)
+}
+
+/// Admins may change anything of anyone but another's password; users their own name and
+/// password.
+fn check_rights(caller: &AuthUser, id: Uuid, patch: &Patch) -> ApiResult<()> {
+    let forbidden = |what: &str| {
+        ApiError::forbidden(ErrorCode::Forbidden, format!("you may not change {what}"))
+    };
+    let admin_only = patch.is_admin.is_some() || patch.is_active.is_some() || patch.email.is_some();
+    if !caller.user.is_admin && admin_only {
         return Err(forbidden("this field"));
     }
-    if !is_self && patch.password.is_some() {
+    if caller.user.id != id && patch.password.is_some() {
         return Err(forbidden("another user's password"));
     }
+    Ok(())
+}
 
+/// The patch checked field by field into the changes to store (a new password only with the
+/// right current one); every bad field is named in one `validation_failed`.
+async fn changes_of(state: &AppState, target: &User, patch: &Patch) -> ApiResult<UserChanges> {
     let mut fields = BTreeMap::new();
     let mut changes = UserChanges {
         is_admin: patch.is_admin.filter(|v| *v != target.is_admin),
         is_active: patch.is_active.filter(|v| *v != target.is_active),
         ..UserChanges::default()
     };
-    if let Some(raw) = patch.name.as_deref() {
-        match Name::parse(raw) {
-            Ok(name) => changes.name = Some(name.into_string()),
-            Err(m) => {
-                fields.insert("name".into(), m.into());
-            }
+    let mut check = |field: &str, result: Result<(), &'static str>| {
+        if let Err(message) = result {
+            fields.insert(field.to_owned(), message.to_owned());
         }
+    };
+    if let Some(raw) = patch.name.as_deref() {
+        check(
+            "name",
+            Name::parse(raw).map(|name| changes.name = Some(name.into_string())),
+        );
     }
     if let Some(raw) = patch.email.as_deref() {
-        match Email::parse(raw) {
-            Ok(email) => changes.email = Some(email.into_string()),
-            Err(m) => {
-                fields.insert("email".into(), m.into());
-            }
-        }
+        check(
+            "email",
+            Email::parse(raw).map(|email| changes.email = Some(email.into_string())),
+        );
     }
     if let Some(raw) = patch.password.as_deref() {
         match Password::parse(raw) {
             Ok(new) => {
                 let current = patch.current_password.clone().unwrap_or_default();
-                let hash = state.store.password_hash(id).await?;
+                let hash = state.store.password_hash(target.id).await?;
                 if hash.is_some() && !password::verify(current, hash).await? {
-                    fields.insert("currentPassword".into(), "is incorrect".into());
+                    check("currentPassword", Err("is incorrect"));
                 } else {
                     changes.password_hash = Some(password::hash(new.expose().to_owned()).await?);
                 }
             }
-            Err(m) => {
-                fields.insert("password".into(), m.into());
-            }
+            Err(message) => check("password", Err(message)),
         }
     }
-    if !fields.is_empty() {
-        return Err(ApiError::validation(fields));
+    if fields.is_empty() {
+        Ok(changes)
+    } else {
+        Err(ApiError::validation(fields))
     }
+}
 
-    let loses_admin = target.is_admin
-        && target.is_active
-        && (changes.is_admin == Some(false) || changes.is_active == Some(false));
-    if loses_admin && state.store.count_other_active_admins(id).await? == 0 {
-        return Err(ApiError::conflict(
-            "last_admin",
-            "this would leave no active admin; promote someone else first",
-        ));
+/// 409 `last_admin` when no other active admin would remain without user `id`.
+async fn keep_an_admin(state: &AppState, id: Uuid) -> ApiResult<()> {
+    if state.store.count_other_active_admins(id).await? == 0 {
+        return Err(ApiError::last_admin());
     }
+    Ok(())
+}
 
-    let user = match state.store.update_user(id, &changes).await? {
-        UserUpdate::Updated(user) => user,
-        UserUpdate::NotFound => return Err(ApiError::not_found("user_not_found", "no such user")),
-        UserUpdate::EmailTaken => {
-            return Err(ApiError::conflict(
-                "email_taken",
-                "an account with this email exists",
-            ));
-        }
-    };
-
+/// The live side of a stored change: a deactivation ends every session; new rights push a token
+/// to each session and `userStatusChanged` to the user; a new password signs out the user's
+/// other devices.
+async fn follow_change(
+    state: &AppState,
+    caller: &AuthUser,
+    user: &User,
+    changes: &UserChanges,
+) -> ApiResult<()> {
     if changes.is_active == Some(false) {
-        end_all_sessions(state, id, "account_disabled").await?;
+        accounts::end_all_sessions(state, user.id, "account_disabled").await?;
     } else if changes.is_admin.is_some() || changes.is_active.is_some() {
-        for session in state.store.live_sessions(id).await? {
-            push_session_token(state, &user, session.id).await;
+        for session in state.store.live_sessions(user.id).await? {
+            state
+                .realtime
+                .push_session_token(&state.tokens, user, session.id)
+                .await;
         }
         let status =
             json!({"userId": user.id, "isActive": user.is_active, "isAdmin": user.is_admin});
@@ -256,8 +291,7 @@ pub async fn update(
         tracing::info!(category = "ok", user_id = %user.id, admin = user.is_admin, "✅ rights changed; new tokens pushed");
     }
     if changes.password_hash.is_some() {
-        // A new password signs out the user's other devices.
-        for session in state.store.live_sessions(id).await? {
+        for session in state.store.live_sessions(user.id).await? {
             if session.id != caller.session.id {
                 state
                     .store
@@ -270,22 +304,7 @@ pub async fn update(
             }
         }
     }
-    Ok(user)
-}
-
-/// Ends every session of a user and disconnects their sockets with `force_logout {reason}`.
-/// Answers how many sessions and sockets were ended.
-pub async fn end_all_sessions(
-    state: &AppState,
-    user_id: Uuid,
-    reason: &str,
-) -> ApiResult<(usize, usize)> {
-    let ended = state.store.revoke_user_sessions(user_id, reason).await?;
-    let mut sockets = 0;
-    for session_id in &ended {
-        sockets += state.realtime.end_session(*session_id, reason).await;
-    }
-    Ok((ended.len(), sockets))
+    Ok(())
 }
 
 /// Deletes an account after ending its sessions; its messages stay with the other side.
@@ -294,15 +313,11 @@ pub async fn delete(state: &AppState, id: Uuid) -> ApiResult<()> {
         .store
         .find_user(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
-    if target.is_admin && target.is_active && state.store.count_other_active_admins(id).await? == 0
-    {
-        return Err(ApiError::conflict(
-            "last_admin",
-            "this would leave no active admin; promote someone else first",
-        ));
+        .ok_or_else(ApiError::user_not_found)?;
+    if target.is_admin && target.is_active {
+        keep_an_admin(state, id).await?;
     }
-    end_all_sessions(state, id, "account_deleted").await?;
+    accounts::end_all_sessions(state, id, "account_deleted").await?;
     state.store.delete_user(id).await?;
     tracing::info!(category = "ok", user_id = %id, "✅ account deleted");
     Ok(())

@@ -1,52 +1,19 @@
-//! The account flows REST handlers call: register, login, refresh, logout, and the check every
-//! authenticated request and socket goes through (`check_access`).
+//! The account flows REST handlers call: register, login, refresh, logout, and ending a user's
+//! sessions.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use serde::Serialize;
+use uuid::Uuid;
 
 use super::extract::{AuthUser, ClientInfo};
-use super::token::{Claims, TokenError};
 use super::{password, refresh};
-use crate::app::AppState;
-use crate::cluster::Cluster;
 use crate::domain::{Email, Name, Password};
-use crate::error::{ApiError, ApiResult};
-use crate::ratelimit::TokenBuckets;
-use crate::store::{NewSession, NewUser, RefreshOutcome, Session, StoreError, User};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
+use crate::store::{NewSession, NewUser, RefreshOutcome, Session, User};
 use crate::timestamp::Timestamp;
-
-/// A session's `lastSeenAt` is written at most this often, not on every request.
-const LAST_SEEN_GRANULARITY: Duration = Duration::from_secs(60);
-
-/// Failed logins allowed per minute: 5 per (IP, email) pair, 50 per IP.
-pub struct LoginLimits {
-    per_pair: TokenBuckets<(IpAddr, String)>,
-    per_ip: TokenBuckets<IpAddr>,
-}
-
-impl LoginLimits {
-    /// The contract's limits; shared by every node in a cluster.
-    pub fn new(cluster: Option<&Cluster>) -> Self {
-        Self {
-            per_pair: TokenBuckets::new(5, Duration::from_secs(60)).shared(cluster, "login-pair"),
-            per_ip: TokenBuckets::new(50, Duration::from_secs(60)).shared(cluster, "login-ip"),
-        }
-    }
-
-    async fn wait_time(&self, ip: IpAddr, email: &str) -> Option<Duration> {
-        let pair = self.per_pair.wait_time(&(ip, email.to_owned())).await;
-        let ip = self.per_ip.wait_time(&ip).await;
-        pair.max(ip)
-    }
-
-    async fn record_failure(&self, ip: IpAddr, email: &str) {
-        let _ = self.per_pair.take(&(ip, email.to_owned())).await;
-        let _ = self.per_ip.take(&ip).await;
-    }
-}
 
 /// Where the socket servers are, as login responses tell clients.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -86,61 +53,6 @@ pub struct LogoutResponse {
     pub sockets_disconnected: usize,
 }
 
-/// Why an access check failed: the token was refused, or the database failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AccessError {
-    #[error(transparent)]
-    Refused(#[from] TokenError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<AccessError> for ApiError {
-    fn from(err: AccessError) -> Self {
-        match err {
-            AccessError::Refused(e) => ApiError::unauthorized(e.code(), e.to_string()),
-            AccessError::Store(e) => e.into(),
-        }
-    }
-}
-
-/// Checks a verified token against the database: the session is live, the account active, and
-/// the token's rights current. This is what makes revocation and admin changes take effect on
-/// the next request. Slides the session's expiry, at most once a minute.
-pub async fn check_access(
-    state: &AppState,
-    claims: &Claims,
-) -> Result<(User, Session), AccessError> {
-    let now = Timestamp::now();
-    // The account first: a deactivated user's sessions are ended too, and the reason that
-    // matters to the client is the account.
-    let (user, session) = state
-        .store
-        .find_user_and_session(claims.sub, claims.sid)
-        .await?
-        .ok_or(TokenError::SessionRevoked)?;
-    if !user.is_active {
-        return Err(TokenError::AccountDisabled.into());
-    }
-    let session = session
-        .filter(|s| s.is_live(now))
-        .ok_or(TokenError::SessionRevoked)?;
-    if !claims.matches(&user) {
-        return Err(TokenError::Stale.into());
-    }
-    let mut session = session;
-    if session.last_seen_at.plus(LAST_SEEN_GRANULARITY) <= now {
-        let expires_at = now.plus(state.config.session_ttl);
-        state
-            .store
-            .touch_session(session.id, now, expires_at)
-            .await?;
-        session.last_seen_at = now;
-        session.expires_at = expires_at;
-    }
-    Ok((user, session))
-}
-
 /// Raw register input; every field is checked here so each error can name its field.
 pub struct Registration {
     pub email: Option<String>,
@@ -155,7 +67,7 @@ pub async fn register(
 ) -> ApiResult<LoginResponse> {
     if !state.config.allow_signup {
         return Err(ApiError::forbidden(
-            "signup_disabled",
+            ErrorCode::SignupDisabled,
             "public registration is closed on this server",
         ));
     }
@@ -182,7 +94,7 @@ pub async fn register(
             is_active: true,
         })
         .await?
-        .ok_or_else(|| ApiError::conflict("email_taken", "an account with this email exists"))?;
+        .ok_or_else(ApiError::email_taken)?;
     tracing::info!(category = "ok", user_id = %user.id, admin = user.is_admin, "✅ account registered");
     start_session(state, user, client).await
 }
@@ -221,9 +133,9 @@ pub async fn login(
     };
     let ip = client.ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if let Some(wait) = state.login_limits.wait_time(ip, &email).await {
-        state.metrics.auth_failure("too_many_attempts");
+        state.metrics.auth_failure(ErrorCode::TooManyAttempts);
         return Err(ApiError::too_many(
-            "too_many_attempts",
+            ErrorCode::TooManyAttempts,
             wait.as_secs_f64().ceil().max(1.0) as u64,
         ));
     }
@@ -239,16 +151,16 @@ pub async fn login(
     let matches = password::verify(password, hash).await?;
     let Some(user) = user.filter(|_| matches) else {
         state.login_limits.record_failure(ip, &email).await;
-        state.metrics.auth_failure("invalid_credentials");
+        state.metrics.auth_failure(ErrorCode::InvalidCredentials);
         tracing::info!(category = "warn", "⚠️ login refused: invalid credentials");
         return Err(ApiError::unauthorized(
-            "invalid_credentials",
+            ErrorCode::InvalidCredentials,
             "the email or the password is wrong",
         ));
     };
     if !user.is_active {
         return Err(ApiError::forbidden(
-            "account_disabled",
+            ErrorCode::AccountDisabled,
             "this account has been disabled",
         ));
     }
@@ -299,7 +211,7 @@ pub async fn start_session(
 pub async fn refresh(state: &AppState, presented: &str) -> ApiResult<RefreshResponse> {
     let invalid = || {
         ApiError::unauthorized(
-            "invalid_refresh_token",
+            ErrorCode::InvalidRefreshToken,
             "the refresh token is unknown, used or expired; sign in again",
         )
     };
@@ -340,7 +252,7 @@ pub async fn refresh(state: &AppState, presented: &str) -> ApiResult<RefreshResp
 /// Ends the caller's session, or every session of theirs with `all`.
 pub async fn logout(state: &AppState, caller: &AuthUser, all: bool) -> ApiResult<LogoutResponse> {
     let (sessions, sockets) = if all {
-        crate::users::end_all_sessions(state, caller.user.id, "logout").await?
+        end_all_sessions(state, caller.user.id, "logout").await?
     } else if state
         .store
         .revoke_session(caller.session.id, "logout")
@@ -362,4 +274,19 @@ pub async fn logout(state: &AppState, caller: &AuthUser, all: bool) -> ApiResult
         sessions_ended: sessions,
         sockets_disconnected: sockets,
     })
+}
+
+/// Ends every session of a user and disconnects their sockets with `force_logout {reason}`.
+/// Answers how many sessions and sockets were ended.
+pub async fn end_all_sessions(
+    state: &AppState,
+    user_id: Uuid,
+    reason: &str,
+) -> ApiResult<(usize, usize)> {
+    let ended = state.store.revoke_user_sessions(user_id, reason).await?;
+    let mut sockets = 0;
+    for session_id in &ended {
+        sockets += state.realtime.end_session(*session_id, reason).await;
+    }
+    Ok((ended.len(), sockets))
 }

@@ -8,12 +8,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum_extra::extract::cookie::CookieJar;
 
-use super::accounts;
+use super::access;
 use super::cookies::ACCESS_COOKIE;
 use super::token::Claims;
-use crate::app::AppState;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
 use crate::store::{Session, User};
 
 /// A caller whose token is valid, whose session is live and whose account is active with the
@@ -46,7 +46,7 @@ pub fn request_token(headers: &HeaderMap) -> Result<Option<(String, TokenSource)
         return match bearer {
             Some(token) => Ok(Some((token, TokenSource::Header))),
             None => Err(ApiError::unauthorized(
-                "invalid_token",
+                ErrorCode::InvalidToken,
                 "the Authorization header must be `Bearer <token>`",
             )),
         };
@@ -77,7 +77,7 @@ pub fn check_csrf(
     let writes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if writes && source == TokenSource::Cookie && !has_allowed_origin(config, headers) {
         return Err(ApiError::forbidden(
-            "csrf_rejected",
+            ErrorCode::CsrfRejected,
             "a cookie-authenticated change must come from an allowed origin",
         ));
     }
@@ -91,7 +91,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let caller = async {
             let Some((token, source)) = request_token(&parts.headers)? else {
                 return Err(ApiError::unauthorized(
-                    "unauthenticated",
+                    ErrorCode::Unauthenticated,
                     "sign in first: send `Authorization: Bearer <token>`",
                 ));
             };
@@ -100,7 +100,7 @@ impl FromRequestParts<AppState> for AuthUser {
                 .tokens
                 .verify(&token)
                 .map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
-            let (user, session) = accounts::check_access(state, &claims).await?;
+            let (user, session) = access::check_access(state, &claims).await?;
             Ok(Self {
                 user,
                 session,
@@ -149,7 +149,10 @@ impl FromRequestParts<AppState> for AdminUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = AuthUser::from_request_parts(parts, state).await?;
         if !caller.user.is_admin {
-            return Err(ApiError::forbidden("forbidden", "this needs an admin"));
+            return Err(ApiError::forbidden(
+                ErrorCode::Forbidden,
+                "this needs an admin",
+            ));
         }
         Ok(Self(caller))
     }

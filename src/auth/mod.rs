@@ -2,6 +2,7 @@
 //! extractor that checks all of them, cookies, and the account flows (register, login, refresh,
 //! logout, sign-in with Google and GitHub) that REST handlers call.
 
+pub mod access;
 pub mod accounts;
 pub mod cookies;
 pub mod extract;

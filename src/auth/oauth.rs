@@ -27,10 +27,10 @@ use url::Url;
 
 use super::accounts::{LoginResponse, start_session};
 use super::extract::ClientInfo;
-use crate::app::AppState;
 use crate::config::{Config, OAuthSettings};
 use crate::domain::{Email, Name};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
 use crate::store::{NewOAuthState, NewUser, OAuthIdentity, StoreError, User};
 use crate::timestamp::Timestamp;
 
@@ -109,16 +109,16 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            Self::StateMismatch => "oauth_state_mismatch",
-            Self::Denied => "oauth_denied",
-            Self::ExchangeFailed => "oauth_exchange_failed",
-            Self::EmailNotVerified => "email_not_verified",
-            Self::AccountDisabled => "account_disabled",
-            Self::SignupDisabled => "signup_disabled",
-            Self::NotConfigured => "provider_not_configured",
-            Self::Internal => "internal_error",
+            Self::StateMismatch => ErrorCode::OauthStateMismatch,
+            Self::Denied => ErrorCode::OauthDenied,
+            Self::ExchangeFailed => ErrorCode::OauthExchangeFailed,
+            Self::EmailNotVerified => ErrorCode::EmailNotVerified,
+            Self::AccountDisabled => ErrorCode::AccountDisabled,
+            Self::SignupDisabled => ErrorCode::SignupDisabled,
+            Self::NotConfigured => ErrorCode::ProviderNotConfigured,
+            Self::Internal => ErrorCode::InternalError,
         }
     }
 }
@@ -164,7 +164,7 @@ pub async fn authorize(
 ) -> ApiResult<Authorization> {
     let client = oauth_client(&state.config, provider).ok_or_else(|| {
         ApiError::not_found(
-            "provider_not_configured",
+            ErrorCode::ProviderNotConfigured,
             format!(
                 "sign-in with {} is not configured on this server",
                 provider.as_str()
@@ -226,7 +226,7 @@ pub async fn callback(
             tracing::info!(
                 category = "warn",
                 provider = provider.as_str(),
-                reason = failure.code(),
+                reason = failure.code().as_str(),
                 "⚠️ OAuth sign-in refused"
             );
         }
@@ -661,7 +661,8 @@ fn landing_url(config: &Config, return_to: &str) -> Url {
 /// Where a failed sign-in lands: `{APP_URL}/login?error=<code>`.
 pub fn failure_url(config: &Config, failure: Failure) -> Url {
     let mut url = app_url(config, "/login");
-    url.query_pairs_mut().append_pair("error", failure.code());
+    url.query_pairs_mut()
+        .append_pair("error", failure.code().as_str());
     url
 }
 

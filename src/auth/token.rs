@@ -5,6 +5,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::error::ErrorCode;
 use crate::store::User;
 use crate::timestamp::Timestamp;
 
@@ -50,12 +51,12 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            Self::Invalid | Self::Stale => "invalid_token",
-            Self::Expired => "token_expired",
-            Self::SessionRevoked => "session_revoked",
-            Self::AccountDisabled => "account_disabled",
+            Self::Invalid | Self::Stale => ErrorCode::InvalidToken,
+            Self::Expired => ErrorCode::TokenExpired,
+            Self::SessionRevoked => ErrorCode::SessionRevoked,
+            Self::AccountDisabled => ErrorCode::AccountDisabled,
         }
     }
 }

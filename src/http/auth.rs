@@ -5,19 +5,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum_extra::extract::cookie::CookieJar;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::json::{Json as JsonBody, JsonOrEmpty};
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::auth::accounts::{self, Registration};
 use crate::auth::cookies::{self, REFRESH_COOKIE};
 use crate::auth::extract::{ClientInfo, TokenSource, check_csrf};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
+use crate::state::AppState;
+use crate::store::{Session, User};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -39,9 +39,9 @@ struct RegisterBody {
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterBody,
     responses(
         (status = 201, description = "signed in; cookies set", body = accounts::LoginResponse),
-        (status = 400, body = crate::http::openapi::ErrorBody), (status = 403, description = "signup_disabled", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "email_taken", body = crate::http::openapi::ErrorBody),
-        (status = 413, body = crate::http::openapi::ErrorBody), (status = 415, body = crate::http::openapi::ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 403, description = "signup_disabled", body = ErrorBody),
+        (status = 409, description = "email_taken", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -68,9 +68,9 @@ struct LoginBody {
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
     responses(
         (status = 200, description = "signed in; cookies set", body = accounts::LoginResponse),
-        (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_credentials", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "account_disabled", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "too_many_attempts, with Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, description = "invalid_credentials", body = ErrorBody),
+        (status = 403, description = "account_disabled", body = ErrorBody),
+        (status = 429, description = "too_many_attempts, with Retry-After", body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -92,8 +92,8 @@ struct RefreshBody {
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body(content = Option<RefreshBody>),
     responses(
         (status = 200, body = accounts::RefreshResponse),
-        (status = 401, description = "invalid_refresh_token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "csrf_rejected", body = crate::http::openapi::ErrorBody)))]
+        (status = 401, description = "invalid_refresh_token", body = ErrorBody),
+        (status = 403, description = "csrf_rejected", body = ErrorBody)))]
 async fn refresh(
     State(state): State<AppState>,
     method: Method,
@@ -110,7 +110,7 @@ async fn refresh(
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| {
                     ApiError::unauthorized(
-                        "invalid_refresh_token",
+                        ErrorCode::InvalidRefreshToken,
                         "send `refreshToken` in the body or the craftcode_refresh cookie",
                     )
                 })?;
@@ -134,7 +134,7 @@ struct LogoutBody {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = accounts::LogoutResponse),
-        (status = 401, body = crate::http::openapi::ErrorBody), (status = 403, description = "csrf_rejected", body = crate::http::openapi::ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, description = "csrf_rejected", body = ErrorBody)))]
 async fn logout(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -145,9 +145,19 @@ async fn logout(
     Ok((cookies::clear(jar, &state.config), Json(response)))
 }
 
+/// Who is calling, on which session.
+#[derive(Serialize, ToSchema)]
+struct Me {
+    user: User,
+    session: Session,
+}
+
 /// The caller and their session.
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::MeResponse), (status = 401, body = crate::http::openapi::ErrorBody)))]
-async fn me(caller: AuthUser) -> Json<serde_json::Value> {
-    Json(json!({ "user": caller.user, "session": caller.session }))
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+async fn me(caller: AuthUser) -> Json<Me> {
+    Json(Me {
+        user: caller.user,
+        session: caller.session,
+    })
 }

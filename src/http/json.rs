@@ -9,7 +9,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A JSON body, deserialized into `T`.
 pub struct Json<T>(pub T);
@@ -49,7 +49,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for JsonOrEmp
 fn unsupported() -> ApiError {
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        ErrorCode::UnsupportedMediaType,
         "the body must be JSON with Content-Type: application/json",
     )
 }
@@ -73,17 +73,17 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "the body is larger than 64 KiB",
             )
         } else {
-            ApiError::bad_request("invalid_body", "the body could not be read")
+            ApiError::bad_request(ErrorCode::InvalidBody, "the body could not be read")
         }
     })
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let malformed = || ApiError::bad_request("invalid_json", "the body is not valid JSON");
+    let malformed = || ApiError::bad_request(ErrorCode::InvalidJson, "the body is not valid JSON");
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -91,8 +91,10 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.classify() != serde_json::error::Category::Data {
             return malformed();
         }
-        let mut error =
-            ApiError::bad_request("invalid_json", "the body has a field of the wrong type");
+        let mut error = ApiError::bad_request(
+            ErrorCode::InvalidJson,
+            "the body has a field of the wrong type",
+        );
         let field = if path == "." { "body".to_owned() } else { path };
         let message = inner.to_string();
         // serde's text ends with " at line L column C"; the field name says where instead.

@@ -3,21 +3,23 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::OkCount;
 use super::json::Json as JsonBody;
+use super::path::UserPath;
 use super::query::{optional_id, page_limit};
-use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult};
-use crate::messaging;
+use crate::domain::Outgoing;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::messaging::{self, Conversation, Page, Sent, SyncPage};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,12 +28,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(mark_read))
         .routes(routes!(conversations))
         .routes(routes!(sync))
-}
-
-/// A user id from the path; anything that is not an id names no user.
-fn user_id(raw: &str) -> ApiResult<Uuid> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found("user_not_found", "no such user"))
 }
 
 /// An optional message-id cursor from the query string.
@@ -47,42 +43,32 @@ struct SendBody {
 }
 
 /// Stores a message, then pushes `newMessage` to the recipient and `messageSent` to the sender.
-#[utoipa::path(post, path = "/api/messages/send/{user_id}", tag = "messages", request_body = SendBody,
-    params(("user_id" = Uuid, Path, description = "the recipient")), security(("bearer" = []), ("cookie" = [])),
+#[utoipa::path(post, path = "/api/messages/send/{userId}", tag = "messages", request_body = SendBody,
+    params(("userId" = Uuid, Path, description = "the recipient")), security(("bearer" = []), ("cookie" = [])),
     responses(
-        (status = 201, body = messaging::Sent),
-        (status = 200, description = "this clientId was sent before: the same message", body = messaging::Sent),
-        (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "recipient_disabled", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "user_not_found", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "rate_limited", body = crate::http::openapi::ErrorBody)))]
+        (status = 201, body = Sent),
+        (status = 200, description = "this clientId was sent before: the same message", body = Sent),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "recipient_disabled", body = ErrorBody),
+        (status = 404, description = "user_not_found", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody)))]
 async fn send(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(to): Path<String>,
+    UserPath(to): UserPath,
     JsonBody(body): JsonBody<SendBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let to = user_id(&to)?;
-    let content = body.content.ok_or_else(|| {
-        ApiError::validation(BTreeMap::from([(
-            "content".to_owned(),
-            "is required".to_owned(),
-        )]))
-    })?;
-    let sent = messaging::send(
-        &state,
-        &caller.user,
-        to,
-        &content,
-        body.client_id.as_deref(),
-    )
-    .await?;
+) -> ApiResult<(StatusCode, Json<Sent>)> {
+    let content = body
+        .content
+        .ok_or_else(|| ApiError::invalid_field("content", "is required"))?;
+    let outgoing = Outgoing::parse(&content, body.client_id.as_deref())?;
+    let sent = messaging::send(&state, &caller.user, to, outgoing).await?;
     let status = if sent.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!(sent))))
+    Ok((status, Json(sent)))
 }
 
 /// Query strings are read as text and checked here, so a bad value gets our error format.
@@ -100,25 +86,25 @@ struct PageQuery {
 }
 
 /// The conversation with a user, newest first.
-#[utoipa::path(get, path = "/api/messages/{user_id}", tag = "messages",
-    params(("user_id" = Uuid, Path, description = "the other user"), PageQuery), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = messaging::Page), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/messages/{userId}", tag = "messages",
+    params(("userId" = Uuid, Path, description = "the other user"), PageQuery), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = Page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "user_not_found: the path is not a user id", body = ErrorBody)))]
 async fn history(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(other): Path<String>,
+    UserPath(other): UserPath,
     Query(query): Query<PageQuery>,
-) -> ApiResult<Json<Value>> {
-    let other = user_id(&other)?;
+) -> ApiResult<Json<Page>> {
     let mut fields = BTreeMap::new();
     let before = cursor(&mut fields, "before", query.before.as_deref());
     let after = cursor(&mut fields, "after", query.after.as_deref());
-    let limit = Some(page_limit(&mut fields, query.limit.as_deref()));
+    let limit = page_limit(&mut fields, query.limit.as_deref());
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
     let page = messaging::history(&state, caller.user.id, other, before, after, limit).await?;
-    Ok(Json(json!(page)))
+    Ok(Json(page))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -128,16 +114,16 @@ struct ReadBody {
 }
 
 /// Marks read the messages from that user up to and including `upTo`; they get `messagesRead`.
-#[utoipa::path(post, path = "/api/messages/{user_id}/read", tag = "messages", request_body = ReadBody,
-    params(("user_id" = Uuid, Path, description = "the sender")), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::OkCount), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/messages/{userId}/read", tag = "messages", request_body = ReadBody,
+    params(("userId" = Uuid, Path, description = "the sender")), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = OkCount), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "user_not_found: the path is not a user id", body = ErrorBody)))]
 async fn mark_read(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(other): Path<String>,
+    UserPath(other): UserPath,
     JsonBody(body): JsonBody<ReadBody>,
-) -> ApiResult<Json<Value>> {
-    let other = user_id(&other)?;
+) -> ApiResult<Json<OkCount>> {
     let mut fields = BTreeMap::new();
     let up_to = cursor(&mut fields, "upTo", body.up_to.as_deref());
     let Some(up_to) = up_to else {
@@ -147,31 +133,40 @@ async fn mark_read(
         return Err(ApiError::validation(fields));
     };
     let count = messaging::mark_read(&state, caller.user.id, other, up_to).await?;
-    Ok(Json(json!({"ok": true, "count": count})))
+    Ok(Json(OkCount::new(count)))
+}
+
+/// The caller's conversations.
+#[derive(Serialize, ToSchema)]
+struct Conversations {
+    conversations: Vec<Conversation>,
 }
 
 /// The caller's conversations, most recent first, with unread counts.
 #[utoipa::path(get, path = "/api/conversations", tag = "messages", security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::ConversationsResponse), (status = 401, body = crate::http::openapi::ErrorBody)))]
-async fn conversations(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<Value>> {
+    responses((status = 200, body = Conversations), (status = 401, body = ErrorBody)))]
+async fn conversations(
+    State(state): State<AppState>,
+    caller: AuthUser,
+) -> ApiResult<Json<Conversations>> {
     let conversations = messaging::conversations(&state, caller.user.id).await?;
-    Ok(Json(json!({ "conversations": conversations })))
+    Ok(Json(Conversations { conversations }))
 }
 
 /// Everything the caller missed since a message: messages and notifications, oldest first.
 #[utoipa::path(get, path = "/api/sync", tag = "messages", params(PageQuery), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = messaging::SyncPage), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = SyncPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn sync(
     State(state): State<AppState>,
     caller: AuthUser,
     Query(query): Query<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SyncPage>> {
     let mut fields = BTreeMap::new();
     let since = cursor(&mut fields, "since", query.since.as_deref());
-    let limit = Some(page_limit(&mut fields, query.limit.as_deref()));
+    let limit = page_limit(&mut fields, query.limit.as_deref());
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
     let page = messaging::sync(&state, caller.user.id, since, limit).await?;
-    Ok(Json(json!(page)))
+    Ok(Json(page))
 }

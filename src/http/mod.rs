@@ -7,6 +7,7 @@ pub mod messages;
 pub mod notifications;
 pub mod oauth;
 pub mod openapi;
+pub mod path;
 pub mod query;
 pub mod sessions;
 pub mod users;
@@ -17,18 +18,38 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
+use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::app::AppState;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
 
 /// HTTP bodies above this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The answer of a change that has nothing else to say: `{ok: true}`.
+#[derive(Serialize, ToSchema)]
+pub struct Done {
+    pub ok: bool,
+}
+
+/// `{ok: true, count}`: how many things a change touched.
+#[derive(Serialize, ToSchema)]
+pub struct OkCount {
+    pub ok: bool,
+    pub count: u64,
+}
+
+impl OkCount {
+    pub fn new(count: u64) -> Self {
+        Self { ok: true, count }
+    }
+}
 
 /// Every REST route with its layers. CORS is applied by the caller around this router and the
 /// socket servers together, so polling transports get the same headers.
@@ -92,13 +113,13 @@ pub fn cors(config: &Config) -> CorsLayer {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such endpoint")
+    ApiError::not_found(ErrorCode::NotFound, "no such endpoint")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
 }

@@ -3,21 +3,24 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::json::Json as JsonBody;
+use super::path::NotificationPath;
 use super::query::{optional_id, page_limit};
-use crate::app::AppState;
+use super::{Done, OkCount};
 use crate::auth::{AdminUser, AuthUser};
-use crate::error::{ApiError, ApiResult};
+use crate::domain;
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::notifications::{self, Audience, Content};
+use crate::state::AppState;
+use crate::store::Notification;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,26 +43,29 @@ struct SendBody {
     data: Option<Value>,
 }
 
+/// How many users a notification was stored for.
+#[derive(Serialize, ToSchema)]
+struct Stored {
+    count: usize,
+}
+
 /// Stores a notification for one user or every active user and pushes it (admins only).
 #[utoipa::path(post, path = "/api/notifications", tag = "notifications", request_body = SendBody, security(("bearer" = []), ("cookie" = [])),
-    responses((status = 201, body = crate::http::openapi::Count), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
-        (status = 403, body = crate::http::openapi::ErrorBody), (status = 404, description = "user_not_found", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 201, body = Stored), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, description = "user_not_found", body = ErrorBody)))]
 async fn send(
     State(state): State<AppState>,
     _admin: AdminUser,
     JsonBody(body): JsonBody<SendBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Stored>)> {
     let audience = match (body.all, body.user_id.as_deref()) {
         (true, None) => Audience::Everyone,
-        (false, Some(id)) => Audience::User(
-            id.parse()
-                .map_err(|_| ApiError::not_found("user_not_found", "no such user"))?,
-        ),
+        (false, Some(id)) => Audience::User(domain::user_id(id)?),
         _ => {
-            return Err(ApiError::validation(BTreeMap::from([(
-                "userId".to_owned(),
-                "give either userId or all: true".to_owned(),
-            )])));
+            return Err(ApiError::invalid_field(
+                "userId",
+                "give either userId or all: true",
+            ));
         }
     };
     let content = Content {
@@ -69,7 +75,7 @@ async fn send(
         data: body.data,
     };
     let count = notifications::send(&state, audience, content).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "count": count }))))
+    Ok((StatusCode::CREATED, Json(Stored { count })))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -81,14 +87,22 @@ struct ListQuery {
     before: Option<String>,
 }
 
+/// A page of the caller's notifications and how many of all of them are unread.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct NotificationPage {
+    notifications: Vec<Notification>,
+    unread_count: i64,
+}
+
 /// The caller's notifications, newest first, and how many are unread.
 #[utoipa::path(get, path = "/api/notifications", tag = "notifications", params(ListQuery), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::NotificationsResponse), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = NotificationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NotificationPage>> {
     let mut fields = BTreeMap::new();
     let unread = match query.unread.as_deref() {
         None | Some("" | "false" | "0") => false,
@@ -108,33 +122,31 @@ async fn list(
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
-    let (list, unread_count) =
+    let (notifications, unread_count) =
         notifications::list(&state, caller.user.id, unread, before, limit).await?;
-    Ok(Json(
-        json!({ "notifications": list, "unreadCount": unread_count }),
-    ))
+    Ok(Json(NotificationPage {
+        notifications,
+        unread_count,
+    }))
 }
 
 /// Marks one notification read; the user's devices get `notificationsRead`.
 #[utoipa::path(post, path = "/api/notifications/{id}/read", tag = "notifications", params(("id" = Uuid, Path)), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::Ok), (status = 401, body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "notification_not_found", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = Done), (status = 401, body = ErrorBody),
+        (status = 404, description = "notification_not_found", body = ErrorBody)))]
 async fn read_one(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let id: Uuid = id
-        .parse()
-        .map_err(|_| ApiError::not_found("notification_not_found", "no such notification"))?;
+    NotificationPath(id): NotificationPath,
+) -> ApiResult<Json<Done>> {
     notifications::mark_read(&state, caller.user.id, id).await?;
-    Ok(Json(json!({ "ok": true })))
+    Ok(Json(Done { ok: true }))
 }
 
 /// Marks every notification read; the user's devices get `notificationsRead {all: true}`.
 #[utoipa::path(post, path = "/api/notifications/read-all", tag = "notifications", security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::OkCount), (status = 401, body = crate::http::openapi::ErrorBody)))]
-async fn read_all(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<Value>> {
+    responses((status = 200, body = OkCount), (status = 401, body = ErrorBody)))]
+async fn read_all(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<OkCount>> {
     let count = notifications::mark_all_read(&state, caller.user.id).await?;
-    Ok(Json(json!({ "ok": true, "count": count })))
+    Ok(Json(OkCount::new(count)))
 }

@@ -10,11 +10,11 @@ use url::Url;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::auth::cookies;
 use crate::auth::extract::ClientInfo;
 use crate::auth::oauth::{self, BROWSER_COOKIE, CallbackParams, Provider};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         ("returnTo" = Option<String>, Query, description = "a relative path of the web app; anything else becomes `/`")),
     responses(
         (status = 302, description = "to the provider's consent page (state and PKCE S256)"),
-        (status = 404, description = "provider_not_configured, or unknown_provider", body = crate::http::openapi::ErrorBody)))]
+        (status = 404, description = "provider_not_configured, or unknown_provider", body = crate::error::ErrorBody)))]
 async fn authorize(
     State(state): State<AppState>,
     Path(provider): Path<String>,
@@ -53,7 +53,7 @@ async fn authorize(
         ("error" = Option<String>, Query, description = "set by the provider when the user declined")),
     responses(
         (status = 302, description = "to `{APP_URL}{returnTo}?socket=connect` signed in (cookies set), or to `{APP_URL}/login?error=<code>`"),
-        (status = 404, description = "unknown_provider", body = crate::http::openapi::ErrorBody)))]
+        (status = 404, description = "unknown_provider", body = crate::error::ErrorBody)))]
 async fn callback(
     State(state): State<AppState>,
     Path(provider): Path<String>,
@@ -85,7 +85,7 @@ async fn callback(
 fn known_provider(name: &str) -> ApiResult<Provider> {
     Provider::from_name(name).ok_or_else(|| {
         ApiError::not_found(
-            "unknown_provider",
+            ErrorCode::UnknownProvider,
             "there is no such sign-in provider; google and github are supported",
         )
     })

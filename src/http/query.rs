@@ -1,27 +1,19 @@
 //! Query-string values, read as text and checked here so that a bad one gets our error format
-//! naming its parameter.
+//! naming its parameter. Each helper records what is wrong in `fields`, so one answer names every
+//! bad parameter.
 
 use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::domain::{DEFAULT_PAGE, MAX_PAGE};
+use crate::domain::PageLimit;
 
 /// `limit`: 1 to 100, 50 when absent. A bad value is recorded in `fields`.
-pub fn page_limit(fields: &mut BTreeMap<String, String>, raw: Option<&str>) -> i64 {
-    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
-        return DEFAULT_PAGE;
-    };
-    match raw.parse::<i64>() {
-        Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-        _ => {
-            fields.insert(
-                "limit".to_owned(),
-                format!("must be between 1 and {MAX_PAGE}"),
-            );
-            DEFAULT_PAGE
-        }
-    }
+pub fn page_limit(fields: &mut BTreeMap<String, String>, raw: Option<&str>) -> PageLimit {
+    PageLimit::parse(raw).unwrap_or_else(|message| {
+        fields.insert("limit".to_owned(), message.to_owned());
+        PageLimit::default()
+    })
 }
 
 /// An optional id (a cursor): `None` when absent; a bad value is recorded in `fields` as

@@ -1,17 +1,17 @@
 //! `/api/sessions`: a user's devices, and ending one of them.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
-use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::app::AppState;
+use super::path::SessionPath;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
+use crate::state::AppState;
 use crate::timestamp::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -42,7 +42,7 @@ struct SessionsResponse {
 
 /// The caller's devices.
 #[utoipa::path(get, path = "/api/sessions", tag = "sessions", security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = SessionsResponse), (status = 401, body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = SessionsResponse), (status = 401, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -71,17 +71,24 @@ async fn list(
     Ok(Json(SessionsResponse { sessions }))
 }
 
+/// A session ended, and how many of its sockets were disconnected.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SessionEnded {
+    ok: bool,
+    sockets_disconnected: usize,
+}
+
 /// Ends one session: the caller's own, or anyone's for an admin. Others' answer 404.
 #[utoipa::path(delete, path = "/api/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path)), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::SessionEnded), (status = 401, body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "session_not_found", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = SessionEnded), (status = 401, body = ErrorBody),
+        (status = 404, description = "session_not_found", body = ErrorBody)))]
 async fn end(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let not_found = || ApiError::not_found("session_not_found", "no such session");
-    let id: Uuid = id.parse().map_err(|_| not_found())?;
+    SessionPath(id): SessionPath,
+) -> ApiResult<Json<SessionEnded>> {
+    let not_found = || ApiError::not_found(ErrorCode::SessionNotFound, "no such session");
     let session = state
         .store
         .find_session(id)
@@ -94,5 +101,8 @@ async fn end(
         .realtime
         .end_session(session.id, "session_revoked")
         .await;
-    Ok(Json(json!({ "ok": true, "socketsDisconnected": sockets })))
+    Ok(Json(SessionEnded {
+        ok: true,
+        sockets_disconnected: sockets,
+    }))
 }

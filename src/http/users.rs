@@ -3,21 +3,23 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::json::Json as JsonBody;
+use super::path::UserPath;
 use super::query::{optional_id, page_limit};
-use crate::app::AppState;
 use crate::auth::{AdminUser, AuthUser};
-use crate::error::{ApiError, ApiResult};
-use crate::users::{self, DirectoryEntry, NewAccount, Patch};
+use crate::domain::PageLimit;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+use crate::store::User;
+use crate::users::{self, DirectoryEntry, NewAccount, Patch, UserPage};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,9 +28,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show, update, remove))
 }
 
-fn user_id(raw: &str) -> ApiResult<Uuid> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found("user_not_found", "no such user"))
+/// One account.
+#[derive(Serialize, ToSchema)]
+struct UserBody {
+    user: User,
+}
+
+/// Users found in the directory.
+#[derive(Serialize, ToSchema)]
+struct DirectoryPage {
+    users: Vec<DirectoryEntry>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -43,7 +52,7 @@ struct ListQuery {
 }
 
 /// `limit` between 1 and 100 (default 50), `cursor` an id, `q` up to 100 characters.
-fn page(query: &ListQuery) -> ApiResult<(Option<String>, Option<Uuid>, i64)> {
+fn page(query: &ListQuery) -> ApiResult<(Option<String>, Option<Uuid>, PageLimit)> {
     let mut fields = BTreeMap::new();
     let limit = page_limit(&mut fields, query.limit.as_deref());
     let cursor = optional_id(&mut fields, "cursor", query.cursor.as_deref(), "user");
@@ -62,16 +71,16 @@ fn page(query: &ListQuery) -> ApiResult<(Option<String>, Option<Uuid>, i64)> {
 
 /// Every user, with live figures (admins only).
 #[utoipa::path(get, path = "/api/users", tag = "users", params(ListQuery), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = users::UserPage), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "forbidden: admins only", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = UserPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "forbidden: admins only", body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     _admin: AdminUser,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserPage>> {
     let (q, cursor, limit) = page(&query)?;
     let page = users::list(&state, q.as_deref(), cursor, limit).await?;
-    Ok(Json(json!(page)))
+    Ok(Json(page))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -86,13 +95,13 @@ struct CreateBody {
 
 /// Creates an account (admins only).
 #[utoipa::path(post, path = "/api/users", tag = "users", request_body = CreateBody, security(("bearer" = []), ("cookie" = [])),
-    responses((status = 201, body = crate::http::openapi::UserResponse), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
-        (status = 403, body = crate::http::openapi::ErrorBody), (status = 409, description = "email_taken", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 201, body = UserBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, description = "email_taken", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     _admin: AdminUser,
     JsonBody(body): JsonBody<CreateBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<UserBody>)> {
     let input = NewAccount {
         email: body.email,
         name: body.name,
@@ -101,37 +110,33 @@ async fn create(
         is_active: body.is_active.unwrap_or(true),
     };
     let user = users::create(&state, input).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "user": user }))))
+    Ok((StatusCode::CREATED, Json(UserBody { user })))
 }
 
 /// Active users, to find people to message.
 #[utoipa::path(get, path = "/api/users/directory", tag = "users", params(ListQuery), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::DirectoryResponse), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = DirectoryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn directory(
     State(state): State<AppState>,
     _caller: AuthUser,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DirectoryPage>> {
     let (q, _, limit) = page(&query)?;
-    let found = state.store.directory(q.as_deref(), limit).await?;
-    let users: Vec<DirectoryEntry> = found
-        .iter()
-        .map(|u| DirectoryEntry::of(&state, u))
-        .collect();
-    Ok(Json(json!({ "users": users })))
+    let users = users::directory(&state, q.as_deref(), limit).await?;
+    Ok(Json(DirectoryPage { users }))
 }
 
 /// A user: oneself, or anyone for an admin.
 #[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::UserResponse), (status = 401, body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "user_not_found (also for others' accounts)", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = UserBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "user_not_found (also for others' accounts)", body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let user = users::visible(&state, &caller, user_id(&id)?).await?;
-    Ok(Json(json!({ "user": user })))
+    UserPath(id): UserPath,
+) -> ApiResult<Json<UserBody>> {
+    let user = users::visible(&state, &caller, id).await?;
+    Ok(Json(UserBody { user }))
 }
 
 /// Admins may change `isActive`, `isAdmin`, `name`, `email`; users their own `name` and
@@ -150,15 +155,15 @@ struct PatchBody {
 /// Changes an account; rights or status changes push new tokens to the user's live sessions.
 #[utoipa::path(patch, path = "/api/users/{id}", tag = "users", request_body = PatchBody,
     params(("id" = Uuid, Path)), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::UserResponse), (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "forbidden", body = crate::http::openapi::ErrorBody), (status = 404, body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "last_admin or email_taken", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = UserBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "forbidden", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "last_admin or email_taken", body = ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
+    UserPath(id): UserPath,
     JsonBody(body): JsonBody<PatchBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserBody>> {
     let patch = Patch {
         name: body.name,
         email: body.email,
@@ -167,19 +172,19 @@ async fn update(
         is_admin: body.is_admin,
         is_active: body.is_active,
     };
-    let user = users::update(&state, &caller, user_id(&id)?, patch).await?;
-    Ok(Json(json!({ "user": user })))
+    let user = users::update(&state, &caller, id, patch).await?;
+    Ok(Json(UserBody { user }))
 }
 
 /// Deletes an account after ending its sessions (admins only).
 #[utoipa::path(delete, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = []), ("cookie" = [])),
-    responses((status = 204, description = "deleted"), (status = 401, body = crate::http::openapi::ErrorBody), (status = 403, body = crate::http::openapi::ErrorBody),
-        (status = 404, body = crate::http::openapi::ErrorBody), (status = 409, description = "last_admin", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "last_admin", body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
     _admin: AdminUser,
-    Path(id): Path<String>,
+    UserPath(id): UserPath,
 ) -> ApiResult<StatusCode> {
-    users::delete(&state, user_id(&id)?).await?;
+    users::delete(&state, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

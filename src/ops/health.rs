@@ -5,11 +5,12 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// A dependency that takes longer than this to answer counts as down.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,16 +22,43 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(super::metrics::metrics))
 }
 
+/// The process serves.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// `ok`.
+    status: &'static str,
+}
+
 /// 200 while the process serves.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = crate::http::openapi::Status)))]
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Whether the node's dependencies answer.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ok`, or `unavailable` when a dependency does not answer.
+    status: &'static str,
+    /// What does not answer (`database`, `redis`); absent when everything does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failed: Vec<&'static str>,
+    checks: Checks,
+}
+
+/// Each dependency, and whether it answered.
+#[derive(Serialize, ToSchema)]
+struct Checks {
+    database: bool,
+    /// In a cluster only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<bool>,
 }
 
 /// 200 when the database (and Redis, in a cluster) answer, else 503 naming what failed.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = crate::http::openapi::Status), (status = 503, description = "`failed` names what does not answer", body = crate::http::openapi::Status)))]
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    responses((status = 200, body = Readiness), (status = 503, description = "`failed` names what does not answer", body = Readiness)))]
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let database = matches!(
         tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await,
         Ok(Ok(_))
@@ -39,30 +67,31 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Some(cluster) => Some(cluster.ping().await),
         None => None,
     };
-    let mut checks = json!({ "database": database });
     let mut failed = Vec::new();
     if !database {
         failed.push("database");
     }
-    if let Some(redis) = redis {
-        checks["redis"] = json!(redis);
-        if !redis {
-            failed.push("redis");
-        }
+    if redis == Some(false) {
+        failed.push("redis");
     }
+    let checks = Checks { database, redis };
     if failed.is_empty() {
-        return (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "checks": checks })),
-        );
+        let ready = Readiness {
+            status: "ok",
+            failed,
+            checks,
+        };
+        return (StatusCode::OK, Json(ready));
     }
     tracing::warn!(
         category = "error",
         ?failed,
         "❌ not ready: a dependency does not answer"
     );
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "status": "unavailable", "failed": failed, "checks": checks })),
-    )
+    let unready = Readiness {
+        status: "unavailable",
+        failed,
+        checks,
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(unready))
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderName, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 const PAGE: &str = include_str!(concat!(env!("OUT_DIR"), "/monitor/index.html"));
 const SCRIPT: &str = include_str!(concat!(env!("OUT_DIR"), "/monitor/monitor.js"));

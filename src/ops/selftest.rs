@@ -8,19 +8,20 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::loopback::LoopbackSocket;
-use crate::app::AppState;
 use crate::auth::AdminUser;
-use crate::error::{ApiError, ApiResult};
+use crate::domain;
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::json::Json as JsonBody;
-use crate::realtime::{AUTHENTICATED_ROOM, NAMESPACES_PATH, SOCKET_PATH, user_room};
+use crate::realtime::{AUTH_NS, MESSENGER_NS, NAMESPACES_PATH, NOTIFICATIONS_NS, SOCKET_PATH};
+use crate::state::AppState;
 use crate::store::NewSession;
 use crate::timestamp::Timestamp;
 
@@ -31,11 +32,65 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// One check's outcome.
+#[derive(Serialize, ToSchema)]
 struct Check {
     name: &'static str,
     ok: bool,
     detail: String,
+    /// How long it took.
     ms: f64,
+}
+
+/// The self-test report (the contract lists every field).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SelfTestReport {
+    /// Every check passed.
+    ok: bool,
+    node: String,
+    uptime_sec: u64,
+    server: ServerInfo,
+    connections: ConnectionCounts,
+    adapter: AdapterInfo,
+    database: DatabaseInfo,
+    checks: Vec<Check>,
+}
+
+/// Where the socket servers are.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ServerInfo {
+    path: &'static str,
+    namespaces_path: &'static str,
+    namespaces: Vec<&'static str>,
+}
+
+/// This node's sockets, and the users online on every node.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ConnectionCounts {
+    sockets: usize,
+    users: usize,
+    by_namespace: BTreeMap<String, usize>,
+}
+
+/// The adapter this node runs, and the live nodes of its cluster.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct AdapterInfo {
+    /// `local` or `redis`.
+    kind: &'static str,
+    nodes: usize,
+    node_ids: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct DatabaseInfo {
+    /// `sqlite` or `postgres`.
+    kind: &'static str,
+    ok: bool,
+    latency_ms: f64,
 }
 
 async fn timed<F: Future<Output = Result<String, String>>>(name: &'static str, check: F) -> Check {
@@ -54,8 +109,11 @@ async fn timed<F: Future<Output = Result<String, String>>>(name: &'static str, c
 
 /// Runs the self-test (admins only).
 #[utoipa::path(get, path = "/api/socket-test", tag = "operations", security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::SelfTestReport), (status = 401, body = crate::http::openapi::ErrorBody), (status = 403, body = crate::http::openapi::ErrorBody)))]
-async fn self_test(State(state): State<AppState>, AdminUser(admin): AdminUser) -> Json<Value> {
+    responses((status = 200, body = SelfTestReport), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+async fn self_test(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+) -> Json<SelfTestReport> {
     let realtime = &state.realtime;
     let by_namespace = realtime.sockets_by_namespace();
     let sockets: usize = by_namespace.iter().map(|(_, n)| n).sum();
@@ -96,11 +154,11 @@ async fn self_test(State(state): State<AppState>, AdminUser(admin): AdminUser) -
             .map_err(|_| "the database does not answer".to_owned())
     })
     .await;
-    let database_json = json!({
-        "kind": state.store.kind().as_str(),
-        "ok": database.ok,
-        "latencyMs": database.ms,
-    });
+    let database_info = DatabaseInfo {
+        kind: state.store.kind().as_str(),
+        ok: database.ok,
+        latency_ms: database.ms,
+    };
     checks.push(database);
     let mut nodes = vec![state.node_id.clone()];
     let adapter = timed("adapter", async {
@@ -131,26 +189,28 @@ async fn self_test(State(state): State<AppState>, AdminUser(admin): AdminUser) -
     if !ok {
         tracing::warn!(category = "test", "🧪 self-test found a problem");
     }
-    Json(json!({
-        "ok": ok,
-        "node": state.node_id,
-        "uptimeSec": state.started_at.elapsed().as_secs(),
-        "server": {
-            "path": SOCKET_PATH,
-            "namespacesPath": NAMESPACES_PATH,
-            "namespaces": ["/", "/auth", "/messenger", "/notifications"],
+    Json(SelfTestReport {
+        ok,
+        node: state.node_id.clone(),
+        uptime_sec: state.started_at.elapsed().as_secs(),
+        server: ServerInfo {
+            path: SOCKET_PATH,
+            namespaces_path: NAMESPACES_PATH,
+            namespaces: vec!["/", AUTH_NS, MESSENGER_NS, NOTIFICATIONS_NS],
         },
-        "connections": {
-            "sockets": sockets,
-            "users": users,
-            "byNamespace": by_namespace.into_iter().collect::<BTreeMap<_, _>>(),
+        connections: ConnectionCounts {
+            sockets,
+            users,
+            by_namespace: by_namespace.into_iter().collect(),
         },
-        "adapter": { "kind": realtime.adapter_kind(), "nodes": nodes.len(), "nodeIds": nodes },
-        "database": database_json,
-        "checks": checks.iter().map(|c| json!({
-            "name": c.name, "ok": c.ok, "detail": c.detail, "ms": c.ms,
-        })).collect::<Vec<_>>(),
-    }))
+        adapter: AdapterInfo {
+            kind: realtime.adapter_kind(),
+            nodes: nodes.len(),
+            node_ids: nodes,
+        },
+        database: database_info,
+        checks,
+    })
 }
 
 /// The checks that need a real socket: a throw-away session of the admin connects to this
@@ -279,26 +339,35 @@ struct ActionBody {
     message: Option<String>,
 }
 
+/// What a test action did.
+#[derive(Serialize, ToSchema)]
+struct ActionResult {
+    ok: bool,
+    action: String,
+    /// This node's sockets that were sent the event.
+    recipients: usize,
+}
+
 /// Emits `testMessage` to a user or everyone, or `getOnlineUsers` to everyone (admins only).
 #[utoipa::path(post, path = "/api/socket-test", tag = "operations", request_body = ActionBody, security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = crate::http::openapi::ActionResult),
-        (status = 400, description = "invalid_action or target_required", body = crate::http::openapi::ErrorBody),
-        (status = 401, body = crate::http::openapi::ErrorBody), (status = 403, body = crate::http::openapi::ErrorBody), (status = 404, description = "user_not_found", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, body = ActionResult),
+        (status = 400, description = "invalid_action or target_required", body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, description = "user_not_found", body = crate::error::ErrorBody)))]
 async fn action(
     State(state): State<AppState>,
     _admin: AdminUser,
     JsonBody(body): JsonBody<ActionBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ActionResult>> {
     let action = body.action.unwrap_or_default();
     let message = body
         .message
         .filter(|m| !m.trim().is_empty())
         .unwrap_or_else(|| "Test message from the server".to_owned());
     if message.chars().count() > 1000 {
-        return Err(ApiError::validation(BTreeMap::from([(
-            "message".to_owned(),
-            "must be at most 1000 characters".to_owned(),
-        )])));
+        return Err(ApiError::invalid_field(
+            "message",
+            "must be at most 1000 characters",
+        ));
     }
     let payload = json!({"message": message, "action": action, "sentAt": Timestamp::now()});
     let realtime = &state.realtime;
@@ -308,40 +377,43 @@ async fn action(
                 .target_user_id
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| {
-                    ApiError::bad_request("target_required", "sendToUser needs targetUserId")
+                    ApiError::bad_request(
+                        ErrorCode::TargetRequired,
+                        "sendToUser needs targetUserId",
+                    )
                 })?;
-            let not_found = || ApiError::not_found("user_not_found", "no such user");
-            let target: Uuid = target.parse().map_err(|_| not_found())?;
-            state.store.find_user(target).await?.ok_or_else(not_found)?;
-            let room = user_room(target);
-            let count = realtime.receivers(&room, "testMessage");
-            realtime.emit_to_room(room, "testMessage", &payload).await;
+            let target = domain::user_id(&target)?;
+            state
+                .store
+                .find_user(target)
+                .await?
+                .ok_or_else(ApiError::user_not_found)?;
+            let count = realtime.user_receivers(target, "testMessage");
+            realtime.emit_to_user(target, "testMessage", &payload).await;
             count
         }
         "broadcast" => {
-            let count = realtime.receivers(AUTHENTICATED_ROOM, "testMessage");
-            realtime
-                .emit_to_room(AUTHENTICATED_ROOM.to_owned(), "testMessage", &payload)
-                .await;
+            let count = realtime.everyone_receivers("testMessage");
+            realtime.emit_to_everyone("testMessage", &payload).await;
             count
         }
         "emitOnlineUsers" => {
-            let count = realtime.receivers(AUTHENTICATED_ROOM, "getOnlineUsers");
-            let online = crate::realtime::events::online_users_payload(&state);
-            realtime
-                .emit_to_room(AUTHENTICATED_ROOM.to_owned(), "getOnlineUsers", &online)
-                .await;
+            let count = realtime.everyone_receivers("getOnlineUsers");
+            let online = realtime.online_users();
+            realtime.emit_to_everyone("getOnlineUsers", &online).await;
             count
         }
         _ => {
             return Err(ApiError::bad_request(
-                "invalid_action",
+                ErrorCode::InvalidAction,
                 format!("action must be one of: {}", ACTIONS.join(", ")),
             ));
         }
     };
     tracing::info!(category = "test", action, recipients, "🧪 test action");
-    Ok(Json(
-        json!({"ok": true, "action": action, "recipients": recipients}),
-    ))
+    Ok(Json(ActionResult {
+        ok: true,
+        action,
+        recipients,
+    }))
 }

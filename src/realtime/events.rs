@@ -12,12 +12,13 @@ use socketioxide::ParserError;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Data, Event, SocketRef, State, TryData};
 
+use super::carries;
 use super::connection::{Identity, connection};
-use super::{TYPING_TIMEOUT, carries};
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::domain::{self, Outgoing, PageLimit};
+use crate::error::{ApiError, ErrorCode};
 use crate::messaging;
 use crate::ratelimit::Spend;
+use crate::state::AppState;
 use crate::timestamp::Timestamp;
 
 /// How long a socket may keep exceeding its event budget before it is disconnected.
@@ -38,21 +39,14 @@ pub fn register<A: Adapter>(s: &SocketRef<A>) {
 
 /// Answers an ack with the outcome of an event.
 fn reply<A: Adapter>(ack: AckSender<A>, outcome: Result<Value, ApiError>) {
-    let body = match outcome {
+    let _ = match outcome {
         Ok(Value::Object(mut fields)) => {
             fields.insert("ok".into(), Value::Bool(true));
-            Value::Object(fields)
+            ack.send(&Value::Object(fields))
         }
-        Ok(_) => json!({"ok": true}),
-        Err(e) => {
-            let mut error = json!({"code": e.code, "message": e.message});
-            if let Some(fields) = e.fields {
-                error["fields"] = json!(fields);
-            }
-            json!({"ok": false, "error": error})
-        }
+        Ok(_) => ack.send(&json!({"ok": true})),
+        Err(e) => ack.send(&e.ack()),
     };
-    let _ = ack.send(&body);
 }
 
 /// Lets an event through if its socket is authenticated and within its budget.
@@ -72,18 +66,21 @@ async fn admit<A: Adapter>(
     match spend {
         Spend::Allowed => {}
         Spend::Refused => {
-            return Err(ApiError::too_many("rate_limited", 1));
+            return Err(ApiError::too_many(ErrorCode::RateLimited, 1));
         }
         Spend::Abusive => {
             tracing::warn!(category = "warn", socket = %s.id, "⚠️ socket disconnected for flooding events");
             let _ = s.clone().disconnect();
-            return Err(ApiError::too_many("rate_limited", 1));
+            return Err(ApiError::too_many(ErrorCode::RateLimited, 1));
         }
     }
     connection.identity().ok_or_else(|| {
-        let error = json!({"code": "unauthenticated", "message": "send `authenticate` with your token first"});
-        let _ = s.emit("authError", &error);
-        ApiError::unauthorized("unauthenticated", "send `authenticate` with your token first")
+        let error = ApiError::unauthorized(
+            ErrorCode::Unauthenticated,
+            "send `authenticate` with your token first",
+        );
+        let _ = s.emit("authError", &error.detail());
+        error
     })
 }
 
@@ -91,13 +88,20 @@ fn parse<T: DeserializeOwned>(data: Result<Value, ParserError>) -> Result<T, Api
     data.ok()
         .and_then(|value| serde_json::from_value(value).ok())
         .ok_or_else(|| {
-            ApiError::bad_request("invalid_payload", "the payload does not match this event")
+            ApiError::bad_request(
+                ErrorCode::InvalidPayload,
+                "the payload does not match this event",
+            )
         })
 }
 
 fn parse_id(raw: &str, field: &str) -> Result<uuid::Uuid, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_request("invalid_payload", format!("`{field}` must be an id")))
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(
+            ErrorCode::InvalidPayload,
+            format!("`{field}` must be an id"),
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -117,16 +121,9 @@ async fn on_send_message<A: Adapter>(
     let outcome = async {
         let me = admit(&s, &state, "sendMessage").await?;
         let input: SendMessage = parse(data)?;
-        let to = parse_id(&input.to, "to")
-            .map_err(|_| ApiError::not_found("user_not_found", "no such user"))?;
-        let sent = messaging::send(
-            &state,
-            &me.user,
-            to,
-            &input.content,
-            input.client_id.as_deref(),
-        )
-        .await?;
+        let to = domain::user_id(&input.to)?;
+        let outgoing = Outgoing::parse(&input.content, input.client_id.as_deref())?;
+        let sent = messaging::send(&state, &me.user, to, outgoing).await?;
         Ok(json!({"message": sent.message, "delivered": sent.delivered}))
     }
     .await;
@@ -150,33 +147,11 @@ async fn on_typing<A: Adapter>(
         let me = admit(&s, &state, "typing").await?;
         let input: Typing = parse(data)?;
         let to = parse_id(&input.to, "to")?;
-        let from = me.user.id;
-        let realtime = &state.realtime;
-        if input.is_typing {
-            let generation = realtime.typing_started(from, to);
-            let realtime = realtime.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(TYPING_TIMEOUT).await;
-                if realtime.typing_ended(from, to, Some(generation)) {
-                    let stopped = json!({"userId": from, "isTyping": false});
-                    realtime.emit_to_user(to, "userTyping", &stopped).await;
-                }
-            });
-        } else {
-            realtime.typing_ended(from, to, None);
-        }
-        let payload = json!({"userId": from, "isTyping": input.is_typing});
-        realtime.emit_to_user(to, "userTyping", &payload).await;
+        state.realtime.typing(me.user.id, to, input.is_typing).await;
         Ok(json!({}))
     }
     .await;
     reply(ack, outcome);
-}
-
-/// `{users, total}` of who is online.
-pub fn online_users_payload(state: &AppState) -> Value {
-    let users = state.realtime.presence().online_users();
-    json!({"total": users.len(), "users": users})
 }
 
 async fn on_get_online_users<A: Adapter>(
@@ -187,7 +162,7 @@ async fn on_get_online_users<A: Adapter>(
 ) {
     let outcome = admit(&s, &state, "getOnlineUsers")
         .await
-        .map(|_| online_users_payload(&state));
+        .map(|_| json!(state.realtime.online_users()));
     match outcome {
         Ok(payload) if !wants_ack => {
             let _ = s.emit("getOnlineUsers", &payload);
@@ -241,7 +216,8 @@ async fn on_sync<A: Adapter>(
             .filter(|s| !s.is_empty())
             .map(|s| parse_id(&s, "since"))
             .transpose()?;
-        let page = messaging::sync(&state, me.user.id, since, input.limit).await?;
+        let limit = PageLimit::from_payload(input.limit)?;
+        let page = messaging::sync(&state, me.user.id, since, limit).await?;
         Ok(json!(page))
     }
     .await;
@@ -276,7 +252,7 @@ async fn on_unknown<A: Adapter>(
 ) {
     let outcome = admit(&s, &state, "unknown").await.and_then(|_| {
         Err(ApiError::bad_request(
-            "unknown_event",
+            ErrorCode::UnknownEvent,
             format!(
                 "there is no event named {:?}",
                 event.chars().take(64).collect::<String>()

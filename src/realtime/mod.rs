@@ -1,34 +1,50 @@
 //! The two Socket.IO servers on one port: the main server at `/api/socket` (namespace `/`, every
 //! topic) and the namespace server at `/api/socket-namespaces` (`/auth`, `/messenger`,
-//! `/notifications`, one topic each, for older clients). One set of handlers serves both:
-//! connection and authentication (`connection`), the client events (`events`), presence, and the
-//! small façade the REST side uses to reach sockets (`Realtime`: emit to a user or a session, end
-//! a session's connections), which fans every event out to both servers.
+//! `/notifications`, one topic each, for older clients).
+//!
+//! [`Realtime`] is the one way in from REST handlers and services, in the product's words: emit to
+//! a user, to a session or to everyone, end a session, push a session's new token, presence,
+//! typing, readiness. Room names, the pair of servers and the adapter they run on stay inside this
+//! module. Inside it: `mount` builds the servers and registers the handlers, `handshake` connects
+//! and authenticates sockets, `connection` is each socket's own state, `events` the client events,
+//! `servers` the emits over either adapter, `presence` and `typing` their trackers.
 
-pub mod connection;
-pub mod events;
+/// Runs `$body` with `$pair` bound to the socket servers, whichever adapter they run on (one
+/// body, compiled for both); `None` before [`mount::mount`].
+macro_rules! on_servers {
+    ($realtime:expr, |$pair:ident| $body:expr) => {
+        match $realtime.servers() {
+            Some($crate::realtime::servers::Servers::Local($pair)) => Some($body),
+            Some($crate::realtime::servers::Servers::Redis($pair)) => Some($body),
+            None => None,
+        }
+    };
+}
+
+mod connection;
+mod events;
+mod handshake;
+pub mod mount;
 pub mod presence;
+mod servers;
+mod typing;
 
-pub mod servers;
-
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use socketioxide::adapter::LocalAdapter;
-use socketioxide::{SocketIo, SocketIoBuilder, TransportType};
-use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::auth::token::TokenKeys;
 use crate::cluster::Cluster;
-use crate::ops::metrics::Metrics;
-use presence::Presence;
-pub use servers::Layers;
-use servers::{RedisAdapter, Servers, SocketServers};
+use crate::metrics::Metrics;
+use crate::store::User;
+use connection::{Identity, connection};
+use presence::{OnlineUser, Presence};
+use servers::Servers;
+use typing::Typing;
 
 /// Path of the main Socket.IO server.
 pub const SOCKET_PATH: &str = "/api/socket";
@@ -40,19 +56,15 @@ pub const MESSENGER_NS: &str = "/messenger";
 pub const NOTIFICATIONS_NS: &str = "/notifications";
 const TOPIC_NAMESPACES: [&str; 3] = [AUTH_NS, MESSENGER_NS, NOTIFICATIONS_NS];
 /// Socket.IO packets above this are refused.
-pub const MAX_PACKET: usize = 64 * 1024;
-/// How long a cluster request (an emit with acks, counting remote sockets) waits for other nodes.
-const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_PACKET: usize = 64 * 1024;
 /// Every authenticated socket is in this room (presence batches go there).
-pub const AUTHENTICATED_ROOM: &str = "authenticated";
+const AUTHENTICATED_ROOM: &str = "authenticated";
 /// How long `server_shutdown` gets to reach the clients before their connections close.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
-/// A typing indicator the client stops refreshing ends after this.
-pub const TYPING_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// The namespaces of the namespace server that carry a server → client event. Events of no one
 /// topic (`force_logout`, `server_shutdown`, `testMessage`, `pong`) go to every namespace.
-pub fn namespaces_of(event: &str) -> &'static [&'static str] {
+fn namespaces_of(event: &str) -> &'static [&'static str] {
     match event {
         "authenticated" | "authError" | "tokenUpdated" | "userStatusChanged" => &[AUTH_NS],
         "newMessage" | "messageSent" | "messageDelivered" | "messagesRead" | "userTyping"
@@ -63,29 +75,16 @@ pub fn namespaces_of(event: &str) -> &'static [&'static str] {
 }
 
 /// Whether a socket of namespace `ns` gets `event` (the main server's `/` gets everything).
-pub fn carries(ns: &str, event: &str) -> bool {
+fn carries(ns: &str, event: &str) -> bool {
     ns == "/" || namespaces_of(event).contains(&ns)
 }
 
-pub fn user_room(user_id: Uuid) -> String {
+fn user_room(user_id: Uuid) -> String {
     format!("user_{user_id}")
 }
 
-pub fn session_room(session_id: Uuid) -> String {
+fn session_room(session_id: Uuid) -> String {
     format!("session_{session_id}")
-}
-
-/// Runs `$body` with `$pair` bound to the socket servers, whichever adapter they run on (one
-/// body, compiled for both); `None` before [`mount`].
-#[macro_export]
-macro_rules! on_servers {
-    ($realtime:expr, |$pair:ident| $body:expr) => {
-        match $realtime.servers() {
-            Some($crate::realtime::servers::Servers::Local($pair)) => Some($body),
-            Some($crate::realtime::servers::Servers::Redis($pair)) => Some($body),
-            None => None,
-        }
-    };
 }
 
 /// The real-time side as the rest of the application sees it. Cheap to clone.
@@ -104,9 +103,7 @@ struct Inner {
     presence: Presence,
     /// Sockets connected to this node, authenticated or not.
     connections: AtomicUsize,
-    /// The latest typing "start" per (from, to), so a stale timer does not end a fresh one.
-    typing: Mutex<HashMap<(Uuid, Uuid), u64>>,
-    typing_generation: AtomicU64,
+    typing: Typing,
     /// Redis failed the last emit; the next one that works says the cluster is back.
     cluster_down: AtomicBool,
     /// The node is shutting down: presence rounds stop (a last heartbeat would count it live).
@@ -114,8 +111,8 @@ struct Inner {
 }
 
 impl Realtime {
-    /// The socket servers (see [`on_servers!`]).
-    pub fn servers(&self) -> Option<&Servers> {
+    /// The socket servers (see `on_servers!`).
+    fn servers(&self) -> Option<&Servers> {
         self.inner.servers.get()
     }
 
@@ -134,14 +131,25 @@ impl Realtime {
 
     /// How many of this node's sockets in a room would get `event` (on both servers, in the
     /// namespaces that carry it).
-    pub fn receivers(&self, room: &str, event: &str) -> usize {
+    fn receivers(&self, room: &str, event: &str) -> usize {
         on_servers!(self, |pair| pair.receivers(room, event)).unwrap_or(0)
     }
 
-    /// The ids of this node's sockets in a room, on both servers.
-    pub fn local_socket_ids(&self, room: &str) -> Vec<String> {
+    /// How many of this node's sockets of a user would get `event`.
+    pub fn user_receivers(&self, user_id: Uuid, event: &str) -> usize {
+        self.receivers(&user_room(user_id), event)
+    }
+
+    /// How many of this node's authenticated sockets would get `event`.
+    pub fn everyone_receivers(&self, event: &str) -> usize {
+        self.receivers(AUTHENTICATED_ROOM, event)
+    }
+
+    /// The ids of this node's sockets of a user, on both servers (in the user's room: events to
+    /// the user reach them).
+    pub fn user_socket_ids(&self, user_id: Uuid) -> Vec<String> {
         on_servers!(self, |pair| {
-            pair.local_sockets_in(room)
+            pair.local_sockets_in(&user_room(user_id))
                 .iter()
                 .map(|s| s.id.to_string())
                 .collect()
@@ -176,6 +184,15 @@ impl Realtime {
 
     pub fn presence(&self) -> &Presence {
         &self.inner.presence
+    }
+
+    /// Who is online, as `getOnlineUsers` answers it.
+    pub fn online_users(&self) -> OnlineUsers {
+        let users = self.presence().online_users();
+        OnlineUsers {
+            total: users.len(),
+            users,
+        }
     }
 
     pub fn connections(&self) -> usize {
@@ -239,9 +256,15 @@ impl Realtime {
             .await
     }
 
+    /// Emits an event to every authenticated socket, on every node.
+    pub async fn emit_to_everyone<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> bool {
+        self.emit_to_room(AUTHENTICATED_ROOM.to_owned(), event, data)
+            .await
+    }
+
     /// Emits an event to a room on both servers, on every node; false when any emit failed
     /// (when Redis does not answer, this node's sockets still get it).
-    pub async fn emit_to_room<T: Serialize + ?Sized>(
+    async fn emit_to_room<T: Serialize + ?Sized>(
         &self,
         room: String,
         event: &str,
@@ -256,11 +279,11 @@ impl Realtime {
         outcome.ok()
     }
 
-    /// Emits an event to a room, asking each socket for an ack; `on_ack` runs when the first
-    /// socket (of each server) answers within `timeout`. False when any emit failed.
-    pub async fn emit_with_acks<F, Fut>(
+    /// Emits an event to every socket of a user, asking each for an ack; `on_ack` runs when the
+    /// first socket (of each server) answers within `timeout`. False when any emit failed.
+    pub async fn emit_to_user_with_acks<F, Fut>(
         &self,
-        room: String,
+        user_id: Uuid,
         event: &str,
         data: &Value,
         timeout: Duration,
@@ -271,6 +294,7 @@ impl Realtime {
         Fut: Future<Output = ()> + Send,
     {
         self.count_out(event);
+        let room = user_room(user_id);
         let outcome = on_servers!(self, |pair| {
             pair.emit_with_acks(&room, event, data, timeout, on_ack)
                 .await
@@ -295,26 +319,44 @@ impl Realtime {
         sockets
     }
 
-    /// Records a typing "start" and answers its generation; see [`Realtime::typing_ended`].
-    fn typing_started(&self, from: Uuid, to: Uuid) -> u64 {
-        let generation = self.inner.typing_generation.fetch_add(1, Ordering::Relaxed);
-        let mut typing = self.inner.typing.lock().unwrap_or_else(|e| e.into_inner());
-        typing.insert((from, to), generation);
-        generation
+    /// A session got a new token (an admin changed the user): pushes `tokenUpdated` to the
+    /// session's sockets. This node's sockets of the session take it as their identity at once
+    /// (their refresh clock follows it); other nodes' sockets read the account again at their own
+    /// refresh.
+    pub async fn push_session_token(&self, tokens: &TokenKeys, user: &User, session_id: Uuid) {
+        let issued = tokens.issue(user, session_id);
+        let payload = json!({"token": issued.token, "expiresAt": issued.expires_at, "user": user});
+        self.emit_to_session(session_id, "tokenUpdated", &payload)
+            .await;
+        on_servers!(self, |pair| {
+            for socket in pair.local_sockets_in(&session_room(session_id)) {
+                connection(&socket).set_identity(Identity {
+                    user: user.clone(),
+                    session_id,
+                    expires_at: issued.expires_at,
+                });
+            }
+        });
     }
 
-    /// Forgets a typing indicator; with a generation, only if no newer "start" replaced it.
-    /// Answers whether it was still on.
-    fn typing_ended(&self, from: Uuid, to: Uuid, generation: Option<u64>) -> bool {
-        let mut typing = self.inner.typing.lock().unwrap_or_else(|e| e.into_inner());
-        match (typing.get(&(from, to)), generation) {
-            (Some(current), Some(g)) if *current != g => false,
-            (Some(_), _) => {
-                typing.remove(&(from, to));
-                true
-            }
-            (None, _) => false,
+    /// `userTyping` to `to`: started, or stopped. A start the client does not refresh ends by
+    /// itself after the typing timeout.
+    pub async fn typing(&self, from: Uuid, to: Uuid, is_typing: bool) {
+        if is_typing {
+            let generation = self.inner.typing.started(from, to);
+            let realtime = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(typing::TIMEOUT).await;
+                if realtime.inner.typing.ended(from, to, Some(generation)) {
+                    let stopped = json!({"userId": from, "isTyping": false});
+                    realtime.emit_to_user(to, "userTyping", &stopped).await;
+                }
+            });
+        } else {
+            self.inner.typing.ended(from, to, None);
         }
+        let payload = json!({"userId": from, "isTyping": is_typing});
+        self.emit_to_user(to, "userTyping", &payload).await;
     }
 
     /// Tells this node's sockets the node is stopping, then closes them all.
@@ -329,112 +371,17 @@ impl Realtime {
         tokio::time::sleep(SHUTDOWN_FLUSH).await;
         on_servers!(self, |pair| pair.close().await);
     }
-}
 
-/// Builds both Socket.IO servers (on the Redis adapter when the node is in a cluster),
-/// registers their handlers and starts presence. Answers the layers to put in front of the
-/// router.
-pub async fn mount(state: &AppState) -> anyhow::Result<Layers> {
-    let inner = &state.realtime.inner;
-    let _ = inner.metrics.set(state.metrics.clone());
-    let (layers, servers) = match &state.cluster {
-        None => {
-            let (main_layer, main) = builder(state, SOCKET_PATH).build_layer();
-            let (ns_layer, namespaces) = builder(state, NAMESPACES_PATH).build_layer();
-            let pair = SocketServers { main, namespaces };
-            // The local adapter starts at once; nothing to wait for.
-            drop(pair.register());
-            state.realtime.presence().lead();
-            (Layers::Local([main_layer, ns_layer]), Servers::Local(pair))
-        }
-        Some(cluster) => {
-            let redis = |channel: &str| {
-                let config = RedisAdapterConfig::new()
-                    .with_prefix(format!("{}:{channel}", cluster.prefix()))
-                    .with_request_timeout(CLUSTER_REQUEST_TIMEOUT);
-                RedisAdapterCtr::new_with_driver(cluster.driver(), config)
-            };
-            let (main_layer, main) = builder(state, SOCKET_PATH)
-                .with_adapter::<RedisAdapter>(redis("socket"))
-                .build_layer();
-            let (ns_layer, namespaces) = builder(state, NAMESPACES_PATH)
-                .with_adapter::<RedisAdapter>(redis("socket-namespaces"))
-                .build_layer();
-            let pair = SocketServers { main, namespaces };
-            for init in pair.register() {
-                init.await
-                    .map_err(|e| anyhow::anyhow!("joining the cluster's channels: {e}"))?;
-            }
-            (Layers::Redis([main_layer, ns_layer]), Servers::Redis(pair))
-        }
-    };
-    if inner.servers.set(servers).is_err() {
-        anyhow::bail!("the socket servers are mounted once");
-    }
-    tokio::spawn(run_presence(state.clone()));
-    Ok(layers)
-}
-
-fn builder(state: &AppState, path: &'static str) -> SocketIoBuilder<LocalAdapter> {
-    /// The initial read buffer of each websocket, in bytes.
-    const WS_READ_BUFFER: usize = 1024;
-    SocketIo::builder()
-        .req_path(path)
-        .transports([TransportType::Polling, TransportType::Websocket])
-        .max_payload(MAX_PACKET as u64)
-        .ws_max_message_size(MAX_PACKET)
-        .ws_max_frame_size(MAX_PACKET)
-        .max_buffer_size(1024)
-        // Every socket keeps its read buffer for life; clients' packets are small (a frame
-        // larger than this still arrives whole, the buffer grows for it). Measured at 4,000
-        // idle sockets: 3 KB less per socket than the default 4 KiB.
-        .ws_read_buffer_size(WS_READ_BUFFER)
-        .with_state(state.clone())
-}
-
-/// Once per `PRESENCE_INTERVAL`: in a cluster, the Redis round of [`Presence::sync`]; then, on
-/// the node that computes batches, one `presenceChanged` when something changed.
-async fn run_presence(state: AppState) {
-    let interval = state.config.presence_interval;
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut redis_ok = true;
-    loop {
-        ticks.tick().await;
-        if state.realtime.inner.stopping.load(Ordering::Relaxed) {
-            return;
-        }
-        let presence = state.realtime.presence();
-        let change = match &state.cluster {
-            None => presence.take_change(),
-            Some(cluster) => match presence.sync(cluster, interval * 3).await {
-                Ok(change) => {
-                    if !redis_ok {
-                        tracing::info!(category = "ok", "✅ cluster presence: Redis answers again");
-                    }
-                    redis_ok = true;
-                    change
-                }
-                Err(e) => {
-                    if redis_ok {
-                        tracing::error!(category = "error", error = %e, "❌ cluster presence: Redis does not answer; this node's counts wait");
-                    }
-                    redis_ok = false;
-                    None
-                }
-            },
-        };
-        if let Some(change) = change {
-            state
-                .realtime
-                .emit_to_room(AUTHENTICATED_ROOM.to_owned(), "presenceChanged", &change)
-                .await;
-        }
+    /// A clean shutdown takes this node out of the cluster: its users go offline at once.
+    pub async fn leave_cluster(&self, cluster: &Cluster) {
+        self.presence().withdraw(cluster).await;
+        cluster.leave().await;
     }
 }
 
-/// A clean shutdown takes this node out of the cluster: its users go offline at once.
-pub async fn leave_cluster(state: &AppState, cluster: &Cluster) {
-    state.realtime.presence().withdraw(cluster).await;
-    cluster.leave().await;
+/// Who is online: the `getOnlineUsers` payload.
+#[derive(Debug, Serialize)]
+pub struct OnlineUsers {
+    pub total: usize,
+    pub users: Vec<OnlineUser>,
 }

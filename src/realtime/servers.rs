@@ -1,6 +1,6 @@
 //! The two socket servers over one adapter: the local one on a single node, the Redis one in a
 //! cluster. [`SocketServers`] is written once, generic over the adapter; [`Servers`] holds the
-//! one this node runs, and the `on_servers!` macro runs a body on it.
+//! one this node runs, and the `on_servers!` macro (in `realtime`) runs a body on it.
 //!
 //! With the Redis adapter an emit reaches the room on every node. When Redis does not answer,
 //! the emit is repeated on this node alone, so local sockets keep being served through an outage.
@@ -13,13 +13,10 @@ use serde::Serialize;
 use serde_json::Value;
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
 use socketioxide::extract::SocketRef;
-use socketioxide::handler::ConnectHandler;
-use socketioxide::layer::SocketIoLayer;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::{AckError, BroadcastError, SocketIo};
-use socketioxide_core::adapter::DefinedAdapter;
 
-use super::{NAMESPACES_PATH, TOPIC_NAMESPACES, connection, namespaces_of};
+use super::{NAMESPACES_PATH, namespaces_of};
 use crate::cluster::driver::RedisDriver;
 
 /// The Redis adapter on the node's reconnecting connection.
@@ -29,21 +26,6 @@ pub type RedisAdapter = socketioxide_redis::CustomRedisAdapter<Emitter, RedisDri
 pub enum Servers {
     Local(SocketServers<LocalAdapter>),
     Redis(SocketServers<RedisAdapter>),
-}
-
-/// The layers that put both servers in front of the router.
-pub enum Layers {
-    Local([SocketIoLayer<LocalAdapter>; 2]),
-    Redis([SocketIoLayer<RedisAdapter>; 2]),
-}
-
-impl Layers {
-    pub fn wrap(self, router: axum::Router) -> axum::Router {
-        match self {
-            Self::Local([main, namespaces]) => router.layer(main).layer(namespaces),
-            Self::Redis([main, namespaces]) => router.layer(main).layer(namespaces),
-        }
-    }
 }
 
 /// The main server and the namespace server.
@@ -67,20 +49,6 @@ impl Emitted {
 }
 
 impl<A: Adapter> SocketServers<A> {
-    /// Registers the namespaces and their handlers; answers the adapter's start-up of each
-    /// (which a remote adapter must finish before the node serves).
-    pub fn register(&self) -> Vec<A::InitRes>
-    where
-        A: DefinedAdapter,
-    {
-        let handler = || connection::on_connect::<A>.with(connection::handshake::<A>);
-        let mut inits = vec![self.main.ns("/", handler())];
-        for ns in TOPIC_NAMESPACES {
-            inits.push(self.namespaces.ns(ns, handler()));
-        }
-        inits
-    }
-
     /// Where an event goes: the main server's `/` and the namespaces of the namespace server
     /// that carry it.
     pub fn operators(&self, event: &str) -> Vec<BroadcastOperators<A>> {

@@ -31,11 +31,10 @@ pub async fn connect_to(app: &TestApp, namespace: &str, token: &str) -> SocketCl
     let user: Uuid = str_at(&jwt_claims(token), "/sub")
         .parse()
         .expect("`sub` is a user id");
-    let room = craftcode::realtime::user_room(user);
     let sid = socket.sid.clone();
     wait_until(
         &format!("the {namespace} socket joins its user's room"),
-        || app.state.realtime.local_socket_ids(&room).contains(&sid),
+        || app.state.realtime.user_socket_ids(user).contains(&sid),
     )
     .await;
     socket
