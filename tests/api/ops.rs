@@ -472,3 +472,128 @@ async fn the_oauth_endpoints_are_documented_once_routed(db: Db) {
         "routed but missing from /api/openapi.json: {undocumented:?}"
     );
 }
+
+db_test!(the_document_names_path_parameters_as_the_contract_does);
+async fn the_document_names_path_parameters_as_the_contract_does(db: Db) {
+    let app = spawn_app(db).await;
+    let doc = openapi(&app).await;
+    let mut wrong = Vec::new();
+    for (method, path) in CONTRACT_ENDPOINTS.iter().filter(|(_, p)| p.contains('{')) {
+        let Some(operation) = doc["paths"][path][method].as_object() else {
+            wrong.push(format!(
+                "{} {path}: not under this template",
+                method.to_uppercase()
+            ));
+            continue;
+        };
+        let mut documented: Vec<&str> = operation["parameters"]
+            .as_array()
+            .map(|params| {
+                params
+                    .iter()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut in_template: Vec<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        documented.sort();
+        in_template.sort();
+        if documented != in_template {
+            wrong.push(format!(
+                "{} {path}: path parameters {documented:?}",
+                method.to_uppercase()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// A schema of the document with its `$ref` followed.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/components/schemas/");
+            resolve(doc, &doc["components"]["schemas"][name])
+        }
+        None => schema,
+    }
+}
+
+/// How an answer differs from the object schema documented for it: fields it has that the schema
+/// does not list, and required fields it lacks.
+fn differences(doc: &Value, schema: &Value, answer: &Value) -> Vec<String> {
+    let schema = resolve(doc, schema);
+    let properties = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object schema: {schema}"));
+    let answer = answer
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {answer}"));
+    let mut found: Vec<String> = answer
+        .keys()
+        .filter(|key| !properties.contains_key(*key))
+        .map(|key| format!("undocumented field {key}"))
+        .collect();
+    for required in schema["required"].as_array().into_iter().flatten() {
+        let name = required.as_str().expect("a field name");
+        if !answer.contains_key(name) {
+            found.push(format!("missing required field {name}"));
+        }
+    }
+    found
+}
+
+db_test!(answers_have_the_fields_of_their_documented_schema);
+async fn answers_have_the_fields_of_their_documented_schema(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.create_user("Admin").await;
+    let doc = openapi(&app).await;
+    let user_path = format!("/api/users/{}", admin.id);
+    let routes = [
+        ("/api/auth/me", "/api/auth/me"),
+        ("/api/sessions", "/api/sessions"),
+        ("/api/users", "/api/users"),
+        ("/api/users/directory", "/api/users/directory"),
+        ("/api/users/{id}", user_path.as_str()),
+        ("/api/notifications", "/api/notifications"),
+        ("/api/conversations", "/api/conversations"),
+        ("/api/sync", "/api/sync"),
+        ("/api/socket-test", "/api/socket-test"),
+        ("/healthz", "/healthz"),
+        ("/readyz", "/readyz"),
+    ];
+    let mut wrong = Vec::new();
+    for (template, path) in routes {
+        let answer = expect_json(app.get_with_token(path, &admin.token).await, 200).await;
+        let schema = &doc["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"];
+        for difference in differences(&doc, schema, &answer) {
+            wrong.push(format!("GET {template}: {difference}"));
+        }
+    }
+    // An error answer is the documented error object, with a code the document lists.
+    let error = expect_error(
+        app.get_with_token("/api/users/not-an-id", &admin.token)
+            .await,
+        404,
+        "user_not_found",
+    )
+    .await;
+    let body = &doc["paths"]["/api/users/{id}"]["get"]["responses"]["404"]["content"]["application/json"]
+        ["schema"];
+    wrong.extend(differences(&doc, body, &json!({ "error": error })));
+    let detail = &doc["components"]["schemas"]["ErrorDetail"];
+    wrong.extend(differences(&doc, detail, &error));
+    let codes = &resolve(&doc, &detail["properties"]["code"])["enum"];
+    assert!(
+        codes
+            .as_array()
+            .is_some_and(|codes| codes.contains(&json!("user_not_found"))),
+        "the codes are not listed: {codes}"
+    );
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
