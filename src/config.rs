@@ -115,6 +115,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Socket connections one user may hold across the cluster.
     pub max_connections_per_user: usize,
+    /// The most members a group conversation may have (`GROUP_MAX_MEMBERS`, default 256).
+    pub group_max_members: usize,
     /// At most one `presenceChanged` batch per interval.
     pub presence_interval: Duration,
     /// How soon a dead node's sockets stop counting.
@@ -226,6 +228,13 @@ impl Config {
             get("MAX_CONNECTIONS_PER_USER"),
             20,
         )?;
+        let group_max_members = parse_number("GROUP_MAX_MEMBERS", get("GROUP_MAX_MEMBERS"), 256)?;
+        if group_max_members < 2 {
+            return Err(ConfigError::new(
+                "GROUP_MAX_MEMBERS",
+                "must be at least 2 (the owner and one member)",
+            ));
+        }
         let metrics_token = get("METRICS_TOKEN").map(Secret::new);
         let log_format = parse_log_format(get("LOG_FORMAT"))?;
 
@@ -247,6 +256,7 @@ impl Config {
             github,
             max_connections,
             max_connections_per_user,
+            group_max_members,
             presence_interval,
             presence_ttl,
             metrics_token,
@@ -522,6 +532,7 @@ mod tests {
         assert_eq!(config.app_url.as_str(), "http://localhost:3000/");
         assert!(config.allow_signup);
         assert_eq!(config.max_connections_per_user, 20);
+        assert_eq!(config.group_max_members, 256);
         assert!(config.is_allowed_origin("http://127.0.0.1:3000"));
         assert!(!config.is_allowed_origin("http://evil.example"));
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 
 /// The page size of every list when the client does not say.
 pub const DEFAULT_PAGE: i64 = 50;
@@ -61,6 +61,44 @@ impl PageLimit {
 impl Default for PageLimit {
     fn default() -> Self {
         Self(DEFAULT_PAGE)
+    }
+}
+
+/// The most members one message may mention.
+pub const MAX_MENTIONS: usize = 100;
+
+/// Mentions as ids; 400 `invalid_mention` for text that is not one (it names no member).
+pub fn mention_ids(raw: Option<&[String]>) -> ApiResult<Vec<Uuid>> {
+    let raw = raw.unwrap_or_default();
+    if raw.len() > MAX_MENTIONS {
+        return Err(ApiError::invalid_field(
+            "mentions",
+            "must list at most 100 members",
+        ));
+    }
+    raw.iter()
+        .map(|id| {
+            id.parse().map_err(|_| {
+                ApiError::bad_request(
+                    ErrorCode::InvalidMention,
+                    "only members of the conversation can be mentioned",
+                )
+            })
+        })
+        .collect()
+}
+
+/// A group's title: 1 to 100 characters after trimming, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupTitle(String);
+
+impl GroupTitle {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        Name::parse(raw).map(|name| Self(name.into_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

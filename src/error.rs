@@ -73,6 +73,11 @@ error_codes! {
     LastAdmin = "last_admin",
     RecipientDisabled = "recipient_disabled",
     RateLimited = "rate_limited",
+    // Conversations.
+    ConversationNotFound = "conversation_not_found",
+    InvalidMention = "invalid_mention",
+    GroupFull = "group_full",
+    OwnerMustTransfer = "owner_must_transfer",
     // The self-test's actions.
     InvalidAction = "invalid_action",
     TargetRequired = "target_required",
@@ -199,6 +204,11 @@ impl ApiError {
             ErrorCode::LastAdmin,
             "this would leave no active admin; promote someone else first",
         )
+    }
+
+    /// 404 `conversation_not_found`: no such conversation, or one the caller is not a member of.
+    pub fn conversation_not_found() -> Self {
+        Self::not_found(ErrorCode::ConversationNotFound, "no such conversation")
     }
 
     /// 403 `recipient_disabled`.

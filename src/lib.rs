@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod conversations;
 pub mod domain;
 pub mod error;
 pub mod http;

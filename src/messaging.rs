@@ -1,24 +1,54 @@
-//! Direct messages, one code path for REST and sockets: store first, then push `newMessage` to
-//! the recipient and `messageSent` to the sender's devices; delivery acks, read receipts,
-//! history, conversations and sync.
+//! Messages, one code path for REST and sockets and for direct and group conversations: store
+//! first, then push `newMessage` to the other members and `messageSent` to the sender's devices;
+//! delivery acks and read receipts of direct messages, read pointers, history and sync.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{ClientId, MAX_PAGE, Outgoing, PageLimit};
+use crate::domain::{ClientId, Outgoing, PageLimit};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
-use crate::store::{Message, Notification, User};
+use crate::store::{DIRECT, Message, MessageKind, Notification, OutgoingMessage, User};
 use crate::timestamp::Timestamp;
-use crate::users::DirectoryEntry;
-use utoipa::ToSchema;
 
 /// How long a recipient's socket has to acknowledge `newMessage` for it to count as delivered.
 const DELIVERY_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a message goes: to a user (their direct conversation, made on the first message) or to
+/// a conversation by id.
+#[derive(Clone, Copy, Debug)]
+pub enum Destination {
+    User(Uuid),
+    Conversation(Uuid),
+}
+
+/// A conversation a message goes to, as the sender's membership resolved it.
+#[derive(Clone, Copy, Debug)]
+pub enum Place {
+    /// A direct conversation, and the other side (the sender when they write to themselves).
+    Direct {
+        conversation_id: Uuid,
+        to: Uuid,
+    },
+    Group {
+        conversation_id: Uuid,
+    },
+}
+
+impl Place {
+    pub fn conversation_id(self) -> Uuid {
+        match self {
+            Self::Direct {
+                conversation_id, ..
+            }
+            | Self::Group { conversation_id } => conversation_id,
+        }
+    }
+}
 
 /// The result of a send.
 #[derive(Debug, Serialize, ToSchema)]
@@ -27,18 +57,19 @@ pub struct Sent {
     /// False when this `clientId` had been sent before and the stored message is returned.
     #[serde(skip)]
     pub created: bool,
-    /// The recipient had a live socket.
+    /// The recipient (in a group: at least one other member) had a live socket.
     pub delivered: bool,
     /// False when the real-time layer failed (the message is stored all the same).
     pub realtime: bool,
 }
 
-/// Sends a direct message from `sender` to `to`.
+/// Sends a message from `sender`, mentioning `mentions` (members of the conversation).
 pub async fn send(
     state: &AppState,
     sender: &User,
-    to: Uuid,
+    to: Destination,
     outgoing: Outgoing,
+    mentions: &[Uuid],
 ) -> ApiResult<Sent> {
     let content = outgoing.content.as_str();
     let client_id = outgoing.client_id.as_ref().map(ClientId::as_str);
@@ -48,18 +79,30 @@ pub async fn send(
         err.message = "you are sending messages too fast".to_owned();
         return Err(err);
     }
-    // The insert itself checks the clientId and the recipient, so a new message to an active
-    // user costs one write (batched with others on SQLite) and no read.
+    let place = resolve(state, sender.id, to).await?;
+    let mentions = check_mentions(state, sender.id, place, mentions).await?;
+    let recipient = match place {
+        Place::Direct { to, .. } => Some(to),
+        Place::Group { .. } => None,
+    };
+    let out = OutgoingMessage {
+        conversation_id: place.conversation_id(),
+        kind: MessageKind::Text,
+        from: sender.id,
+        to: recipient,
+        content,
+        client_id,
+        mentions: &mentions,
+        system: None,
+    };
+    // The insert itself checks the clientId, the membership and a direct recipient, so a new
+    // message costs one write (batched with others on SQLite) and no read.
     let mut attempts = 0;
     let message = loop {
-        if let Some(message) = state
-            .store
-            .insert_message(sender.id, to, content, client_id)
-            .await?
-        {
+        if let Some(message) = state.store.insert_message(&out).await? {
             break message;
         }
-        if let Some(sent) = not_stored(state, sender, to, client_id).await? {
+        if let Some(sent) = not_stored(state, sender, place, client_id).await? {
             return Ok(sent);
         }
         // The recipient was (re)activated between the insert and the look-up: once more.
@@ -71,9 +114,8 @@ pub async fn send(
         }
     };
     state.metrics.message_stored();
-    // Delivered means a socket that gets `newMessage` (not one that only listens to notifications).
-    let delivered = state.realtime.reaches(to, "newMessage").await;
-    let realtime = push_new_message(state, &message).await;
+    let delivered = delivered(state, sender.id, place).await?;
+    let realtime = push_new_message(state, place, &message).await;
     tracing::debug!(category = "message", message_id = %message.id, delivered, realtime, "📨 message sent");
     Ok(Sent {
         message,
@@ -83,66 +125,183 @@ pub async fn send(
     })
 }
 
+/// The conversation a message to `to` goes to: a user's direct conversation with `me` (made now
+/// when it is the first message, once the recipient is known to exist and be active), or a
+/// conversation `me` is a member of (anything else is not found).
+pub async fn resolve(state: &AppState, me: Uuid, to: Destination) -> ApiResult<Place> {
+    match to {
+        Destination::User(user) => {
+            let conversation_id = match state.store.find_direct_conversation(me, user).await? {
+                Some(id) => id,
+                None => {
+                    let recipient = state
+                        .store
+                        .find_user(user)
+                        .await?
+                        .ok_or_else(ApiError::user_not_found)?;
+                    if !recipient.is_active {
+                        return Err(ApiError::recipient_disabled());
+                    }
+                    state.store.direct_conversation(me, user).await?
+                }
+            };
+            Ok(Place::Direct {
+                conversation_id,
+                to: user,
+            })
+        }
+        Destination::Conversation(conversation_id) => {
+            let membership = state
+                .store
+                .membership(conversation_id, me)
+                .await?
+                .ok_or_else(ApiError::conversation_not_found)?;
+            if membership.kind != DIRECT {
+                return Ok(Place::Group { conversation_id });
+            }
+            let members = state.store.member_ids(conversation_id).await?;
+            let to = members.into_iter().find(|m| *m != me).unwrap_or(me);
+            Ok(Place::Direct {
+                conversation_id,
+                to,
+            })
+        }
+    }
+}
+
+/// The mentions of a send, once each; 400 `invalid_mention` for anyone who is not a member.
+async fn check_mentions(
+    state: &AppState,
+    me: Uuid,
+    place: Place,
+    mentions: &[Uuid],
+) -> ApiResult<Vec<Uuid>> {
+    if mentions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let members = match place {
+        Place::Direct { to, .. } => vec![me, to],
+        Place::Group { conversation_id } => state.store.member_ids(conversation_id).await?,
+    };
+    let mut unique = Vec::with_capacity(mentions.len());
+    for id in mentions {
+        if !members.contains(id) {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidMention,
+                "only members of the conversation can be mentioned",
+            ));
+        }
+        if !unique.contains(id) {
+            unique.push(*id);
+        }
+    }
+    Ok(unique)
+}
+
 /// Why a send was not stored, in the order a client should hear it: a retry of an earlier send
-/// (the same message again, not an error), then an unknown or disabled recipient. `None` when
-/// neither holds any more.
+/// (the same message again, not an error), then an unknown or disabled recipient, or a sender
+/// who left the group meanwhile. `None` when none holds any more.
 async fn not_stored(
     state: &AppState,
     sender: &User,
-    to: Uuid,
+    place: Place,
     client_id: Option<&str>,
 ) -> ApiResult<Option<Sent>> {
     if let Some(id) = client_id
         && let Some(message) = state.store.find_message_by_client_id(sender.id, id).await?
     {
-        return Ok(Some(already_sent(state, message).await));
+        return Ok(Some(already_sent(state, sender.id, message).await?));
     }
-    let recipient = state
-        .store
-        .find_user(to)
-        .await?
-        .ok_or_else(ApiError::user_not_found)?;
-    if !recipient.is_active {
-        return Err(ApiError::recipient_disabled());
+    match place {
+        Place::Direct { to, .. } => {
+            let recipient = state
+                .store
+                .find_user(to)
+                .await?
+                .ok_or_else(ApiError::user_not_found)?;
+            if !recipient.is_active {
+                return Err(ApiError::recipient_disabled());
+            }
+        }
+        Place::Group { conversation_id } => {
+            if state
+                .store
+                .membership(conversation_id, sender.id)
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::conversation_not_found());
+            }
+        }
     }
     Ok(None)
 }
 
-async fn already_sent(state: &AppState, message: Message) -> Sent {
-    let delivered =
-        message.delivered_at.is_some() || state.realtime.reaches(message.to, "newMessage").await;
-    Sent {
+async fn already_sent(state: &AppState, sender: Uuid, message: Message) -> ApiResult<Sent> {
+    let delivered = message.delivered_at.is_some() || {
+        let place = resolve(
+            state,
+            sender,
+            Destination::Conversation(message.conversation_id),
+        )
+        .await
+        .ok();
+        match place {
+            Some(place) => delivered(state, sender, place).await?,
+            None => false,
+        }
+    };
+    Ok(Sent {
         message,
         created: false,
         delivered,
         realtime: true,
+    })
+}
+
+/// Whether a message to `place` reaches a live socket that gets `newMessage` (not one that only
+/// listens to notifications): the recipient's, or in a group any other member's.
+async fn delivered(state: &AppState, sender: Uuid, place: Place) -> ApiResult<bool> {
+    match place {
+        Place::Direct { to, .. } => Ok(state.realtime.reaches(to, "newMessage").await),
+        Place::Group { conversation_id } => {
+            let presence = state.realtime.presence();
+            let members = state.store.member_ids(conversation_id).await?;
+            Ok(members
+                .into_iter()
+                .any(|m| m != sender && presence.is_online(m)))
+        }
     }
 }
 
-/// `newMessage` to the recipient on both servers and every node (watching for their acks),
-/// `messageSent` to the sender.
-async fn push_new_message(state: &AppState, message: &Message) -> bool {
+/// `newMessage` to the other members on both servers and every node (for a direct message,
+/// watching for the recipient's acks), `messageSent` to the sender.
+pub async fn push_new_message(state: &AppState, place: Place, message: &Message) -> bool {
     let payload = json!({ "message": message });
-    let (on_ack_state, id, to) = (state.clone(), message.id, message.to);
-    let on_ack = move || {
-        let state = on_ack_state.clone();
-        async move { mark_delivered(&state, id, to).await }
+    let others_ok = match place {
+        Place::Direct { to, .. } => {
+            let (on_ack_state, id) = (state.clone(), message.id);
+            let on_ack = move || {
+                let state = on_ack_state.clone();
+                async move { mark_delivered(&state, id, to).await }
+            };
+            state
+                .realtime
+                .emit_to_user_with_acks(to, "newMessage", &payload, DELIVERY_ACK_TIMEOUT, on_ack)
+                .await
+        }
+        Place::Group { conversation_id } => {
+            state
+                .realtime
+                .emit_to_group(conversation_id, Some(message.from), "newMessage", &payload)
+                .await
+        }
     };
-    let recipient_ok = state
-        .realtime
-        .emit_to_user_with_acks(
-            message.to,
-            "newMessage",
-            &payload,
-            DELIVERY_ACK_TIMEOUT,
-            on_ack,
-        )
-        .await;
     let sender_ok = state
         .realtime
         .emit_to_user(message.from, "messageSent", &payload)
         .await;
-    recipient_ok && sender_ok
+    others_ok && sender_ok
 }
 
 /// A recipient's socket acknowledged `newMessage`: record it and tell the sender.
@@ -164,16 +323,36 @@ async fn mark_delivered(state: &AppState, id: Uuid, recipient: Uuid) {
     }
 }
 
-/// Marks read what `other` sent to `reader`, up to `up_to`; tells `other` with `messagesRead`.
+/// Marks read what `other` sent to `reader`, up to `up_to`, and moves the reader's pointer in
+/// their direct conversation; tells `other` and the reader's other devices with `messagesRead`.
+/// Answers how many messages became read.
 pub async fn mark_read(state: &AppState, reader: Uuid, other: Uuid, up_to: Uuid) -> ApiResult<u64> {
     let now = Timestamp::now();
     let count = state.store.mark_read(reader, other, up_to, now).await?;
+    let conversation_id = state.store.find_direct_conversation(reader, other).await?;
+    if let Some(id) = conversation_id {
+        state
+            .store
+            .move_read_pointer(id, reader, up_to, now)
+            .await?;
+    }
     if count > 0 {
-        let payload = json!({ "by": reader, "upTo": up_to, "readAt": now });
+        let payload = json!({
+            "conversationId": conversation_id,
+            "by": reader,
+            "upTo": up_to,
+            "readAt": now,
+        });
         state
             .realtime
             .emit_to_user(other, "messagesRead", &payload)
             .await;
+        if other != reader {
+            state
+                .realtime
+                .emit_to_user(reader, "messagesRead", &payload)
+                .await;
+        }
     }
     Ok(count)
 }
@@ -186,7 +365,7 @@ pub struct Page {
     pub has_more: bool,
 }
 
-/// The conversation with `other`, newest first.
+/// The direct conversation with `other`, newest first.
 pub async fn history(
     state: &AppState,
     me: Uuid,
@@ -205,6 +384,30 @@ pub async fn history(
     Ok(Page { messages, has_more })
 }
 
+/// A conversation of `me`'s, newest first.
+pub async fn conversation_history(
+    state: &AppState,
+    me: Uuid,
+    conversation_id: Uuid,
+    before: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: PageLimit,
+) -> ApiResult<Page> {
+    state
+        .store
+        .membership(conversation_id, me)
+        .await?
+        .ok_or_else(ApiError::conversation_not_found)?;
+    let limit = limit.get();
+    let mut messages = state
+        .store
+        .conversation_messages(conversation_id, before, after, limit + 1)
+        .await?;
+    let has_more = messages.len() as i64 > limit;
+    messages.truncate(limit as usize);
+    Ok(Page { messages, has_more })
+}
+
 /// What a device missed: messages and notifications after `since`, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -216,7 +419,7 @@ pub struct SyncPage {
     pub has_more_notifications: bool,
 }
 
-/// Everything to or from `me` after `since`, oldest first.
+/// Everything in `me`'s conversations after `since`, oldest first.
 pub async fn sync(
     state: &AppState,
     me: Uuid,
@@ -239,33 +442,4 @@ pub async fn sync(
         notifications,
         has_more_notifications,
     })
-}
-
-/// One entry of the conversation list.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Conversation {
-    pub user: DirectoryEntry,
-    pub last_message: Message,
-    pub unread_count: i64,
-}
-
-/// The caller's conversations, most recent first.
-pub async fn conversations(state: &AppState, me: Uuid) -> ApiResult<Vec<Conversation>> {
-    let rows = state.store.conversations(me, MAX_PAGE).await?;
-    let unread: HashMap<Uuid, i64> = state.store.unread_counts(me).await?.into_iter().collect();
-    let presence = state.realtime.presence();
-    Ok(rows
-        .into_iter()
-        .map(|row| Conversation {
-            user: DirectoryEntry {
-                id: row.other_id,
-                name: row.other_name.unwrap_or_else(|| "Deleted user".to_owned()),
-                avatar_url: row.other_avatar_url,
-                online: presence.is_online(row.other_id),
-            },
-            unread_count: unread.get(&row.other_id).copied().unwrap_or(0),
-            last_message: row.last_message,
-        })
-        .collect())
 }

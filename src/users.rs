@@ -15,7 +15,7 @@ use crate::state::AppState;
 use crate::store::{NewUser, User, UserChanges, UserUpdate};
 
 /// What other users see of someone.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectoryEntry {
     pub id: Uuid,

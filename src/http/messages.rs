@@ -1,11 +1,11 @@
-//! `/api/messages/*`, `/api/conversations` and `/api/sync`: the REST side of direct messages.
+//! `/api/messages/*` and `/api/sync`: direct messages by user id, and what a device missed.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -18,7 +18,7 @@ use super::query::{optional_id, page_limit};
 use crate::auth::AuthUser;
 use crate::domain::Outgoing;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::messaging::{self, Conversation, Page, Sent, SyncPage};
+use crate::messaging::{self, Destination, Page, Sent, SyncPage};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -26,7 +26,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(send))
         .routes(routes!(history))
         .routes(routes!(mark_read))
-        .routes(routes!(conversations))
         .routes(routes!(sync))
 }
 
@@ -62,7 +61,7 @@ async fn send(
         .content
         .ok_or_else(|| ApiError::invalid_field("content", "is required"))?;
     let outgoing = Outgoing::parse(&content, body.client_id.as_deref())?;
-    let sent = messaging::send(&state, &caller.user, to, outgoing).await?;
+    let sent = messaging::send(&state, &caller.user, Destination::User(to), outgoing, &[]).await?;
     let status = if sent.created {
         StatusCode::CREATED
     } else {
@@ -134,23 +133,6 @@ async fn mark_read(
     };
     let count = messaging::mark_read(&state, caller.user.id, other, up_to).await?;
     Ok(Json(OkCount::new(count)))
-}
-
-/// The caller's conversations.
-#[derive(Serialize, ToSchema)]
-struct Conversations {
-    conversations: Vec<Conversation>,
-}
-
-/// The caller's conversations, most recent first, with unread counts.
-#[utoipa::path(get, path = "/api/conversations", tag = "messages", security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = Conversations), (status = 401, body = ErrorBody)))]
-async fn conversations(
-    State(state): State<AppState>,
-    caller: AuthUser,
-) -> ApiResult<Json<Conversations>> {
-    let conversations = messaging::conversations(&state, caller.user.id).await?;
-    Ok(Json(Conversations { conversations }))
 }
 
 /// Everything the caller missed since a message: messages and notifications, oldest first.

@@ -2,6 +2,7 @@
 //! every route shares (body limit, CORS, tracing, panic safety) and JSON 404/405 answers.
 
 pub mod auth;
+pub mod conversations;
 pub mod json;
 pub mod messages;
 pub mod notifications;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(auth::router())
+        .merge(conversations::router())
         .merge(messages::router())
         .merge(notifications::router())
         .merge(oauth::router())

@@ -37,6 +37,8 @@ pub struct Connection {
     counted: Mutex<Option<Counted>>,
     /// The place held under the per-user limit until presence counts the socket.
     reservation: Mutex<Option<Reservation>>,
+    /// The user's groups as read at authentication, until the socket joins their rooms.
+    groups: Mutex<Vec<uuid::Uuid>>,
     /// Set once the socket is connected, or gone (see [`Connection::connected`]).
     connected: SetOnce<()>,
 }
@@ -156,6 +158,15 @@ impl Connection {
         if !self.connected.initialized() {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.connected.wait()).await;
         }
+    }
+
+    /// Keeps the groups to join when the socket is established.
+    pub fn set_groups(&self, groups: Vec<uuid::Uuid>) {
+        *self.groups.lock().unwrap_or_else(|e| e.into_inner()) = groups;
+    }
+
+    pub fn take_groups(&self) -> Vec<uuid::Uuid> {
+        std::mem::take(&mut *self.groups.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn mark_connected(&self) {

@@ -11,12 +11,15 @@ use serde_json::{Value, json};
 use socketioxide::ParserError;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Data, Event, SocketRef, State, TryData};
+use uuid::Uuid;
 
+use super::TypingIn;
 use super::carries;
 use super::connection::{Identity, connection};
-use crate::domain::{self, Outgoing, PageLimit};
+use crate::conversations;
+use crate::domain::{self, Outgoing, PageLimit, mention_ids};
 use crate::error::{ApiError, ErrorCode};
-use crate::messaging;
+use crate::messaging::{self, Destination, Place};
 use crate::ratelimit::Spend;
 use crate::state::AppState;
 use crate::timestamp::Timestamp;
@@ -95,7 +98,7 @@ fn parse<T: DeserializeOwned>(data: Result<Value, ParserError>) -> Result<T, Api
         })
 }
 
-fn parse_id(raw: &str, field: &str) -> Result<uuid::Uuid, ApiError> {
+fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::bad_request(
             ErrorCode::InvalidPayload,
@@ -107,9 +110,44 @@ fn parse_id(raw: &str, field: &str) -> Result<uuid::Uuid, ApiError> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SendMessage {
-    to: String,
+    to: Option<String>,
+    conversation_id: Option<String>,
     content: String,
     client_id: Option<String>,
+    mentions: Option<Vec<String>>,
+}
+
+/// The conversation an event names by `to`/`userId` (a user: their direct conversation) or by
+/// `conversationId`; both given must name the same one (else `invalid_payload`).
+async fn destination(
+    state: &AppState,
+    me: Uuid,
+    user: Option<&str>,
+    conversation: Option<&str>,
+) -> Result<Destination, ApiError> {
+    match (user, conversation) {
+        (Some(user), None) => Ok(Destination::User(domain::user_id(user)?)),
+        (None, Some(id)) => Ok(Destination::Conversation(conversation_id(id)?)),
+        (Some(user), Some(id)) => {
+            let (user, id) = (domain::user_id(user)?, conversation_id(id)?);
+            match state.store.find_direct_conversation(me, user).await? {
+                Some(direct) if direct == id => Ok(Destination::Conversation(id)),
+                _ => Err(ApiError::bad_request(
+                    ErrorCode::InvalidPayload,
+                    "`to` and `conversationId` name different conversations",
+                )),
+            }
+        }
+        (None, None) => Err(ApiError::bad_request(
+            ErrorCode::InvalidPayload,
+            "name the conversation: `to` or `conversationId`",
+        )),
+    }
+}
+
+/// A conversation id from a payload: text that is not one names no conversation.
+fn conversation_id(raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::conversation_not_found())
 }
 
 async fn on_send_message<A: Adapter>(
@@ -121,9 +159,16 @@ async fn on_send_message<A: Adapter>(
     let outcome = async {
         let me = admit(&s, &state, "sendMessage").await?;
         let input: SendMessage = parse(data)?;
-        let to = domain::user_id(&input.to)?;
+        let to = destination(
+            &state,
+            me.user.id,
+            input.to.as_deref(),
+            input.conversation_id.as_deref(),
+        )
+        .await?;
         let outgoing = Outgoing::parse(&input.content, input.client_id.as_deref())?;
-        let sent = messaging::send(&state, &me.user, to, outgoing).await?;
+        let mentions = mention_ids(input.mentions.as_deref())?;
+        let sent = messaging::send(&state, &me.user, to, outgoing, &mentions).await?;
         Ok(json!({"message": sent.message, "delivered": sent.delivered}))
     }
     .await;
@@ -133,7 +178,8 @@ async fn on_send_message<A: Adapter>(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Typing {
-    to: String,
+    to: Option<String>,
+    conversation_id: Option<String>,
     is_typing: bool,
 }
 
@@ -146,8 +192,34 @@ async fn on_typing<A: Adapter>(
     let outcome = async {
         let me = admit(&s, &state, "typing").await?;
         let input: Typing = parse(data)?;
-        let to = parse_id(&input.to, "to")?;
-        state.realtime.typing(me.user.id, to, input.is_typing).await;
+        let place = match (input.to.as_deref(), input.conversation_id.as_deref()) {
+            // Typing to someone not written to yet: there is no conversation to look up.
+            (Some(to), None) => {
+                let to = parse_id(to, "to")?;
+                let conversation_id = state.store.find_direct_conversation(me.user.id, to).await?;
+                TypingIn::Direct {
+                    to,
+                    conversation_id,
+                }
+            }
+            (to, conversation) => {
+                let to = destination(&state, me.user.id, to, conversation).await?;
+                match messaging::resolve(&state, me.user.id, to).await? {
+                    Place::Direct {
+                        conversation_id,
+                        to,
+                    } => TypingIn::Direct {
+                        to,
+                        conversation_id: Some(conversation_id),
+                    },
+                    Place::Group { conversation_id } => TypingIn::Group(conversation_id),
+                }
+            }
+        };
+        state
+            .realtime
+            .typing(me.user.id, place, input.is_typing)
+            .await;
         Ok(json!({}))
     }
     .await;
@@ -174,7 +246,8 @@ async fn on_get_online_users<A: Adapter>(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MarkRead {
-    user_id: String,
+    user_id: Option<String>,
+    conversation_id: Option<String>,
     up_to: String,
 }
 
@@ -187,9 +260,26 @@ async fn on_mark_read<A: Adapter>(
     let outcome = async {
         let me = admit(&s, &state, "markRead").await?;
         let input: MarkRead = parse(data)?;
-        let other = parse_id(&input.user_id, "userId")?;
         let up_to = parse_id(&input.up_to, "upTo")?;
-        let count = messaging::mark_read(&state, me.user.id, other, up_to).await?;
+        let user = input.user_id.as_deref();
+        let count = match (user, input.conversation_id.as_deref()) {
+            (Some(user), None) => {
+                let other = parse_id(user, "userId")?;
+                messaging::mark_read(&state, me.user.id, other, up_to).await?
+            }
+            (_, conversation) => {
+                let named = destination(&state, me.user.id, user, conversation).await?;
+                let Destination::Conversation(id) = named else {
+                    return Err(ApiError::bad_request(
+                        ErrorCode::InvalidPayload,
+                        "name the conversation: `userId` or `conversationId`",
+                    ));
+                };
+                conversations::mark_read(&state, me.user.id, id, up_to)
+                    .await?
+                    .0
+            }
+        };
         Ok(json!({"count": count}))
     }
     .await;

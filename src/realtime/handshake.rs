@@ -14,7 +14,7 @@ use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 
 use super::connection::{Connection, Counted, Identity, Life, Reservation, connection};
-use super::{AUTHENTICATED_ROOM, carries, events, session_room, user_room};
+use super::{AUTHENTICATED_ROOM, carries, events, group_room, session_room, user_room};
 use crate::auth::TokenError;
 use crate::auth::access::{AccessError, check_access};
 use crate::auth::cookies::ACCESS_COOKIE;
@@ -108,6 +108,7 @@ pub async fn handshake<A: Adapter>(
         let reservation =
             reserve(&state, identity.user.id).ok_or(Refusal(ErrorCode::TooManyConnections))?;
         connection.hold(reservation);
+        connection.set_groups(groups_of(&state, &s, identity.user.id).await?);
         connection.set_identity(identity);
     } else if s.ns() != "/" {
         // Only the main server has an unauthenticated state.
@@ -160,6 +161,7 @@ fn establish<A: Adapter>(
     connection: &Connection,
     identity: Identity,
 ) {
+    let mut groups = Vec::new();
     let established = {
         let mut life = connection.life();
         let pending = *life == Life::Pending;
@@ -169,6 +171,8 @@ fn establish<A: Adapter>(
                 session_room(identity.session_id),
                 AUTHENTICATED_ROOM.to_owned(),
             ]);
+            groups = connection.take_groups();
+            s.join(groups.iter().map(|id| group_room(*id)).collect::<Vec<_>>());
             state.realtime.presence().connect(
                 identity.user.id,
                 identity.session_id,
@@ -187,9 +191,61 @@ fn establish<A: Adapter>(
         return;
     }
     tracing::debug!(category = "socket", user_id = %identity.user.id, socket = %s.id, "🔌 socket authenticated");
+    if carries(s.ns(), "newMessage") {
+        let (socket, state) = (s.clone(), state.clone());
+        tokio::spawn(follow_groups(socket, state, identity.user.id, groups));
+    }
     emit_if_carried(s, "authenticated", &authenticated_payload(&identity));
     emit_if_carried(s, "getOnlineUsers", &json!(state.realtime.online_users()));
     schedule_token_refresh(s, state, connection, identity.expires_at);
+}
+
+/// The groups whose rooms a socket of `user_id` joins when it is established (none for a
+/// namespace that carries no messages).
+async fn groups_of<A: Adapter>(
+    state: &AppState,
+    s: &SocketRef<A>,
+    user_id: uuid::Uuid,
+) -> Result<Vec<uuid::Uuid>, Refusal> {
+    if !carries(s.ns(), "newMessage") {
+        return Ok(Vec::new());
+    }
+    state.store.group_ids_of(user_id).await.map_err(|e| {
+        tracing::error!(category = "error", error = %e, "❌ a socket's groups could not be read");
+        Refusal(ErrorCode::ServerError)
+    })
+}
+
+/// Looks at the user's groups once more after the socket joined its rooms: a group the user
+/// joined or left between the first look and the joins was told to the user's room, which the
+/// socket may not have been in yet.
+/// Only the groups of the first look are left here: a room the socket joined since was joined
+/// by a later change, which this look may predate.
+async fn follow_groups<A: Adapter>(
+    s: SocketRef<A>,
+    state: AppState,
+    user_id: uuid::Uuid,
+    first: Vec<uuid::Uuid>,
+) {
+    let Ok(now) = state.store.group_ids_of(user_id).await else {
+        return;
+    };
+    let gone: Vec<String> = first
+        .iter()
+        .filter(|id| !now.contains(id))
+        .map(|id| group_room(*id))
+        .collect();
+    let new: Vec<String> = now
+        .iter()
+        .filter(|id| !first.contains(id))
+        .map(|id| group_room(*id))
+        .collect();
+    if !gone.is_empty() {
+        s.leave(gone);
+    }
+    if !new.is_empty() {
+        s.join(new);
+    }
 }
 
 /// Emits to this socket if its namespace carries the event's topic.
@@ -233,7 +289,14 @@ async fn on_authenticate<A: Adapter>(
     };
     match connection.identity() {
         None => {
-            if let Err(refusal) = sign_in(&s, &state, &connection, identity.clone()) {
+            let signed_in = match groups_of(&state, &s, identity.user.id).await {
+                Ok(groups) => {
+                    connection.set_groups(groups);
+                    sign_in(&s, &state, &connection, identity.clone())
+                }
+                Err(refusal) => Err(refusal),
+            };
+            if let Err(refusal) = signed_in {
                 return refuse_authentication(&s, ack, refusal);
             }
         }

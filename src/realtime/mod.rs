@@ -87,6 +87,11 @@ fn session_room(session_id: Uuid) -> String {
     format!("session_{session_id}")
 }
 
+/// The room of a group conversation's members' sockets.
+fn group_room(conversation_id: Uuid) -> String {
+    format!("group_{conversation_id}")
+}
+
 /// The real-time side as the rest of the application sees it. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Realtime {
@@ -242,7 +247,8 @@ impl Realtime {
         event: &str,
         data: &T,
     ) -> bool {
-        self.emit_to_room(user_room(user_id), event, data).await
+        self.emit_to_room(user_room(user_id), None, event, data)
+            .await
     }
 
     /// Emits an event to every socket of one session (one device).
@@ -252,13 +258,42 @@ impl Realtime {
         event: &str,
         data: &T,
     ) -> bool {
-        self.emit_to_room(session_room(session_id), event, data)
+        self.emit_to_room(session_room(session_id), None, event, data)
             .await
+    }
+
+    /// Emits an event to the sockets of every member of a group, on every node, in one adapter
+    /// operation (the group's room), but not to `except`'s sockets.
+    pub async fn emit_to_group<T: Serialize + ?Sized>(
+        &self,
+        conversation_id: Uuid,
+        except: Option<Uuid>,
+        event: &str,
+        data: &T,
+    ) -> bool {
+        let except = except.map(user_room);
+        self.emit_to_room(group_room(conversation_id), except, event, data)
+            .await
+    }
+
+    /// Puts a user's sockets, on every node, in a group's room: they get its events from now on.
+    pub async fn join_group(&self, user_id: Uuid, conversation_id: Uuid) {
+        let (of, room) = (user_room(user_id), group_room(conversation_id));
+        let joined = on_servers!(self, |pair| pair.join_room(&of, &room, "newMessage").await);
+        self.cluster_reached(joined.unwrap_or(true));
+    }
+
+    /// Takes a user's sockets, on every node, out of a group's room: they get nothing more of it
+    /// once this answers.
+    pub async fn leave_group(&self, user_id: Uuid, conversation_id: Uuid) {
+        let (of, room) = (user_room(user_id), group_room(conversation_id));
+        let left = on_servers!(self, |pair| pair.leave_room(&of, &room).await);
+        self.cluster_reached(left.unwrap_or(true));
     }
 
     /// Emits an event to every authenticated socket, on every node.
     pub async fn emit_to_everyone<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> bool {
-        self.emit_to_room(AUTHENTICATED_ROOM.to_owned(), event, data)
+        self.emit_to_room(AUTHENTICATED_ROOM.to_owned(), None, event, data)
             .await
     }
 
@@ -267,11 +302,14 @@ impl Realtime {
     async fn emit_to_room<T: Serialize + ?Sized>(
         &self,
         room: String,
+        except: Option<String>,
         event: &str,
         data: &T,
     ) -> bool {
         self.count_out(event);
-        let outcome = on_servers!(self, |pair| pair.emit_to_room(&room, event, data).await);
+        let outcome = on_servers!(self, |pair| pair
+            .emit_to_room(&room, except.as_deref(), event, data)
+            .await);
         let Some(outcome) = outcome else {
             return false;
         };
@@ -339,24 +377,43 @@ impl Realtime {
         });
     }
 
-    /// `userTyping` to `to`: started, or stopped. A start the client does not refresh ends by
-    /// itself after the typing timeout.
-    pub async fn typing(&self, from: Uuid, to: Uuid, is_typing: bool) {
+    /// `userTyping` to the others of a conversation: started, or stopped. A start the client
+    /// does not refresh ends by itself after the typing timeout.
+    pub async fn typing(&self, from: Uuid, place: TypingIn, is_typing: bool) {
+        let key = match place {
+            TypingIn::Direct { to, .. } => to,
+            TypingIn::Group(id) => id,
+        };
         if is_typing {
-            let generation = self.inner.typing.started(from, to);
+            let generation = self.inner.typing.started(from, key);
             let realtime = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(typing::TIMEOUT).await;
-                if realtime.inner.typing.ended(from, to, Some(generation)) {
-                    let stopped = json!({"userId": from, "isTyping": false});
-                    realtime.emit_to_user(to, "userTyping", &stopped).await;
+                if realtime.inner.typing.ended(from, key, Some(generation)) {
+                    realtime.tell_typing(from, place, false).await;
                 }
             });
         } else {
-            self.inner.typing.ended(from, to, None);
+            self.inner.typing.ended(from, key, None);
         }
-        let payload = json!({"userId": from, "isTyping": is_typing});
-        self.emit_to_user(to, "userTyping", &payload).await;
+        self.tell_typing(from, place, is_typing).await;
+    }
+
+    async fn tell_typing(&self, from: Uuid, place: TypingIn, is_typing: bool) {
+        match place {
+            TypingIn::Direct {
+                to,
+                conversation_id,
+            } => {
+                let payload = json!({"userId": from, "isTyping": is_typing, "conversationId": conversation_id});
+                self.emit_to_user(to, "userTyping", &payload).await;
+            }
+            TypingIn::Group(id) => {
+                let payload = json!({"userId": from, "isTyping": is_typing, "conversationId": id});
+                self.emit_to_group(id, Some(from), "userTyping", &payload)
+                    .await;
+            }
+        }
     }
 
     /// Tells this node's sockets the node is stopping, then closes them all.
@@ -377,6 +434,18 @@ impl Realtime {
         self.presence().withdraw(cluster).await;
         cluster.leave().await;
     }
+}
+
+/// Where someone types.
+#[derive(Clone, Copy, Debug)]
+pub enum TypingIn {
+    /// To one user, in their direct conversation (its id once it has one).
+    Direct {
+        to: Uuid,
+        conversation_id: Option<Uuid>,
+    },
+    /// In a group.
+    Group(Uuid),
 }
 
 /// Who is online: the `getOnlineUsers` payload.

@@ -106,10 +106,12 @@ impl<A: Adapter> SocketServers<A> {
             .collect()
     }
 
-    /// Emits to a room on every node (this node alone when Redis does not answer).
+    /// Emits to a room on every node (this node alone when Redis does not answer), but not to
+    /// the sockets also in `except`.
     pub async fn emit_to_room<T: Serialize + ?Sized>(
         &self,
         room: &str,
+        except: Option<&str>,
         event: &str,
         data: &T,
     ) -> Emitted {
@@ -118,7 +120,10 @@ impl<A: Adapter> SocketServers<A> {
             cluster_failed: false,
         };
         for operator in self.operators(event) {
-            let to = operator.to(room.to_owned());
+            let mut to = operator.to(room.to_owned());
+            if let Some(except) = except {
+                to = to.except(except.to_owned());
+            }
             match to.clone().emit(event, data).await {
                 Ok(()) => {}
                 Err(BroadcastError::Adapter(e)) => {
@@ -206,6 +211,33 @@ impl<A: Adapter> SocketServers<A> {
             }
         }
         sockets
+    }
+
+    /// Puts every socket in room `of`, on every node, in `room` too (in the namespaces that carry
+    /// `event`); false when Redis did not take it (this node's sockets joined all the same).
+    pub async fn join_room(&self, of: &str, room: &str, event: &str) -> bool {
+        let mut ok = true;
+        for operator in self.operators(event) {
+            let to = operator.to(of.to_owned());
+            if to.clone().join(room.to_owned()).await.is_err() {
+                ok = false;
+                let _ = to.local().join(room.to_owned()).await;
+            }
+        }
+        ok
+    }
+
+    /// Takes every socket in room `of`, on every node, out of `room`.
+    pub async fn leave_room(&self, of: &str, room: &str) -> bool {
+        let mut ok = true;
+        for operator in self.all_operators() {
+            let to = operator.to(of.to_owned());
+            if to.clone().leave(room.to_owned()).await.is_err() {
+                ok = false;
+                let _ = to.local().leave(room.to_owned()).await;
+            }
+        }
+        ok
     }
 
     /// Emits to every socket of this node only.

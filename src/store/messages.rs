@@ -1,92 +1,219 @@
-//! The `messages` table: direct messages, their delivery and read state, history and sync.
+//! The `messages` table: the messages of every conversation, direct messages' delivery and read
+//! state, history and sync.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::database::{Store, StoreError, on_pool};
 use super::writer::NewMessage;
-use super::{Store, StoreError, on_pool};
 use crate::timestamp::Timestamp;
 
-/// Stores a message unless the recipient is gone or disabled, or this sender already used this
-/// `clientId` (the unique index); answers the row only when it was stored. Binds: id, sender,
-/// recipient, content, clientId, createdAt. Both pools and the SQLite writer run it (SQLite reads
-/// `$N` as the N-th parameter too).
-pub(super) const INSERT_MESSAGE: &str =
-    "INSERT INTO messages (id, sender_id, recipient_id, content, client_id, created_at)
-     SELECT $1, $2, $3, $4, $5, $6
-     WHERE EXISTS (SELECT 1 FROM users WHERE id = $3 AND is_active)
+/// The columns of a message row, in the order [`MessageRow`] and the SQLite writer read them.
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, kind, sender_id, recipient_id, content, client_id, reply_to_id, \
+         mentions, system, created_at, edited_at, deleted_at, delivered_at, read_at"
+    };
+}
+pub(super) use message_columns;
+
+/// Stores a message of a conversation its sender is a member of, unless (in a direct
+/// conversation) the recipient is gone or disabled, or this sender already used this `clientId`
+/// (the unique index); answers the row only when it was stored. Binds: id, conversation, kind,
+/// sender, recipient, content, clientId, replyToId, mentions, system, createdAt. Both pools and
+/// the SQLite writer run it (SQLite reads `$N` as the N-th parameter too).
+pub(super) const INSERT_MESSAGE: &str = concat!(
+    "INSERT INTO messages (id, conversation_id, kind, sender_id, recipient_id, content, client_id,
+                           reply_to_id, mentions, system, created_at)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+     WHERE EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $2 AND user_id = $4)
+       AND ($5 IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = $5 AND is_active))
      ON CONFLICT DO NOTHING
-     RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at";
+     RETURNING ",
+    message_columns!()
+);
 
 /// Marks a message delivered once, and only by its recipient. Binds: id, recipient, time.
-pub(super) const MARK_DELIVERED: &str = "UPDATE messages SET delivered_at = $3
+pub(super) const MARK_DELIVERED: &str = concat!(
+    "UPDATE messages SET delivered_at = $3
      WHERE id = $1 AND recipient_id = $2 AND delivered_at IS NULL
-     RETURNING id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at";
+     RETURNING ",
+    message_columns!()
+);
 
-/// The message object of the contract.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+/// `text`, or `system` for a notice of a change to the conversation (§10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    Text,
+    System,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::System => "system",
+        }
+    }
+}
+
+/// What a system message records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SystemType {
+    Created,
+    Renamed,
+    MembersAdded,
+    MemberRemoved,
+    MemberLeft,
+    RoleChanged,
+    MissedCall,
+    Call,
+}
+
+/// The `system` object of a system message: what changed, who did it, whom it concerns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemEvent {
+    #[serde(rename = "type")]
+    pub kind: SystemType,
+    pub by: Uuid,
+    pub user_ids: Vec<Uuid>,
+    pub title: Option<String>,
+}
+
+/// The message object of the contract (§2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: Uuid,
-    #[sqlx(rename = "sender_id")]
+    pub conversation_id: Uuid,
+    pub kind: MessageKind,
     pub from: Uuid,
-    #[sqlx(rename = "recipient_id")]
-    pub to: Uuid,
+    /// The recipient in a direct conversation; null in a group.
+    pub to: Option<Uuid>,
     pub content: String,
     pub client_id: Option<String>,
+    pub reply_to_id: Option<Uuid>,
+    /// Members this message mentions.
+    pub mentions: Vec<Uuid>,
+    /// Files on this message (§12); none yet.
+    #[schema(value_type = Vec<Object>)]
+    pub attachments: Vec<serde_json::Value>,
+    /// `[{emoji, count, userIds}]` (§11); none yet.
+    #[schema(value_type = Vec<Object>)]
+    pub reactions: Vec<serde_json::Value>,
+    pub system: Option<SystemEvent>,
     pub created_at: Timestamp,
+    pub edited_at: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
     pub delivered_at: Option<Timestamp>,
     pub read_at: Option<Timestamp>,
 }
 
-/// The latest message of one conversation, with who the other side is.
+/// A `messages` row as stored: `mentions` and `system` are JSON text.
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct ConversationRow {
-    #[sqlx(flatten)]
-    pub last_message: Message,
-    pub other_id: Uuid,
-    pub other_name: Option<String>,
-    pub other_avatar_url: Option<String>,
+pub(super) struct MessageRow {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub kind: String,
+    pub sender_id: Uuid,
+    pub recipient_id: Option<Uuid>,
+    pub content: String,
+    pub client_id: Option<String>,
+    pub reply_to_id: Option<Uuid>,
+    pub mentions: String,
+    pub system: Option<String>,
+    pub created_at: Timestamp,
+    pub edited_at: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub read_at: Option<Timestamp>,
+}
+
+impl From<MessageRow> for Message {
+    fn from(row: MessageRow) -> Self {
+        Self {
+            id: row.id,
+            conversation_id: row.conversation_id,
+            kind: if row.kind == "system" {
+                MessageKind::System
+            } else {
+                MessageKind::Text
+            },
+            from: row.sender_id,
+            to: row.recipient_id,
+            content: row.content,
+            client_id: row.client_id,
+            reply_to_id: row.reply_to_id,
+            // Only this module writes these columns, from the same types.
+            mentions: serde_json::from_str(&row.mentions).unwrap_or_default(),
+            attachments: Vec::new(),
+            reactions: Vec::new(),
+            system: row.system.and_then(|s| serde_json::from_str(&s).ok()),
+            created_at: row.created_at,
+            edited_at: row.edited_at,
+            deleted_at: row.deleted_at,
+            delivered_at: row.delivered_at,
+            read_at: row.read_at,
+        }
+    }
+}
+
+/// A message to store in a conversation.
+pub struct Outgoing<'a> {
+    pub conversation_id: Uuid,
+    pub kind: MessageKind,
+    pub from: Uuid,
+    /// The recipient of a direct message (who must be active); `None` in a group.
+    pub to: Option<Uuid>,
+    pub content: &'a str,
+    pub client_id: Option<&'a str>,
+    pub mentions: &'a [Uuid],
+    pub system: Option<&'a SystemEvent>,
 }
 
 impl Store {
-    /// Stores a message to an active user; `None` when it is not stored: this sender already
-    /// sent one with this `clientId`, or the recipient is gone or disabled (the caller finds out
-    /// which). On SQLite it is committed with the other sends pending at that moment (group
-    /// commit); it answers only once the message is committed.
+    /// Stores a message; `None` when it is not stored: this sender already sent one with this
+    /// `clientId`, the sender is not a member, or a direct recipient is gone or disabled (the
+    /// caller finds out which). On SQLite it is committed with the other sends pending at that
+    /// moment (group commit); it answers only once the message is committed.
     #[tracing::instrument(skip_all)]
-    pub async fn insert_message(
-        &self,
-        from: Uuid,
-        to: Uuid,
-        content: &str,
-        client_id: Option<&str>,
-    ) -> Result<Option<Message>, StoreError> {
-        let (id, created_at) = (Uuid::now_v7(), Timestamp::now());
+    pub async fn insert_message(&self, out: &Outgoing<'_>) -> Result<Option<Message>, StoreError> {
+        let message = NewMessage {
+            id: Uuid::now_v7(),
+            conversation_id: out.conversation_id,
+            kind: out.kind.as_str(),
+            from: out.from,
+            to: out.to,
+            content: out.content.to_owned(),
+            client_id: out.client_id.map(str::to_owned),
+            reply_to_id: None,
+            mentions: serde_json::to_string(out.mentions).expect("ids serialize"),
+            system: out
+                .system
+                .map(|s| serde_json::to_string(s).expect("a system event serializes")),
+            created_at: Timestamp::now(),
+        };
         if let Some(writer) = &self.writer {
-            return writer
-                .insert(NewMessage {
-                    id,
-                    from,
-                    to,
-                    content: content.to_owned(),
-                    client_id: client_id.map(str::to_owned),
-                    created_at,
-                })
-                .await;
+            return writer.insert(message).await;
         }
-        let message = on_pool!(self, pool => sqlx::query_as::<_, Message>(
-            INSERT_MESSAGE,
-        )
-        .bind(id)
-        .bind(from)
-        .bind(to)
-        .bind(content)
-        .bind(client_id)
-        .bind(created_at)
-        .fetch_optional(pool)
-        .await)?;
-        Ok(message)
+        let row = on_pool!(self, pool => sqlx::query_as::<_, MessageRow>(INSERT_MESSAGE)
+            .bind(message.id)
+            .bind(message.conversation_id)
+            .bind(message.kind)
+            .bind(message.from)
+            .bind(message.to)
+            .bind(&message.content)
+            .bind(&message.client_id)
+            .bind(message.reply_to_id)
+            .bind(&message.mentions)
+            .bind(&message.system)
+            .bind(message.created_at)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(Message::from))
     }
 
     #[tracing::instrument(skip_all)]
@@ -95,15 +222,14 @@ impl Store {
         from: Uuid,
         client_id: &str,
     ) -> Result<Option<Message>, StoreError> {
-        let message = on_pool!(self, pool => sqlx::query_as::<_, Message>(
-            "SELECT id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at
-             FROM messages WHERE sender_id = $1 AND client_id = $2",
-        )
+        let row = on_pool!(self, pool => sqlx::query_as::<_, MessageRow>(concat!(
+            "SELECT ", message_columns!(), " FROM messages WHERE sender_id = $1 AND client_id = $2"
+        ))
         .bind(from)
         .bind(client_id)
         .fetch_optional(pool)
         .await)?;
-        Ok(message)
+        Ok(row.map(Message::from))
     }
 
     /// Marks a message delivered to `recipient`, once; `None` if it already was (or is not theirs).
@@ -117,15 +243,13 @@ impl Store {
         if let Some(writer) = &self.writer {
             return writer.deliver(id, recipient, now).await;
         }
-        let message = on_pool!(self, pool => sqlx::query_as::<_, Message>(
-            MARK_DELIVERED,
-        )
-        .bind(id)
-        .bind(recipient)
-        .bind(now)
-        .fetch_optional(pool)
-        .await)?;
-        Ok(message)
+        let row = on_pool!(self, pool => sqlx::query_as::<_, MessageRow>(MARK_DELIVERED)
+            .bind(id)
+            .bind(recipient)
+            .bind(now)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(Message::from))
     }
 
     /// Marks read every unread message from `sender` to `reader` up to and including `up_to`.
@@ -162,13 +286,12 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<Message>, StoreError> {
-        let messages = on_pool!(self, pool => sqlx::query_as::<_, Message>(
-            "SELECT id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at
-             FROM messages
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, MessageRow>(concat!(
+            "SELECT ", message_columns!(), " FROM messages
              WHERE ((sender_id = $1 AND recipient_id = $2) OR (sender_id = $2 AND recipient_id = $1))
                AND ($3 IS NULL OR id < $3) AND ($4 IS NULL OR id > $4)
-             ORDER BY id DESC LIMIT $5",
-        )
+             ORDER BY id DESC LIMIT $5"
+        ))
         .bind(me)
         .bind(other)
         .bind(before)
@@ -176,10 +299,11 @@ impl Store {
         .bind(limit)
         .fetch_all(pool)
         .await)?;
-        Ok(messages)
+        Ok(rows.into_iter().map(Message::from).collect())
     }
 
-    /// Messages to or from `me` after `since` (exclusive), oldest first.
+    /// Messages of every conversation `me` is a member of after `since` (exclusive), oldest
+    /// first.
     #[tracing::instrument(skip_all)]
     pub async fn messages_since(
         &self,
@@ -187,62 +311,41 @@ impl Store {
         since: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<Message>, StoreError> {
-        let messages = on_pool!(self, pool => sqlx::query_as::<_, Message>(
-            "SELECT id, sender_id, recipient_id, content, client_id, created_at, delivered_at, read_at
-             FROM messages
-             WHERE (sender_id = $1 OR recipient_id = $1) AND ($2 IS NULL OR id > $2)
-             ORDER BY id ASC LIMIT $3",
-        )
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, MessageRow>(concat!(
+            "SELECT ", message_columns!(), " FROM messages
+             WHERE conversation_id IN (SELECT conversation_id FROM conversation_members WHERE user_id = $1)
+               AND ($2 IS NULL OR id > $2)
+             ORDER BY id ASC LIMIT $3"
+        ))
         .bind(me)
         .bind(since)
         .bind(limit)
         .fetch_all(pool)
         .await)?;
-        Ok(messages)
+        Ok(rows.into_iter().map(Message::from).collect())
     }
 
-    /// The latest message of each of `me`'s conversations, most recent first.
-    #[tracing::instrument(skip_all)]
-    pub async fn conversations(
+    /// A direct message from `from` to `to`, their conversation made on first use (the
+    /// writer's tests).
+    #[cfg(test)]
+    pub(super) async fn send_direct(
         &self,
-        me: Uuid,
-        limit: i64,
-    ) -> Result<Vec<ConversationRow>, StoreError> {
-        let rows = on_pool!(self, pool => sqlx::query_as::<_, ConversationRow>(
-            "SELECT t.id, t.sender_id, t.recipient_id, t.content, t.client_id, t.created_at,
-                    t.delivered_at, t.read_at, t.other_id,
-                    u.name AS other_name, u.avatar_url AS other_avatar_url
-             FROM (
-                 SELECT m.*,
-                        CASE WHEN m.sender_id = $1 THEN m.recipient_id ELSE m.sender_id END AS other_id,
-                        ROW_NUMBER() OVER (
-                            PARTITION BY CASE WHEN m.sender_id = $1 THEN m.recipient_id ELSE m.sender_id END
-                            ORDER BY m.id DESC
-                        ) AS rn
-                 FROM messages m
-                 WHERE m.sender_id = $1 OR m.recipient_id = $1
-             ) t
-             LEFT JOIN users u ON u.id = t.other_id
-             WHERE t.rn = 1
-             ORDER BY t.id DESC LIMIT $2",
-        )
-        .bind(me)
-        .bind(limit)
-        .fetch_all(pool)
-        .await)?;
-        Ok(rows)
-    }
-
-    /// How many unread messages `me` has from each sender.
-    #[tracing::instrument(skip_all)]
-    pub async fn unread_counts(&self, me: Uuid) -> Result<Vec<(Uuid, i64)>, StoreError> {
-        let counts = on_pool!(self, pool => sqlx::query_as::<_, (Uuid, i64)>(
-            "SELECT sender_id, COUNT(*) FROM messages
-             WHERE recipient_id = $1 AND read_at IS NULL GROUP BY sender_id",
-        )
-        .bind(me)
-        .fetch_all(pool)
-        .await)?;
-        Ok(counts)
+        from: Uuid,
+        to: Uuid,
+        content: &str,
+        client_id: Option<&str>,
+    ) -> Result<Option<Message>, StoreError> {
+        let conversation_id = self.direct_conversation(from, to).await?;
+        let out = Outgoing {
+            conversation_id,
+            kind: MessageKind::Text,
+            from,
+            to: Some(to),
+            content,
+            client_id,
+            mentions: &[],
+            system: None,
+        };
+        self.insert_message(&out).await
     }
 }

@@ -3,6 +3,8 @@
 //! `RETURNING`, `ON CONFLICT`) and run on whichever pool is configured; migrations are kept per
 //! database under `migrations/`.
 
+mod conversations;
+mod database;
 mod messages;
 mod notifications;
 mod oauth;
@@ -11,172 +13,11 @@ mod sessions;
 mod users;
 mod writer;
 
-use std::str::FromStr;
-use std::time::{Duration, Instant};
-
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-
-pub use messages::{ConversationRow, Message};
+pub use conversations::{Added, ConversationRow, DIRECT, GROUP, MemberRow, Membership};
+pub use database::{DatabaseKind, Store, StoreError};
+pub use messages::{Message, MessageKind, Outgoing as OutgoingMessage, SystemEvent, SystemType};
 pub use notifications::{NewNotification, Notification};
 pub use oauth::{NewOAuthState, OAuthIdentity, OAuthState};
 pub use seed::Seeded;
 pub use sessions::{NewSession, RefreshOutcome, Session};
 pub use users::{NewUser, User, UserChanges, UserFlags, UserUpdate, UserWithSessions};
-
-/// A failure of the database itself; callers turn it into a 500 or a start-up error.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
-    /// From the SQLite message writer, which has a connection of its own.
-    #[error("database error: {0}")]
-    Writer(#[from] rusqlite::Error),
-}
-
-/// Which database engine backs the store, as the self-test reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DatabaseKind {
-    Sqlite,
-    Postgres,
-}
-
-impl DatabaseKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
-/// The database, shared by every request and socket.
-#[derive(Clone, Debug)]
-pub struct Store {
-    pool: Pool,
-    /// On SQLite, the one task that commits message inserts and delivery marks in batches.
-    writer: Option<writer::Writer>,
-}
-
-/// Runs the same statement-building expression on whichever pool the store holds; the second
-/// form also names the database type, for code that must spell it (query builders).
-macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.pool {
-            $crate::store::Pool::Sqlite($pool) => $body,
-            $crate::store::Pool::Postgres($pool) => $body,
-        }
-    };
-    ($store:expr, $pool:ident, $db:ident => $body:expr) => {
-        match &$store.pool {
-            $crate::store::Pool::Sqlite($pool) => {
-                type $db = sqlx::Sqlite;
-                $body
-            }
-            $crate::store::Pool::Postgres($pool) => {
-                type $db = sqlx::Postgres;
-                $body
-            }
-        }
-    };
-}
-pub(crate) use on_pool;
-
-/// The page size of a new SQLite database file.
-const SQLITE_PAGE_SIZE: u32 = 1024;
-
-impl Store {
-    /// Connects to `sqlite://path` (the file and its folder are created) or `postgres://…`.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        if !url.starts_with("sqlite:") {
-            let options = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options)
-                .await?;
-            return Ok(Self {
-                pool: Pool::Postgres(pool),
-                writer: None,
-            });
-        }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            // For a new file only (an existing one keeps its size): every commit writes each page
-            // it changed to the WAL whole, and a message changes a page in each of the table's
-            // indexes, so smaller pages mean 2.5 times less written per message (measured).
-            .page_size(SQLITE_PAGE_SIZE)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        if let Some(parent) = options.get_filename().parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options.clone())
-            .await?;
-        // The writer opens the file itself; an in-memory database (`sqlite::memory:`, for trying
-        // things out) lives only in the pool's connections, so its sends go through the pool.
-        let in_memory = url.contains(":memory:")
-            || url
-                .split_once('?')
-                .is_some_and(|(_, query)| query.split('&').any(|pair| pair == "mode=memory"));
-        let writer = if in_memory {
-            None
-        } else {
-            let file = options.get_filename().to_owned();
-            Some(writer::Writer::spawn(file, pool.clone())?)
-        };
-        Ok(Self {
-            writer,
-            pool: Pool::Sqlite(pool),
-        })
-    }
-
-    pub fn kind(&self) -> DatabaseKind {
-        match self.pool {
-            Pool::Sqlite(_) => DatabaseKind::Sqlite,
-            Pool::Postgres(_) => DatabaseKind::Postgres,
-        }
-    }
-
-    /// Applies the migrations that have not run yet.
-    #[tracing::instrument(skip_all)]
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
-            Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
-        }
-        Ok(())
-    }
-
-    /// A round trip to the database; answers how long it took.
-    #[tracing::instrument(skip_all)]
-    pub async fn ping(&self) -> Result<Duration, StoreError> {
-        let started = Instant::now();
-        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
-        Ok(started.elapsed())
-    }
-
-    /// Closes every connection; used at shutdown so SQLite checkpoints its WAL.
-    pub async fn close(&self) {
-        if let Some(writer) = &self.writer {
-            writer.close().await;
-        }
-        on_pool!(self, pool => pool.close().await)
-    }
-}

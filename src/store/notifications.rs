@@ -3,7 +3,7 @@
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use super::{Store, StoreError, on_pool};
+use super::database::{Store, StoreError, on_pool};
 use crate::timestamp::Timestamp;
 
 /// Rows inserted per statement when notifying many users.

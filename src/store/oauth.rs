@@ -3,7 +3,8 @@
 
 use uuid::Uuid;
 
-use super::{NewUser, Store, StoreError, User, on_pool};
+use super::database::{Store, StoreError, on_pool};
+use super::users::{NewUser, User};
 use crate::timestamp::Timestamp;
 
 /// One trip to a provider's consent page, stored until its callback comes back.

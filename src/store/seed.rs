@@ -3,7 +3,8 @@
 
 use uuid::Uuid;
 
-use super::{Store, StoreError, User, on_pool};
+use super::database::{Store, StoreError, on_pool};
+use super::users::User;
 use crate::timestamp::Timestamp;
 
 /// Rows per INSERT statement.

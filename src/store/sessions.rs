@@ -4,7 +4,8 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Store, StoreError, User, on_pool};
+use super::database::{Store, StoreError, on_pool};
+use super::users::User;
 use crate::timestamp::Timestamp;
 
 /// One login on one device.

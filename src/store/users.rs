@@ -3,7 +3,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Store, StoreError, on_pool};
+use super::database::{Store, StoreError, on_pool};
 use crate::timestamp::Timestamp;
 
 /// The public user object of the contract.
@@ -79,6 +79,27 @@ impl Store {
         .fetch_optional(pool)
         .await)?;
         Ok(user)
+    }
+
+    /// The users among `ids` that exist, in no particular order.
+    #[tracing::instrument(skip_all)]
+    pub async fn users_by_id(&self, ids: &[Uuid]) -> Result<Vec<User>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users = on_pool!(self, pool, Db => {
+            let mut query = sqlx::QueryBuilder::<Db>::new(
+                "SELECT id, email, name, avatar_url, is_admin, is_active, created_at, updated_at
+                 FROM users WHERE id IN (",
+            );
+            let mut list = query.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            query.push(")");
+            query.build_query_as::<User>().fetch_all(pool).await
+        })?;
+        Ok(users)
     }
 
     #[tracing::instrument(skip_all)]

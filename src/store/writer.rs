@@ -22,8 +22,9 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::messages::{INSERT_MESSAGE, MARK_DELIVERED};
-use super::{Message, StoreError};
+use super::database::StoreError;
+use super::messages::Message;
+use super::messages::{INSERT_MESSAGE, MARK_DELIVERED, MessageRow};
 use crate::timestamp::Timestamp;
 
 /// The most operations one transaction takes; more wait for the next one.
@@ -42,14 +43,20 @@ const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// How long the writer waits for the pool's occasional other writers to release the lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A message to insert, with the id and time it will be stored under.
+/// A message to insert, with the id and time it will be stored under; `mentions` and `system`
+/// as the JSON text the row keeps.
 #[derive(Debug)]
 pub(super) struct NewMessage {
     pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub kind: &'static str,
     pub from: Uuid,
-    pub to: Uuid,
+    pub to: Option<Uuid>,
     pub content: String,
     pub client_id: Option<String>,
+    pub reply_to_id: Option<Uuid>,
+    pub mentions: String,
+    pub system: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -321,11 +328,16 @@ fn in_transaction(
             // By name: SQLite numbers `$N` parameters in the order they first appear.
             let params = named_params! {
                 "$1": m.id,
-                "$2": m.from,
-                "$3": m.to,
-                "$4": m.content,
-                "$5": m.client_id,
-                "$6": m.created_at.as_millis(),
+                "$2": m.conversation_id,
+                "$3": m.kind,
+                "$4": m.from,
+                "$5": m.to,
+                "$6": m.content,
+                "$7": m.client_id,
+                "$8": m.reply_to_id,
+                "$9": m.mentions,
+                "$10": m.system,
+                "$11": m.created_at.as_millis(),
             };
             inserted.push(insert.query_row(params, message).optional()?);
         }
@@ -339,21 +351,30 @@ fn in_transaction(
     Ok((inserted, delivered))
 }
 
-/// A `messages` row, in the column order of [`INSERT_MESSAGE`] and [`MARK_DELIVERED`].
+/// A `messages` row, in the column order of `message_columns!` (which [`INSERT_MESSAGE`] and
+/// [`MARK_DELIVERED`] answer).
 fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
     let at = |i: usize| -> rusqlite::Result<Option<Timestamp>> {
         Ok(row.get::<_, Option<i64>>(i)?.map(Timestamp::from_millis))
     };
-    Ok(Message {
+    let stored = MessageRow {
         id: row.get(0)?,
-        from: row.get(1)?,
-        to: row.get(2)?,
-        content: row.get(3)?,
-        client_id: row.get(4)?,
-        created_at: Timestamp::from_millis(row.get(5)?),
-        delivered_at: at(6)?,
-        read_at: at(7)?,
-    })
+        conversation_id: row.get(1)?,
+        kind: row.get(2)?,
+        sender_id: row.get(3)?,
+        recipient_id: row.get(4)?,
+        content: row.get(5)?,
+        client_id: row.get(6)?,
+        reply_to_id: row.get(7)?,
+        mentions: row.get(8)?,
+        system: row.get(9)?,
+        created_at: Timestamp::from_millis(row.get(10)?),
+        edited_at: at(11)?,
+        deleted_at: at(12)?,
+        delivered_at: at(13)?,
+        read_at: at(14)?,
+    };
+    Ok(Message::from(stored))
 }
 
 #[cfg(test)]
@@ -399,7 +420,7 @@ mod tests {
         let size = || std::fs::metadata(&file).expect("the database file").len();
         let before = size();
         let content = "x".repeat(500);
-        let sends = (0..2000).map(|_| store.insert_message(ada, bob, &content, None));
+        let sends = (0..2000).map(|_| store.send_direct(ada, bob, &content, None));
         for stored in join_all(sends).await {
             stored.expect("stored").expect("a new message");
         }
@@ -425,7 +446,7 @@ mod tests {
             async move {
                 let client_id = format!("c-{n}");
                 let message = store
-                    .insert_message(ada, bob, &format!("message {n}"), Some(&client_id))
+                    .send_direct(ada, bob, &format!("message {n}"), Some(&client_id))
                     .await
                     .expect("stored")
                     .expect("a new message");
@@ -459,7 +480,7 @@ mod tests {
             let client_id = (n < 8).then(|| format!("c-{}", n / 2));
             async move {
                 store
-                    .insert_message(ada, bob, "hello", client_id.as_deref())
+                    .send_direct(ada, bob, "hello", client_id.as_deref())
                     .await
                     .expect("no database error")
             }
@@ -482,12 +503,12 @@ mod tests {
     async fn a_message_is_marked_delivered_once_and_only_by_its_recipient() {
         let (store, ada, bob, _dir) = sqlite_store().await;
         let message = store
-            .insert_message(ada, bob, "hello", None)
+            .send_direct(ada, bob, "hello", None)
             .await
             .expect("stored")
             .expect("new");
         let other = store
-            .insert_message(ada, bob, "again", None)
+            .send_direct(ada, bob, "again", None)
             .await
             .expect("stored")
             .expect("new");
@@ -517,10 +538,10 @@ mod tests {
         let carol = user(&store, "carol", false).await;
         let nobody = Uuid::now_v7();
         let (to_bob, to_carol, to_nobody, to_bob_again) = tokio::join!(
-            store.insert_message(ada, bob, "hello", Some("a")),
-            store.insert_message(ada, carol, "hello", Some("b")),
-            store.insert_message(ada, nobody, "hello", None),
-            store.insert_message(ada, bob, "again", Some("c")),
+            store.send_direct(ada, bob, "hello", Some("a")),
+            store.send_direct(ada, carol, "hello", Some("b")),
+            store.send_direct(ada, nobody, "hello", None),
+            store.send_direct(ada, bob, "again", Some("c")),
         );
         assert!(to_bob.expect("no error").is_some());
         assert!(to_carol.expect("no error").is_none(), "Carol is disabled");
@@ -528,7 +549,7 @@ mod tests {
         assert!(to_bob_again.expect("no error").is_some());
         let stored = store.messages_since(ada, None, 100).await.expect("history");
         assert_eq!(stored.len(), 2);
-        assert!(stored.iter().all(|m| m.to == bob));
+        assert!(stored.iter().all(|m| m.to == Some(bob)));
     }
 
     #[tokio::test]
@@ -541,7 +562,7 @@ mod tests {
             user(&store, "bob", true).await,
         );
         let message = store
-            .insert_message(ada, bob, "hello", Some("c-1"))
+            .send_direct(ada, bob, "hello", Some("c-1"))
             .await
             .expect("no database error")
             .expect("stored");
@@ -556,7 +577,7 @@ mod tests {
     async fn writes_after_close_fail_instead_of_being_answered() {
         let (store, ada, bob, _dir) = sqlite_store().await;
         store.close().await;
-        let outcome = store.insert_message(ada, bob, "too late", None).await;
+        let outcome = store.send_direct(ada, bob, "too late", None).await;
         assert!(outcome.is_err(), "a closed store answered {outcome:?}");
     }
 }

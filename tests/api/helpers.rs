@@ -275,8 +275,18 @@ impl TestApp {
         id: impl std::fmt::Display,
         body: &Value,
     ) -> reqwest::Response {
+        self.patch_with_token(&format!("/api/users/{id}"), token, body)
+            .await
+    }
+
+    pub async fn patch_with_token(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> reqwest::Response {
         self.client
-            .patch(self.url(&format!("/api/users/{id}")))
+            .patch(self.url(path))
             .bearer_auth(token)
             .json(body)
             .send()

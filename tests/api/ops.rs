@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 
-/// Every endpoint in the contract's §4 tables (method, path), except the OAuth ones and the
-/// browser page `/monitor` (the OpenAPI document describes the REST endpoints).
-const CONTRACT_ENDPOINTS: [(&str, &str); 28] = [
+/// Every endpoint in the contract's §4 and §10 tables (method, path), except the OAuth ones and
+/// the browser page `/monitor` (the OpenAPI document describes the REST endpoints).
+const CONTRACT_ENDPOINTS: [(&str, &str); 38] = [
     ("post", "/api/auth/register"),
     ("post", "/api/auth/login"),
     ("post", "/api/auth/refresh"),
@@ -31,6 +31,16 @@ const CONTRACT_ENDPOINTS: [(&str, &str); 28] = [
     ("get", "/api/conversations"),
     ("post", "/api/messages/{userId}/read"),
     ("get", "/api/sync"),
+    ("post", "/api/conversations"),
+    ("get", "/api/conversations/{id}"),
+    ("patch", "/api/conversations/{id}"),
+    ("post", "/api/conversations/{id}/members"),
+    ("delete", "/api/conversations/{id}/members/{userId}"),
+    ("patch", "/api/conversations/{id}/members/{userId}"),
+    ("post", "/api/conversations/{id}/messages"),
+    ("get", "/api/conversations/{id}/messages"),
+    ("post", "/api/conversations/{id}/read"),
+    ("get", "/api/conversations/{id}/messages/{messageId}/reads"),
     ("post", "/api/notifications"),
     ("get", "/api/notifications"),
     ("post", "/api/notifications/{id}/read"),

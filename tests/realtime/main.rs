@@ -14,6 +14,7 @@ mod support;
 mod admin;
 mod authentication;
 mod cluster;
+mod conversations;
 mod durability;
 mod handshake;
 mod hostile_input;

@@ -344,7 +344,12 @@ async fn messenger_sends_types_reads_and_lists_who_is_online_with_acks(db: Db) {
     let typing = json!({ "to": bob.id, "isTyping": true });
     assert_ack_ok(&ada_messenger.emit_with_ack("typing", typing).await);
     let typing = bob_main.next_event("userTyping").await;
-    assert_eq!(typing, json!({ "userId": ada.id, "isTyping": true }));
+    let conversation_id = ack["message"]["conversationId"].clone();
+    assert!(conversation_id.is_string(), "{ack}");
+    assert_eq!(
+        typing,
+        json!({ "userId": ada.id, "isTyping": true, "conversationId": conversation_id })
+    );
 
     let read = json!({ "userId": ada.id, "upTo": id });
     let ack = bob_messenger.emit_with_ack("markRead", read).await;

@@ -123,7 +123,11 @@ db_test! {
             .await;
         assert_ack_ok(&ack);
         let typing = bob_socket.next_event("userTyping").await;
-        assert_eq!(typing, json!({ "userId": ada.id, "isTyping": true }));
+        // They have no conversation yet: nothing was sent.
+        assert_eq!(
+            typing,
+            json!({ "userId": ada.id, "isTyping": true, "conversationId": null })
+        );
         carol_socket.expect_no_event("userTyping").await;
         ada_socket.expect_no_event("userTyping").await;
 
@@ -132,7 +136,10 @@ db_test! {
             .await;
         assert_ack_ok(&ack);
         let typing = bob_socket.next_event("userTyping").await;
-        assert_eq!(typing, json!({ "userId": ada.id, "isTyping": false }));
+        assert_eq!(
+            typing,
+            json!({ "userId": ada.id, "isTyping": false, "conversationId": null })
+        );
     }
 
     async fn ping_is_answered_with_pong_and_an_ack(db: Db) {

@@ -38,12 +38,21 @@ async function send(socket, to, content, clientId) {
 }
 
 function assertMessage(message, { from, to, content, clientId = null }) {
+  // SPEC §2's message object, every field present (null or empty when unused).
   assert.deepEqual(
     Object.keys(message).sort(),
-    ["clientId", "content", "createdAt", "deliveredAt", "from", "id", "readAt", "to"],
+    [
+      "attachments", "clientId", "content", "conversationId", "createdAt", "deletedAt",
+      "deliveredAt", "editedAt", "from", "id", "kind", "mentions", "reactions", "readAt",
+      "replyToId", "system", "to",
+    ],
     `message fields: ${JSON.stringify(message)}`,
   );
   assert.match(message.id, UUID_V7);
+  assert.match(message.conversationId, UUID_V7);
+  assert.equal(message.kind, "text");
+  assert.deepEqual([message.mentions, message.attachments, message.reactions], [[], [], []]);
+  assert.equal(message.system, null);
   assert.equal(message.from, from.id);
   assert.equal(message.to, to.id);
   assert.equal(message.content, content);
@@ -180,7 +189,8 @@ test("markRead acks the count and the sender's sockets get messagesRead", async 
   assert.equal(reply.count, 2);
   for (const a of [a1, a2]) {
     const read = await a.next("messagesRead");
-    assert.deepEqual(Object.keys(read).sort(), ["by", "readAt", "upTo"]);
+    assert.deepEqual(Object.keys(read).sort(), ["by", "conversationId", "readAt", "upTo"]);
+    assert.equal(read.conversationId, last.conversationId);
     assert.equal(read.by, bob.id);
     assert.equal(read.upTo, last.id);
     assert.match(read.readAt, TIMESTAMP);
@@ -321,11 +331,12 @@ test("typing reaches the recipient's tabs as userTyping and nobody else", async 
 
   assertAckOk(await a1.ack("typing", { to: bob.id, isTyping: true }), "typing start");
   for (const b of [b1, b2]) {
-    assert.deepEqual(await b.next("userTyping"), { userId: alice.id, isTyping: true });
+    // No message yet, so no conversation.
+    assert.deepEqual(await b.next("userTyping"), { userId: alice.id, isTyping: true, conversationId: null });
   }
   assertAckOk(await a1.ack("typing", { to: bob.id, isTyping: false }), "typing stop");
   for (const b of [b1, b2]) {
-    assert.deepEqual(await b.next("userTyping"), { userId: alice.id, isTyping: false });
+    assert.deepEqual(await b.next("userTyping"), { userId: alice.id, isTyping: false, conversationId: null });
   }
   await Promise.all([a1, a2, c].map((s) => s.barrier()));
   for (const s of [a1, a2, c]) {

@@ -177,7 +177,11 @@ test("sendMessage, typing and markRead work from /messenger with acks; other top
   assert.equal((await messenger.next("messageSent")).message.id, sent.message.id);
 
   assertAckOk(await messenger.ack("typing", { to: bob.id, isTyping: true }), "typing");
-  assert.deepEqual(await bobMain.next("userTyping"), { userId: alice.id, isTyping: true });
+  assert.deepEqual(await bobMain.next("userTyping"), {
+    userId: alice.id,
+    isTyping: true,
+    conversationId: sent.message.conversationId,
+  });
 
   const reply = await bobMain.ack("sendMessage", { to: alice.id, content: "answer" });
   assertAckOk(reply);
