@@ -487,10 +487,13 @@ async fn release_database(db: Db) -> TestDatabase {
         .run_to(5, &pg)
         .await
         .expect("the release's migrations run");
-    let mut old =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", fixture.display()))
-            .await
-            .expect("the fixture opens");
+    // A copy: opening the fixture itself would leave SQLite's shared-memory file beside it.
+    let copy = tempfile::tempdir().expect("a temporary folder");
+    let file = copy.path().join("release.db");
+    std::fs::copy(&fixture, &file).expect("the fixture is copied");
+    let mut old = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .expect("the fixture opens");
     type UserRow = (
         Uuid,
         String,
