@@ -186,3 +186,76 @@ async fn a_session_revoked_on_one_node_logs_out_its_socket_on_the_other() {
     assert_eq!(me.status(), 401);
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_on_three_nodes_reaches_its_members_once_and_a_removed_member_on_another_node_no_more()
+ {
+    let cluster = Cluster::start().await;
+    let ada = cluster.node(1).create_user("Ada").await;
+    let bob = cluster.node(1).create_user("Bob").await;
+    let carol = cluster.node(1).create_user("Carol").await;
+    let mut ada_socket = connect(cluster.node(1), &ada.token).await;
+    let mut bob_socket = connect(cluster.node(2), &bob.token).await;
+    let mut carol_socket = connect(cluster.node(3), &carol.token).await;
+
+    // Made on node 2 while every member is connected elsewhere: each node puts its own sockets
+    // in the group's room.
+    let body = json!({ "title": "Across", "memberIds": [bob.id, carol.id] });
+    let created = cluster
+        .node(2)
+        .post_json_with_token("/api/conversations", &ada.token, &body)
+        .await;
+    let group = expect_json(created, 201).await;
+    let id = str_at(&group, "/conversation/id").to_owned();
+    for socket in [&mut bob_socket, &mut carol_socket] {
+        let updated = socket.next_event("conversationUpdated").await;
+        assert_eq!(updated["conversation"]["id"], id);
+    }
+
+    let ack = ada_socket
+        .emit_with_ack(
+            "sendMessage",
+            json!({ "conversationId": id, "content": "to every node" }),
+        )
+        .await;
+    assert_ack_ok(&ack);
+    let message = ack["message"]["id"].clone();
+    for socket in [&mut bob_socket, &mut carol_socket] {
+        socket
+            .next_event_where("newMessage", |m| m["message"]["id"] == message)
+            .await;
+        socket.barrier().await;
+        let again = socket.take_events("newMessage").await;
+        assert!(
+            again.iter().all(|m| m["message"]["id"] != message),
+            "delivered twice: {again:?}"
+        );
+    }
+
+    // Carol (node 3) is removed through node 1: from the answer on, her socket gets nothing.
+    let path = format!("/api/conversations/{id}/members/{}", carol.id);
+    let removed = cluster.node(1).delete_with_token(&path, &ada.token).await;
+    assert_eq!(removed.status(), 204);
+    let notice = carol_socket.next_event("conversationRemoved").await;
+    assert_eq!(notice["reason"], "removed");
+    let ack = bob_socket
+        .emit_with_ack(
+            "sendMessage",
+            json!({ "conversationId": id, "content": "after carol" }),
+        )
+        .await;
+    assert_ack_ok(&ack);
+    ada_socket
+        .next_event_where("newMessage", |m| m["message"]["content"] == "after carol")
+        .await;
+    carol_socket.barrier().await;
+    assert!(
+        carol_socket
+            .take_events("newMessage")
+            .await
+            .iter()
+            .all(|m| m["message"]["content"] != "after carol"),
+        "a removed member got a message of the group"
+    );
+    cluster.stop().await;
+}
