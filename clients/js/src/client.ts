@@ -12,6 +12,10 @@ import type {
   AuthErrorPayload,
   AuthenticatedPayload,
   ClientToServerEvents,
+  Conversation,
+  ConversationRemovedPayload,
+  ConversationUpdatedPayload,
+  Destination,
   ForceLogoutPayload,
   Id,
   Message,
@@ -68,6 +72,12 @@ export interface RealtimeEvents {
   messagesRead: (payload: MessagesReadPayload) => void;
   /** From the server, plus a stop this client infers when the connection drops. */
   userTyping: (payload: UserTypingPayload) => void;
+  /** A conversation of this user's changed (made, renamed, members, roles); the map has it. */
+  conversationUpdated: (payload: ConversationUpdatedPayload) => void;
+  /** This user lost access to a group (removed, left, deleted); the map no longer has it. */
+  conversationRemoved: (payload: ConversationRemovedPayload) => void;
+  /** The live map of this user's conversations, after every change (`loadConversations` fills it). */
+  conversations: (conversations: ReadonlyMap<Id, Conversation>) => void;
   /** The live map of online users, after every change. */
   presence: (online: ReadonlyMap<Id, OnlineUser>) => void;
   /** A notification for this user: each one once, live or caught up by `sync`. */
@@ -205,6 +215,8 @@ export class RealtimeClient {
   #syncAgain = false;
 
   #online = new Map<Id, OnlineUser>();
+  #conversations = new Map<Id, Conversation>();
+  #url: string;
   #typingTo = new Map<Id, TypingState>();
   #typingFrom = new Map<Id, ReturnType<typeof setTimeout>>();
   #shutdownNotice: ServerShutdownPayload | null = null;
@@ -221,6 +233,7 @@ export class RealtimeClient {
       typingIdleMs: options.typingIdleMs ?? 4_000,
     };
     this.#getToken = options.getToken;
+    this.#url = options.url.replace(/\/$/, "");
     this.#token = options.token ?? null;
     this.#cursor = options.since ?? null;
 
@@ -271,6 +284,14 @@ export class RealtimeClient {
   isOnline(userId: Id): boolean {
     return this.#online.has(userId);
   }
+  /**
+   * This user's conversations by id, kept live from `conversationUpdated`, `conversationRemoved`,
+   * every message (last message, unread and mention counts) and this user's reads. Empty until
+   * `loadConversations()`.
+   */
+  get conversations(): ReadonlyMap<Id, Conversation> {
+    return this.#conversations;
+  }
   /** Whether `userId` is typing to this user right now. */
   isTyping(userId: Id): boolean {
     return this.#typingFrom.has(userId);
@@ -306,14 +327,37 @@ export class RealtimeClient {
    * repeated `clientId` with the message it already stored, so nothing is ever sent twice.
    */
   async sendMessage(to: Id, content: string, options: { clientId?: string } = {}): Promise<Message> {
-    const clientId = options.clientId ?? newClientId();
     this.stopTyping(to);
+    return this.#send({ to }, content, options);
+  }
+
+  /**
+   * Sends a message to a conversation (direct or group) by id, mentioning `mentions` (members),
+   * with the same retries under one `clientId` as `sendMessage`.
+   */
+  async sendToConversation(
+    conversationId: Id,
+    content: string,
+    options: { clientId?: string; mentions?: Id[] } = {},
+  ): Promise<Message> {
+    this.stopTypingIn(conversationId);
+    return this.#send({ conversationId }, content, options);
+  }
+
+  async #send(
+    destination: Destination,
+    content: string,
+    options: { clientId?: string; mentions?: Id[] },
+  ): Promise<Message> {
+    const clientId = options.clientId ?? newClientId();
+    const to = "to" in destination ? destination.to : destination.conversationId;
+    const payload = { ...destination, content, clientId, ...(options.mentions ? { mentions: options.mentions } : {}) };
     let lastReason = "";
     for (let attempt = 1; attempt <= this.#options.sendAttempts; attempt++) {
       await this.ready();
       let reply: Ack<{ message: Message; delivered: boolean }>;
       try {
-        reply = await this.#request("sendMessage", { to, content, clientId });
+        reply = await this.#request("sendMessage", payload);
       } catch (err) {
         if (this.#stopped) throw this.#stopped;
         lastReason = (err as Error).message;
@@ -344,6 +388,79 @@ export class RealtimeClient {
     return reply.count;
   }
 
+  /**
+   * Moves this user's read pointer in a conversation to `upTo` (forward only); resolves with
+   * how many messages became read. The conversation's counts in the map follow.
+   */
+  async markConversationRead(conversationId: Id, upTo: Id): Promise<number> {
+    await this.ready();
+    const reply = await this.#request("markRead", { conversationId, upTo });
+    if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message);
+    await this.#refreshConversation(conversationId);
+    return reply.count;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Conversations over REST (SPEC §10), with the same token as the socket
+
+  /** Fetches this user's conversations (most recently active first) into the live map. */
+  async loadConversations(): Promise<Conversation[]> {
+    const list: Conversation[] = [];
+    let before: Id | null = null;
+    do {
+      const query: string = before ? `?limit=100&before=${before}` : "?limit=100";
+      const page = await this.#rest<{ conversations: Conversation[]; nextCursor: Id | null }>(
+        "GET",
+        `/api/conversations${query}`,
+      );
+      list.push(...page.conversations);
+      before = page.nextCursor;
+    } while (before);
+    this.#conversations = new Map(list.map((c) => [c.id, c]));
+    this.#emit("conversations", this.#conversations);
+    return list;
+  }
+
+  /** One conversation, with its members. */
+  async getConversation(id: Id): Promise<Conversation> {
+    return this.#keep((await this.#rest<{ conversation: Conversation }>("GET", `/api/conversations/${id}`)).conversation);
+  }
+
+  /** Makes a group owned by this user with `memberIds` (1 to 100 users). */
+  async createGroup(title: string, memberIds: Id[]): Promise<Conversation> {
+    const body = { title, memberIds };
+    return this.#keep((await this.#rest<{ conversation: Conversation }>("POST", "/api/conversations", body)).conversation);
+  }
+
+  /** Renames a group (owner and admins). */
+  async renameGroup(id: Id, title: string): Promise<Conversation> {
+    return this.#keep((await this.#rest<{ conversation: Conversation }>("PATCH", `/api/conversations/${id}`, { title })).conversation);
+  }
+
+  /** Adds users to a group (owner and admins); those already in are ignored. */
+  async addMembers(id: Id, userIds: Id[]): Promise<Conversation> {
+    const path = `/api/conversations/${id}/members`;
+    return this.#keep((await this.#rest<{ conversation: Conversation }>("POST", path, { userIds })).conversation);
+  }
+
+  /** Gives a member a role (the owner only); `owner` passes ownership on. */
+  async setRole(id: Id, userId: Id, role: "owner" | "admin" | "member"): Promise<Conversation> {
+    const path = `/api/conversations/${id}/members/${userId}`;
+    return this.#keep((await this.#rest<{ conversation: Conversation }>("PATCH", path, { role })).conversation);
+  }
+
+  /** Removes a member (owner and admins). */
+  async removeMember(id: Id, userId: Id): Promise<void> {
+    await this.#rest("DELETE", `/api/conversations/${id}/members/${userId}`);
+  }
+
+  /** Leaves a group (the owner passes ownership on first, unless they are the last member). */
+  async leave(id: Id): Promise<void> {
+    if (!this.#user) await this.ready();
+    await this.#rest("DELETE", `/api/conversations/${id}/members/${this.#user!.id}`);
+    this.#forget(id);
+  }
+
   /** Asks the server for the online users and refreshes the presence map with the answer. */
   async getOnlineUsers(): Promise<OnlineUsersAck> {
     await this.ready();
@@ -367,29 +484,47 @@ export class RealtimeClient {
    * call. Sending a message to `to` stops it too.
    */
   typing(to: Id): void {
+    this.#typing(to, { to });
+  }
+
+  #typing(key: string, destination: Destination): void {
     if (this.#stopped) return;
     const now = Date.now();
-    let state = this.#typingTo.get(to);
+    let state = this.#typingTo.get(key);
     if (!state) {
       state = { active: false, lastSent: 0, idle: undefined };
-      this.#typingTo.set(to, state);
+      this.#typingTo.set(key, state);
     }
     if (!state.active || now - state.lastSent >= this.#options.typingRefreshMs) {
-      if (this.#ready) this.socket.emit("typing", { to, isTyping: true });
+      if (this.#ready) this.socket.emit("typing", { ...destination, isTyping: true });
       state.active = true;
       state.lastSent = now;
     }
     clearTimeout(state.idle);
-    state.idle = setTimeout(() => this.stopTyping(to), this.#options.typingIdleMs);
+    state.idle = setTimeout(() => this.#stopTyping(key, destination), this.#options.typingIdleMs);
+  }
+
+  /** As `typing(to)`, in a conversation by id (a group's other members see it). */
+  typingIn(conversationId: Id): void {
+    this.#typing(`c:${conversationId}`, { conversationId });
+  }
+
+  /** Sends `typing: false` in a conversation if a `typing: true` is standing. */
+  stopTypingIn(conversationId: Id): void {
+    this.#stopTyping(`c:${conversationId}`, { conversationId });
   }
 
   /** Sends `typing: false` to `to` if a `typing: true` is standing. */
   stopTyping(to: Id): void {
-    const state = this.#typingTo.get(to);
+    this.#stopTyping(to, { to });
+  }
+
+  #stopTyping(key: string, destination: Destination): void {
+    const state = this.#typingTo.get(key);
     if (!state) return;
     clearTimeout(state.idle);
-    this.#typingTo.delete(to);
-    if (state.active && this.#ready) this.socket.emit("typing", { to, isTyping: false });
+    this.#typingTo.delete(key);
+    if (state.active && this.#ready) this.socket.emit("typing", { ...destination, isTyping: false });
   }
 
   /** Catches up now (it also happens by itself after every reconnect). */
@@ -579,6 +714,19 @@ export class RealtimeClient {
       this.#emit("userTyping", payload);
     });
 
+    s.on("conversationUpdated", (payload) => {
+      if (!payload?.conversation?.id) return;
+      const known = this.#conversations.get(payload.conversation.id);
+      // The event carries no member list; keep the one already loaded.
+      this.#keep({ ...payload.conversation, members: payload.conversation.members ?? known?.members });
+      this.#emit("conversationUpdated", payload);
+    });
+    s.on("conversationRemoved", (payload) => {
+      if (!payload?.conversationId) return;
+      this.#forget(payload.conversationId);
+      this.#emit("conversationRemoved", payload);
+    });
+
     s.on("server_shutdown", (payload) => {
       this.#shutdownNotice = payload;
       this.#emit("server_shutdown", payload);
@@ -586,7 +734,15 @@ export class RealtimeClient {
 
     s.on("userStatusChanged", (p) => this.#emit("userStatusChanged", p));
     s.on("messageDelivered", (p) => this.#receipt(() => this.#emit("messageDelivered", p)));
-    s.on("messagesRead", (p) => this.#receipt(() => this.#emit("messagesRead", p)));
+    s.on("messagesRead", (p) =>
+      this.#receipt(() => {
+        // This user read on another device: the counts there moved.
+        if (p.conversationId && this.#user && p.by === this.#user.id && this.#conversations.has(p.conversationId)) {
+          void this.#refreshConversation(p.conversationId).catch(() => {});
+        }
+        this.#emit("messagesRead", p);
+      }),
+    );
     s.on("notification", (p) => {
       if (p?.notification?.id) this.#notify(p.notification, "live");
     });
@@ -659,8 +815,57 @@ export class RealtimeClient {
     if (!this.#remember(message.id)) return;
     if (this.#cursor === null || message.id > this.#cursor) this.#cursor = message.id;
     const mine = this.#user !== null && message.from === this.#user.id;
+    this.#count(message, mine);
     if (mine) this.#emit("messageSent", message, { source });
     else this.#emit("newMessage", message, { source });
+  }
+
+  /** A new message in a known conversation: its last message, and the counts when from others. */
+  #count(message: Message, mine: boolean): void {
+    const conversation = this.#conversations.get(message.conversationId);
+    if (!conversation) return;
+    const updated = { ...conversation, lastMessage: message };
+    if (!mine) {
+      updated.unreadCount += 1;
+      if (this.#user && message.mentions.includes(this.#user.id)) updated.mentionCount += 1;
+    }
+    this.#keep(updated);
+  }
+
+  #keep(conversation: Conversation): Conversation {
+    this.#conversations.set(conversation.id, conversation);
+    this.#emit("conversations", this.#conversations);
+    return conversation;
+  }
+
+  #forget(id: Id): void {
+    if (this.#conversations.delete(id)) this.#emit("conversations", this.#conversations);
+  }
+
+  async #refreshConversation(id: Id): Promise<void> {
+    if (!this.#conversations.has(id)) return;
+    const fresh = await this.#rest<{ conversation: Conversation }>("GET", `/api/conversations/${id}`);
+    this.#keep(fresh.conversation);
+  }
+
+  /** A REST call with this client's token; rejects with the server's error code. */
+  async #rest<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    const token = this.#token ?? (await this.#currentToken());
+    const res = await fetch(`${this.#url}${path}`, {
+      method,
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (res.status === 204) return undefined as T;
+    const answer = (await res.json().catch(() => null)) as (T & object) | { error?: { code: string; message: string; fields?: Record<string, string> } } | null;
+    if (!res.ok || answer === null || (typeof answer === "object" && "error" in answer && answer.error)) {
+      const error = answer && "error" in answer ? answer.error : undefined;
+      throw new RealtimeError(error?.code ?? `http_${res.status}`, error?.message ?? `${method} ${path} answered ${res.status}`, error?.fields);
+    }
+    return answer as T;
   }
 
   /** Follows `sync` pages from the cursor, then lets the queued live messages through. */

@@ -27,16 +27,73 @@ export interface DirectoryEntry {
   online: boolean;
 }
 
-/** A direct message (SPEC §2). */
+/** What a system message records (SPEC §10). */
+export interface SystemEvent {
+  type:
+    | "created"
+    | "renamed"
+    | "membersAdded"
+    | "memberRemoved"
+    | "memberLeft"
+    | "roleChanged"
+    | "missedCall"
+    | "call";
+  by: Id;
+  userIds: Id[];
+  title: string | null;
+}
+
+/** A message of a direct or group conversation (SPEC §2). */
 export interface Message {
   id: Id;
+  conversationId: Id;
+  kind: "text" | "system";
   from: Id;
-  to: Id;
+  /** The recipient in a direct conversation; null in a group. */
+  to: Id | null;
   content: string;
   clientId: string | null;
+  replyToId: Id | null;
+  mentions: Id[];
+  attachments: unknown[];
+  reactions: Array<{ emoji: string; count: number; userIds: Id[] }>;
+  system: SystemEvent | null;
   createdAt: Timestamp;
+  editedAt: Timestamp | null;
+  deletedAt: Timestamp | null;
+  /** Direct messages only. */
   deliveredAt: Timestamp | null;
   readAt: Timestamp | null;
+}
+
+/** One member of a conversation (SPEC §10). */
+export interface Member {
+  userId: Id;
+  name: string;
+  avatarUrl: string | null;
+  role: "owner" | "admin" | "member";
+  joinedAt: Timestamp;
+  lastReadMessageId: Id | null;
+  lastReadAt: Timestamp | null;
+  online: boolean;
+}
+
+/** A conversation as its member sees it (SPEC §2, §10). */
+export interface Conversation {
+  id: Id;
+  kind: "direct" | "group";
+  title: string | null;
+  /** The other side of a direct conversation. */
+  user: DirectoryEntry | null;
+  memberCount: number;
+  /** In `GET /api/conversations/{id}` and after changes made through this client. */
+  members?: Member[];
+  lastMessage: Message | null;
+  unreadCount: number;
+  mentionCount: number;
+  muted: boolean;
+  createdAt: Timestamp;
+  updatedAt: Timestamp;
 }
 
 /** A notification (SPEC §2). */
@@ -84,7 +141,11 @@ export type ErrorCode =
   | "user_not_found"
   | "recipient_disabled"
   | "forbidden"
-  | "not_found";
+  | "not_found"
+  | "conversation_not_found"
+  | "invalid_mention"
+  | "group_full"
+  | "owner_must_transfer";
 
 /** The reason codes of a refused handshake or a failed `authenticate`. */
 export type AuthErrorCode =
@@ -128,19 +189,15 @@ export interface PongPayload {
 export interface AuthenticatePayload {
   token: string;
 }
-export interface SendMessagePayload {
-  to: Id;
+/** A user (their direct conversation) or a conversation by id. */
+export type Destination = { to: Id } | { conversationId: Id };
+export type SendMessagePayload = Destination & {
   content: string;
   clientId?: string;
-}
-export interface TypingPayload {
-  to: Id;
-  isTyping: boolean;
-}
-export interface MarkReadPayload {
-  userId: Id;
-  upTo: Id;
-}
+  mentions?: Id[];
+};
+export type TypingPayload = Destination & { isTyping: boolean };
+export type MarkReadPayload = ({ userId: Id } | { conversationId: Id }) & { upTo: Id };
 export interface SyncPayload {
   since: Id | null;
   limit?: number;
@@ -194,6 +251,7 @@ export interface MessageDeliveredPayload {
   deliveredAt: Timestamp;
 }
 export interface MessagesReadPayload {
+  conversationId: Id | null;
   by: Id;
   upTo: Id;
   readAt: Timestamp;
@@ -201,6 +259,16 @@ export interface MessagesReadPayload {
 export interface UserTypingPayload {
   userId: Id;
   isTyping: boolean;
+  /** Null when typing to someone not written to yet. */
+  conversationId?: Id | null;
+}
+export interface ConversationUpdatedPayload {
+  conversation: Conversation;
+  change: { type: SystemEvent["type"]; by: Id; userIds: Id[] };
+}
+export interface ConversationRemovedPayload {
+  conversationId: Id;
+  reason: "removed" | "left" | "deleted";
 }
 export interface OnlineUsersPayload {
   users: OnlineUser[];
@@ -241,6 +309,8 @@ export interface ServerToClientEvents {
   messageDelivered: (payload: MessageDeliveredPayload) => void;
   messagesRead: (payload: MessagesReadPayload) => void;
   userTyping: (payload: UserTypingPayload) => void;
+  conversationUpdated: (payload: ConversationUpdatedPayload) => void;
+  conversationRemoved: (payload: ConversationRemovedPayload) => void;
   getOnlineUsers: (payload: OnlineUsersPayload) => void;
   presenceChanged: (payload: PresenceChangedPayload) => void;
   notification: (payload: NotificationPayload) => void;

@@ -87,6 +87,7 @@ export class Recorded {
       "status", "authenticated", "authError", "force_logout", "tokenUpdated", "userStatusChanged",
       "newMessage", "messageSent", "messageDelivered", "messagesRead", "userTyping", "presence",
       "notification", "notificationsRead", "server_shutdown", "synced", "sendRetry", "error",
+      "conversationUpdated", "conversationRemoved", "conversations",
     ];
     for (const event of events) {
       client.on(event, (...args) => this.#record(event, args));
