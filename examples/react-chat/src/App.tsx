@@ -1,12 +1,14 @@
 // A minimal chat on @craftcode/realtime-client: sign in, the people list with live presence, a
-// conversation with a typing indicator and read receipts, and a banner while the connection is
-// down. The page talks to its own origin; Vite forwards /api (REST and the socket) to craftcode.
+// conversation with a typing indicator and read receipts, groups (create, add a member, chat,
+// "read by N"), and a banner while the connection is down. The page talks to its own origin;
+// Vite forwards /api (REST and the socket) to craftcode.
 
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 
 import {
   connect,
   login,
+  type Conversation as ConversationObject,
   type ConnectionStatus,
   type DirectoryEntry,
   type ForceLogoutPayload,
@@ -102,8 +104,17 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
   /** Per other user, the newest of my messages they have read (a watermark: ids are ordered). */
   const [readUpTo, setReadUpTo] = useState<Record<string, string>>({});
   const [selected, setSelected] = useState<string | null>(null);
+  const [groups, setGroups] = useState<ConversationObject[]>([]);
+  const [groupMessages, setGroupMessages] = useState<Conversations>({});
+  const [selectedGroup, setSelectedGroup] = useState<string | null>(null);
+  /** Who types in which group: conversation id → user ids. */
+  const [groupTyping, setGroupTyping] = useState<Record<string, Set<string>>>({});
+  /** Bumped on every read receipt of a group, so an open group asks who has read again. */
+  const [groupReads, setGroupReads] = useState(0);
   const tokenRef = useRef(session.token);
 
+  const addGroupMessages = (group: string, messages: Message[]) =>
+    setGroupMessages((all) => ({ ...all, [group]: merge(all[group], messages) }));
   const addMessages = (peer: string, messages: Message[]) =>
     setConversations((all) => ({ ...all, [peer]: merge(all[peer], messages) }));
   const patchMessages = (peer: string, patch: (m: Message) => Message | null) =>
@@ -119,26 +130,43 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
       c.on("status", setStatus),
       c.on("presence", (map) => setOnline(new Set(map.keys()))),
       c.on("tokenUpdated", (p) => (tokenRef.current = p.token)),
-      c.on("newMessage", (m) => addMessages(m.from, [m])),
-      c.on("messageSent", (m) => addMessages(m.to, [m])),
+      // Group messages have no `to`; they are kept by conversation.
+      c.on("newMessage", (m) => (m.to === null ? addGroupMessages(m.conversationId, [m]) : addMessages(m.from, [m]))),
+      c.on("messageSent", (m) => (m.to === null ? addGroupMessages(m.conversationId, [m]) : addMessages(m.to, [m]))),
+      c.on("conversations", (map) => setGroups([...map.values()].filter((g) => g.kind === "group"))),
+      c.on("conversationRemoved", (p) => setSelectedGroup((open) => (open === p.conversationId ? null : open))),
       c.on("messageDelivered", (p) =>
         patchMessages(p.to, (m) => (m.id === p.messageId ? { ...m, deliveredAt: p.deliveredAt } : null)),
       ),
-      c.on("messagesRead", (p) =>
-        setReadUpTo((all) => (all[p.by] && all[p.by] >= p.upTo ? all : { ...all, [p.by]: p.upTo })),
-      ),
-      c.on("userTyping", (p) =>
+      c.on("messagesRead", (p) => {
+        setReadUpTo((all) => (all[p.by] && all[p.by] >= p.upTo ? all : { ...all, [p.by]: p.upTo }));
+        setGroupReads((n) => n + 1);
+      }),
+      c.on("userTyping", (p) => {
+        const inGroup = p.conversationId && c.conversations.get(p.conversationId)?.kind === "group";
+        if (inGroup) {
+          setGroupTyping((all) => {
+            const next = new Set(all[p.conversationId!] ?? []);
+            if (p.isTyping) next.add(p.userId);
+            else next.delete(p.userId);
+            return { ...all, [p.conversationId!]: next };
+          });
+          return;
+        }
         setTyping((set) => {
           const next = new Set(set);
           if (p.isTyping) next.add(p.userId);
           else next.delete(p.userId);
           return next;
-        }),
-      ),
+        });
+      }),
       c.on("force_logout", (p: ForceLogoutPayload) => onSignedOut(p.reason)),
       c.on("authError", (p) => onSignedOut(p.code)),
     ];
     setClient(c);
+    c.ready()
+      .then(() => c.loadConversations())
+      .catch(() => {});
     api<{ users: DirectoryEntry[] }>(session.token, "GET", "/api/users/directory?limit=100")
       .then((body) => setPeople(body.users.filter((u) => u.id !== me.id)))
       .catch(() => {});
@@ -149,6 +177,14 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
     // One client per signed-in session.
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [session.token]);
+
+  // Opening a group loads its history (newest 50).
+  useEffect(() => {
+    if (!selectedGroup) return;
+    api<{ messages: Message[] }>(tokenRef.current, "GET", `/api/conversations/${selectedGroup}/messages?limit=50`)
+      .then((body) => addGroupMessages(selectedGroup, body.messages))
+      .catch(() => {});
+  }, [selectedGroup]);
 
   // Opening a conversation loads its history (newest 50).
   useEffect(() => {
@@ -186,6 +222,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
 
   const names = useMemo(() => new Map(people.map((p) => [p.id, p.name])), [people]);
   const peer = people.find((p) => p.id === selected);
+  const group = groups.find((g) => g.id === selectedGroup);
 
   return (
     <>
@@ -209,7 +246,10 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
                 data-user-id={p.id}
                 data-online={online.has(p.id) ? "true" : "false"}
                 className={p.id === selected ? "selected" : ""}
-                onClick={() => setSelected(p.id)}
+                onClick={() => {
+                  setSelectedGroup(null);
+                  setSelected(p.id);
+                }}
               >
                 <span className={`dot ${online.has(p.id) ? "online" : ""}`} />
                 <span className="name">{p.name}</span>
@@ -217,8 +257,37 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
               </button>
             );
           })}
+          <h2>Groups</h2>
+          {groups.map((g) => (
+            <button
+              key={g.id}
+              data-testid="group"
+              data-group-id={g.id}
+              className={g.id === selectedGroup ? "selected" : ""}
+              onClick={() => {
+                setSelected(null);
+                setSelectedGroup(g.id);
+              }}
+            >
+              <span className="name">{g.title}</span>
+              {g.unreadCount > 0 && g.id !== selectedGroup && <span className="unread" data-testid="group-unread">{g.unreadCount}</span>}
+            </button>
+          ))}
+          {client && <NewGroup client={client} people={people} onCreated={(g) => setSelectedGroup(g.id)} />}
         </aside>
-        {peer && client ? (
+        {group && client ? (
+          <Group
+            key={group.id}
+            client={client}
+            me={me}
+            group={group}
+            people={people}
+            messages={groupMessages[group.id] ?? []}
+            typing={[...(groupTyping[group.id] ?? [])].map((id) => names.get(id) ?? "Someone")}
+            readsVersion={groupReads}
+            token={tokenRef}
+          />
+        ) : peer && client ? (
           <Conversation
             key={peer.id}
             client={client}
@@ -296,6 +365,154 @@ function Conversation(props: {
         />
         <button data-testid="send" type="submit">Send</button>
       </form>
+      {error && <p className="error" data-testid="send-error">{error}</p>}
+    </section>
+  );
+}
+
+/** A form that makes a group of the checked people. */
+function NewGroup(props: { client: RealtimeClient; people: DirectoryEntry[]; onCreated: (g: ConversationObject) => void }) {
+  const { client, people, onCreated } = props;
+  const [title, setTitle] = useState("");
+  const [members, setMembers] = useState<Set<string>>(new Set());
+  const [error, setError] = useState<string | null>(null);
+  const create = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      const group = await client.createGroup(title.trim(), [...members]);
+      setTitle("");
+      setMembers(new Set());
+      onCreated(group);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  return (
+    <form className="new-group" data-testid="new-group" onSubmit={create}>
+      <input data-testid="group-title" placeholder="New group" value={title} onChange={(e) => setTitle(e.target.value)} />
+      {people.map((p) => (
+        <label key={p.id}>
+          <input
+            type="checkbox"
+            data-testid="group-member"
+            data-user-id={p.id}
+            checked={members.has(p.id)}
+            onChange={(e) =>
+              setMembers((set) => {
+                const next = new Set(set);
+                if (e.target.checked) next.add(p.id);
+                else next.delete(p.id);
+                return next;
+              })
+            }
+          />
+          {p.name}
+        </label>
+      ))}
+      <button data-testid="create-group" type="submit" disabled={!title.trim() || members.size === 0}>Create</button>
+      {error && <p className="error" data-testid="group-error">{error}</p>}
+    </form>
+  );
+}
+
+/** A group: its messages, who types, "read by N" under my last message, and adding a member. */
+function Group(props: {
+  client: RealtimeClient;
+  me: User;
+  group: ConversationObject;
+  people: DirectoryEntry[];
+  messages: Message[];
+  typing: string[];
+  readsVersion: number;
+  token: { current: string };
+}) {
+  const { client, me, group, people, messages, typing, readsVersion, token } = props;
+  const [draft, setDraft] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [readBy, setReadBy] = useState(0);
+  const [adding, setAdding] = useState("");
+
+  // Reading: the newest message moves my pointer when the group is open.
+  const newest = messages.at(-1);
+  useEffect(() => {
+    if (newest && newest.from !== me.id) client.markConversationRead(group.id, newest.id).catch(() => {});
+  }, [client, group.id, newest?.id, me.id]);
+
+  // Who has read my last message (everyone but me whose pointer is past it).
+  const lastMine = [...messages].reverse().find((m) => m.from === me.id && m.kind === "text");
+  useEffect(() => {
+    if (!lastMine) return;
+    api<{ readBy: Array<{ userId: string }> }>(token.current, "GET", `/api/conversations/${group.id}/messages/${lastMine.id}/reads`)
+      .then((body) => setReadBy(body.readBy.filter((r) => r.userId !== me.id).length))
+      .catch(() => {});
+  }, [group.id, lastMine?.id, readsVersion, me.id, token]);
+
+  const send = async (e: FormEvent) => {
+    e.preventDefault();
+    const content = draft.trim();
+    if (!content) return;
+    setDraft("");
+    setError(null);
+    try {
+      await client.sendToConversation(group.id, content); // shown through messageSent
+    } catch (err) {
+      setError((err as Error).message);
+      setDraft(content);
+    }
+  };
+  const add = async () => {
+    if (!adding) return;
+    try {
+      await client.addMembers(group.id, [adding]);
+      setAdding("");
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+
+  return (
+    <section className="conversation" data-testid="group-conversation" data-group-id={group.id}>
+      <h2 data-testid="group-name">
+        {group.title} ({group.memberCount})
+      </h2>
+      <div className="messages">
+        {messages.map((m) => (
+          <div
+            key={m.id}
+            className={`message ${m.kind === "system" ? "system" : m.from === me.id ? "mine" : ""}`}
+            data-testid="message"
+            data-kind={m.kind}
+            data-from={m.from === me.id ? "me" : "them"}
+          >
+            {m.kind === "system" ? `· ${m.content}` : m.content}
+          </div>
+        ))}
+        {lastMine && <div className="receipt" data-testid="read-by">Read by {readBy}</div>}
+      </div>
+      <div className="typing" data-testid="typing-indicator">{typing.length > 0 ? `${typing.join(", ")} typing…` : ""}</div>
+      <form className="composer" onSubmit={send}>
+        <input
+          data-testid="composer"
+          placeholder={`Message ${group.title}`}
+          value={draft}
+          onChange={(e) => {
+            setDraft(e.target.value);
+            if (e.target.value) client.typingIn(group.id);
+            else client.stopTypingIn(group.id);
+          }}
+        />
+        <button data-testid="send" type="submit">Send</button>
+      </form>
+      <div className="add-member">
+        <select data-testid="add-member" value={adding} onChange={(e) => setAdding(e.target.value)}>
+          <option value="">Add someone…</option>
+          {people.map((p) => (
+            <option key={p.id} value={p.id}>{p.name}</option>
+          ))}
+        </select>
+        <button data-testid="add-member-button" type="button" onClick={add}>Add</button>
+      </div>
       {error && <p className="error" data-testid="send-error">{error}</p>}
     </section>
   );

@@ -172,3 +172,56 @@ test("two people chat through the React example: message, typing indicator, read
   assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
   await a.screenshot({ path: path.join(EXAMPLE, "dist", "chat-alice.png") });
 });
+
+test("a group through the React example: create it, add a member, chat, and see it read by N", async (t) => {
+  t.after(() => {
+    if (!t.passed) {
+      process.stderr.write(`\n----- craftcode -----\n${server.log()}\n----- vite preview -----\n${previewOutput.join("")}\n`);
+    }
+  });
+  const erin = await register("Erin");
+  const frank = await register("Frank");
+  const grace = await register("Grace");
+  const e = await signIn(erin);
+  const f = await signIn(frank);
+  const g = await signIn(grace);
+
+  // Erin makes a group with Frank.
+  await e.getByTestId("group-title").fill("Book club");
+  await e.locator(`[data-testid="group-member"][data-user-id="${frank.id}"]`).check();
+  await e.getByTestId("create-group").click();
+  await e.getByTestId("group-name").filter({ hasText: "Book club (2)" }).waitFor(WAIT);
+  const inList = (page) => page.getByTestId("group").filter({ hasText: "Book club" });
+  await inList(f).waitFor(WAIT);
+  assert.equal(await inList(g).count(), 0, "Grace is not in it yet");
+
+  // She adds Grace, who sees the group appear; everyone sees the notice.
+  await e.getByTestId("add-member").selectOption(grace.id);
+  await e.getByTestId("add-member-button").click();
+  await e.getByTestId("group-name").filter({ hasText: "Book club (3)" }).waitFor(WAIT);
+  await inList(g).waitFor(WAIT);
+
+  // Erin writes; both others get it, and it counts as unread until they open the group.
+  await e.getByTestId("composer").fill("First meeting on Friday");
+  await e.getByTestId("send").click();
+  await e.locator('[data-testid="message"][data-from="me"]').filter({ hasText: "First meeting on Friday" }).waitFor(WAIT);
+  await e.getByTestId("read-by").filter({ hasText: "Read by 0" }).waitFor(WAIT);
+  await inList(f).getByTestId("group-unread").waitFor(WAIT);
+
+  // Frank opens it (and reads), then types and answers: Erin sees it read by 1, then by 2.
+  await inList(f).click();
+  await f.getByTestId("message").filter({ hasText: "First meeting on Friday" }).waitFor(WAIT);
+  await e.getByTestId("read-by").filter({ hasText: "Read by 1" }).waitFor(WAIT);
+  await f.getByTestId("composer").pressSequentially("I'll be th");
+  await e.getByTestId("typing-indicator").filter({ hasText: "Frank typing…" }).waitFor(WAIT);
+  await inList(g).click();
+  await g.getByTestId("message").filter({ hasText: "First meeting on Friday" }).waitFor(WAIT);
+  await e.getByTestId("read-by").filter({ hasText: "Read by 2" }).waitFor(WAIT);
+
+  for (const page of [f, g]) {
+    const texts = await page.locator('[data-testid="message"][data-kind="text"]').allTextContents();
+    assert.deepEqual(texts, ["First meeting on Friday"]);
+  }
+  assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
+  await e.screenshot({ path: path.join(EXAMPLE, "dist", "group-erin.png") });
+});
