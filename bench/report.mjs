@@ -78,6 +78,24 @@ const METRICS = {
     ["server CPU while broadcasting (% of a core)", "lower", (r) => r.server_cpu_percent],
     ["load generator CPU (% of a core)", "", (r) => r.loadgen_cpu_percent],
   ],
+  group: [
+    ["sockets connected", "higher", (r) => r.connected],
+    ["messages sent", "", (r) => r.sent],
+    ["send rate achieved (msg/s)", "higher", (r) => r.send_rate],
+    ["acked ok", "", (r) => r.acked],
+    ["deliveries (newMessage at members)", "", (r) => r.deliveries],
+    ["deliveries per second", "higher", (r) => r.delivery_rate],
+    ["lost (acked, not at every member)", "lower", (r) => r.lost],
+    ["delivered to a non-member", "lower", (r) => r.misdelivered],
+    ["errors (ok:false acks)", "lower", (r) => r.errors],
+    ["send → newMessage at the last member p50 (ms)", "lower", (r) => r.last_member_p50_ms],
+    ["send → newMessage at the last member p99 (ms)", "lower", (r) => r.last_member_p99_ms],
+    ["send → newMessage at the last member max (ms)", "lower", (r) => r.last_member_max_ms],
+    ["ack p50 (ms)", "lower", (r) => r.ack_p50_ms],
+    ["ack p99 (ms)", "lower", (r) => r.ack_p99_ms],
+    ["server CPU while sending (% of a core)", "lower", (r) => r.server_cpu_percent],
+    ["load generator CPU while sending (% of a core)", "", (r) => r.loadgen_cpu_percent],
+  ],
   rest: [
     ["requests answered 2xx", "higher", (r) => r.ok],
     ["other answers", "lower", (r) => non2xx(r)],
@@ -96,6 +114,7 @@ const TITLES = {
   dm: "dm: direct messages between pairs of users",
   fanout: "fanout: broadcasts through POST /api/socket-test",
   rest: "rest: POST /api/messages/send/{id}",
+  group: "group: group messages, every member connected (ours stored before the ack; Node's not)",
 };
 
 function fmt(v) {

@@ -14,9 +14,11 @@
 #   BENCH_DM_PAIRS (250), BENCH_DM_RATE (5000 msg/s in all), BENCH_DM_SECS (20)
 #   BENCH_FANOUT_N (5000), BENCH_FANOUT_K (20 broadcasts)
 #   BENCH_REST_M (20000 requests), BENCH_REST_C (64 connections)
+#   BENCH_GROUP_GROUPS (100), BENCH_GROUP_MEMBERS (50), BENCH_GROUP_RATE (1000 msg/s in all),
+#   BENCH_GROUP_SECS (20): `group`, every member of every group connected
 #   BENCH_DM_SWEEP ("")    extra `dm` rates to try on our server after the set, e.g. "10000 20000"
 #                          (each with enough pairs that every user sends at most 10 msg/s)
-#   BENCH_SERVERS ("craftcode node"), BENCH_SCENARIOS ("idle dm fanout rest")
+#   BENCH_SERVERS ("craftcode node"), BENCH_SCENARIOS ("idle dm fanout rest group")
 #   BENCH_PROFILE (release | debug), BENCH_OUT (bench/results), BENCH_PAUSE (3 s between runs)
 # Only loopback traffic; every scenario is bounded in count and time and stops by itself.
 set -euo pipefail
@@ -48,6 +50,10 @@ if ((QUICK)); then
     FANOUT_K="${BENCH_FANOUT_K:-5}"
     REST_M="${BENCH_REST_M:-500}"
     REST_C="${BENCH_REST_C:-8}"
+    GROUP_GROUPS="${BENCH_GROUP_GROUPS:-4}"
+    GROUP_MEMBERS="${BENCH_GROUP_MEMBERS:-10}"
+    GROUP_RATE="${BENCH_GROUP_RATE:-40}"
+    GROUP_SECS="${BENCH_GROUP_SECS:-3}"
     HOLD=2
 else
     IDLE_N="${BENCH_IDLE_N:-19000}"
@@ -58,11 +64,15 @@ else
     FANOUT_K="${BENCH_FANOUT_K:-20}"
     REST_M="${BENCH_REST_M:-20000}"
     REST_C="${BENCH_REST_C:-64}"
+    GROUP_GROUPS="${BENCH_GROUP_GROUPS:-100}"
+    GROUP_MEMBERS="${BENCH_GROUP_MEMBERS:-50}"
+    GROUP_RATE="${BENCH_GROUP_RATE:-1000}"
+    GROUP_SECS="${BENCH_GROUP_SECS:-20}"
     HOLD=5
 fi
 DM_SWEEP="${BENCH_DM_SWEEP:-}"
 SERVERS="${BENCH_SERVERS:-craftcode node}"
-SCENARIOS="${BENCH_SCENARIOS:-idle dm fanout rest}"
+SCENARIOS="${BENCH_SCENARIOS:-idle dm fanout rest group}"
 PROFILE="${BENCH_PROFILE:-release}"
 OUT="${BENCH_OUT:-$ROOT/bench/results}"
 PAUSE="${BENCH_PAUSE:-3}"
@@ -120,6 +130,7 @@ ADMIN_PASSWORD="bench-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
 
 USERS=$((IDLE_N > FANOUT_N ? IDLE_N : FANOUT_N))
 USERS=$((USERS > 2 * DM_PAIRS ? USERS : 2 * DM_PAIRS))
+USERS=$((USERS > GROUP_GROUPS * GROUP_MEMBERS ? USERS : GROUP_GROUPS * GROUP_MEMBERS))
 USERS=$((USERS > 1000 ? USERS : 1000))
 # A sweep rate of R msg/s runs with R/20 pairs (10 msg/s per user, half the per-user limit).
 sweep_pairs() { echo $(($1 / 20 > DM_PAIRS ? $1 / 20 : DM_PAIRS)); }
@@ -211,6 +222,9 @@ run_scenarios() {
                 --broadcasts "$FANOUT_K" --admin-token "$admin" ;;
             rest) scenario "$label" rest "${common[@]}" --tokens "$TOKENS" --ids "$IDS" \
                 --requests "$REST_M" --concurrency "$REST_C" ;;
+            group) scenario "$label" group "${common[@]}" --tokens "$TOKENS" --ids "$IDS" \
+                --groups "$GROUP_GROUPS" --members "$GROUP_MEMBERS" --rate "$GROUP_RATE" \
+                --duration "$GROUP_SECS" ;;
             *) die "unknown scenario $name" ;;
         esac
     done
@@ -253,7 +267,7 @@ mkdir -p "$OUT"
         COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         DIRTY="$(git status --porcelain -- src migrations build.rs Cargo.toml Cargo.lock bench ':!bench/results' 2>/dev/null | head -c 1)" \
         PROFILE="$PROFILE" QUICK="$QUICK" USERS="$USERS" \
-        PARAMS="idle n=$IDLE_N; dm pairs=$DM_PAIRS rate=$DM_RATE secs=$DM_SECS; fanout n=$FANOUT_N k=$FANOUT_K; rest m=$REST_M c=$REST_C" \
+        PARAMS="idle n=$IDLE_N; dm pairs=$DM_PAIRS rate=$DM_RATE secs=$DM_SECS; fanout n=$FANOUT_N k=$FANOUT_K; rest m=$REST_M c=$REST_C; group g=$GROUP_GROUPS m=$GROUP_MEMBERS rate=$GROUP_RATE secs=$GROUP_SECS" \
         node -e '
         const os = require("os");
         let socketio = null;

@@ -2,7 +2,7 @@
 # The benchmark's smoke test: every scenario of bench/run.sh in quick mode (a few hundred
 # sockets, a few seconds) against our server only, debug build, then checks the counts: every
 # socket connected, no message lost, every send acknowledged, every broadcast delivered, every
-# REST send answered 2xx. Never a timing threshold. Exits non-zero on any failure.
+# REST send answered 2xx, every group message at every other member. Never a timing threshold. Exits non-zero on any failure.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -62,6 +62,15 @@ check("rest: a result line", !!rest, null);
 if (rest) {
   check("rest: every request answered", rest.completed === rest.requests, rest);
   check("rest: every send answered 201", (rest.statuses ?? {})["201"] === rest.requests, rest.statuses);
+}
+const group = get("group");
+check("group: a result line", !!group, null);
+if (group) {
+  check("group: every socket connected", group.connected === group.sockets && group.failed === 0, group.failures);
+  check("group: messages were sent", group.sent > 0, group.sent);
+  check("group: every send acknowledged ok", group.acked === group.sent && group.errors === 0 && group.unacked === 0, group);
+  check("group: every message reached every other member", group.lost === 0 && group.deliveries === group.deliveries_expected, group);
+  check("group: nobody else got one", group.misdelivered === 0, group.misdelivered);
 }
 console.log(`\nsmoke: ${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

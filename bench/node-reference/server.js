@@ -9,7 +9,11 @@
 // - POST /api/messages/send/:id (Authorization: Bearer <same JWT>) does the same, answering
 //   201 {message, delivered, realtime: true};
 // - POST /api/socket-test {action: "broadcast", message} (any bearer) emits `testMessage` to
-//   every socket; GET /healthz answers {status: "ok"}.
+//   every socket; GET /healthz answers {status: "ok"};
+// - POST /api/conversations {title, memberIds} (the same JWT) keeps a group in memory and answers
+//   201 {conversation: {id}}; a member's sockets join its room group_<id> when they connect (the
+//   bench makes the groups first), and `sendMessage {conversationId, content, clientId}` from a
+//   member emits `newMessage` to that room except the sender's sockets, `messageSent` to them.
 // Environment: JWT_SECRET (required), HOST (127.0.0.1), PORT (3000).
 "use strict";
 
@@ -46,9 +50,52 @@ function invalid(message) {
   return { status: 400, body: { error: { code: "validation_failed", message } } };
 }
 
+/** Groups by id (their member ids), and each user's groups. */
+const groups = new Map();
+const groupsOf = new Map();
+
+function createGroup(owner, body) {
+  const ids = Array.isArray(body?.memberIds) ? body.memberIds.filter((m) => typeof m === "string") : [];
+  if (typeof body?.title !== "string" || ids.length === 0) return null;
+  const id = crypto.randomUUID();
+  const members = new Set([owner, ...ids]);
+  groups.set(id, members);
+  for (const member of members) {
+    if (!groupsOf.has(member)) groupsOf.set(member, []);
+    groupsOf.get(member).push(id);
+  }
+  return { id, kind: "group", title: body.title, memberCount: members.size };
+}
+
+/** A message to a group the sender is a member of, to the room of its members' sockets. */
+function sendToGroup(from, payload) {
+  const members = groups.get(payload.conversationId);
+  if (!members || !members.has(from)) {
+    return { error: { status: 404, body: { error: { code: "conversation_not_found", message: "no such conversation" } } } };
+  }
+  const text = typeof payload.content === "string" ? payload.content.trim() : "";
+  if (text.length === 0 || text.length > MAX_CONTENT) {
+    return { error: invalid("content must be 1 to 4000 characters") };
+  }
+  const message = {
+    id: crypto.randomUUID(),
+    conversationId: payload.conversationId,
+    kind: "text",
+    from,
+    to: null,
+    content: text,
+    clientId: typeof payload.clientId === "string" && payload.clientId.length > 0 ? payload.clientId : null,
+    createdAt: new Date().toISOString(),
+  };
+  io.to(`group_${payload.conversationId}`).except(`user_${from}`).emit("newMessage", { message });
+  io.to(`user_${from}`).emit("messageSent", { message });
+  return { message, delivered: members.size > 1 };
+}
+
 /** Stores nothing: builds the message, pushes it, and answers what the ack / 201 carries. */
 function send(from, payload) {
   if (!payload || typeof payload !== "object") return { error: invalid("expected an object") };
+  if (typeof payload.conversationId === "string") return sendToGroup(from, payload);
   const { to, content, clientId } = payload;
   if (typeof to !== "string" || to.length === 0) return { error: invalid("to is required") };
   const text = typeof content === "string" ? content.trim() : "";
@@ -93,13 +140,14 @@ const httpServer = http.createServer((req, res) => {
   if (req.method === "GET" && url === "/healthz") return reply(200, { status: "ok" });
   const sendMatch = /^\/api\/messages\/send\/([^/?]+)$/.exec(url);
   const isTest = url === "/api/socket-test";
-  if (req.method !== "POST" || (!sendMatch && !isTest)) {
+  const isGroup = url === "/api/conversations";
+  if (req.method !== "POST" || (!sendMatch && !isTest && !isGroup)) {
     return reply(404, { error: { code: "not_found", message: "no such route" } });
   }
   const auth = req.headers.authorization || "";
   const token = auth.startsWith("Bearer ") ? auth.slice(7) : "";
   let user = null;
-  if (sendMatch) {
+  if (sendMatch || isGroup) {
     try {
       user = identify(token);
     } catch (e) {
@@ -126,6 +174,11 @@ const httpServer = http.createServer((req, res) => {
       body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
     } catch {
       return reply(400, { error: { code: "invalid_json", message: "malformed JSON" } });
+    }
+    if (isGroup) {
+      const conversation = createGroup(user.id, body);
+      if (!conversation) return reply(400, invalid("title and memberIds are required").body);
+      return reply(201, { conversation });
     }
     if (isTest) {
       if (!body || body.action !== "broadcast") {
@@ -160,7 +213,11 @@ io.use((socket, next) => {
 
 io.on("connection", (socket) => {
   const user = socket.data.user;
-  socket.join([`user_${user.id}`, `session_${user.sessionId}`]);
+  socket.join([
+    `user_${user.id}`,
+    `session_${user.sessionId}`,
+    ...(groupsOf.get(user.id) ?? []).map((id) => `group_${id}`),
+  ]);
   socket.emit("authenticated", {
     user: { id: user.id, name: user.name },
     sessionId: user.sessionId,

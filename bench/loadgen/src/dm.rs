@@ -417,7 +417,7 @@ async fn on_frame(
 }
 
 /// A mark for this run's `clientId`s: the start time in ms, in hex.
-fn run_nonce() -> String {
+pub(crate) fn run_nonce() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -425,7 +425,7 @@ fn run_nonce() -> String {
 }
 
 /// `<nonce>:<sender>:<seq>:<sent at µs>` of this run.
-fn parse_client_id(client_id: &str, nonce: &str) -> Option<(usize, u32, u64)> {
+pub(crate) fn parse_client_id(client_id: &str, nonce: &str) -> Option<(usize, u32, u64)> {
     let mut parts = client_id.split(':');
     if parts.next()? != nonce {
         return None;

@@ -14,6 +14,7 @@ mod client;
 mod dm;
 mod fanout;
 mod fleet;
+mod group;
 mod http;
 mod idle;
 mod protocol;
@@ -49,6 +50,8 @@ enum Scenario {
     Dm(dm::DmArgs),
     /// N sockets receive K broadcasts sent through `POST /api/socket-test`.
     Fanout(fanout::FanoutArgs),
+    /// G groups of M connected members send group messages at R msg/s in all for S seconds.
+    Group(group::GroupArgs),
     /// M `POST /api/messages/send/{id}` with C connections.
     Rest(rest::RestArgs),
 }
@@ -154,6 +157,7 @@ fn main() {
         Scenario::Idle(a) => &a.common,
         Scenario::Dm(a) => &a.common,
         Scenario::Fanout(a) => &a.common,
+        Scenario::Group(a) => &a.common,
         Scenario::Rest(a) => &a.common,
     };
     if let Some(limit) = stats::raise_open_files_limit() {
@@ -181,6 +185,7 @@ fn main() {
             Scenario::Idle(args) => idle::run(args).await,
             Scenario::Dm(args) => dm::run(args).await,
             Scenario::Fanout(args) => fanout::run(args).await,
+            Scenario::Group(args) => group::run(args).await,
             Scenario::Rest(args) => rest::run(args).await,
         }
     });
