@@ -20,6 +20,8 @@
 #                          (each with enough pairs that every user sends at most 10 msg/s)
 #   BENCH_SERVERS ("craftcode node"), BENCH_SCENARIOS ("idle dm fanout rest group")
 #   BENCH_PROFILE (release | debug), BENCH_OUT (bench/results), BENCH_PAUSE (3 s between runs)
+#   BENCH_CRAFTCODE_BIN    another craftcode binary to measure (and seed with) instead of this
+#                          checkout's, e.g. a release build of an older commit for an A/B
 # Only loopback traffic; every scenario is bounded in count and time and stops by itself.
 set -euo pipefail
 
@@ -31,7 +33,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
         -h | --help)
-            sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -103,6 +105,8 @@ case "$PROFILE" in
     *) die "BENCH_PROFILE must be release or debug" ;;
 esac
 LOADGEN="$BIN/craftcode-loadgen"
+# Another build of the server, to compare two commits in one session (A/B).
+CRAFTCODE="${BENCH_CRAFTCODE_BIN:-$BIN/craftcode}"
 
 if [[ " $SERVERS " == *" node "* ]]; then
     say "installing the Node reference (npm ci)"
@@ -138,8 +142,8 @@ for rate in $DM_SWEEP; do
     USERS=$((USERS > 2 * $(sweep_pairs "$rate") ? USERS : 2 * $(sweep_pairs "$rate")))
 done
 say "seeding $USERS users into a fresh SQLite file"
-DATABASE_URL="$DATABASE" "$BIN/craftcode" seed --users "$USERS" --tokens-out "$TOKENS" --ids-out "$IDS"
-printf '%s' "$ADMIN_PASSWORD" | DATABASE_URL="$DATABASE" "$BIN/craftcode" user create \
+DATABASE_URL="$DATABASE" "$CRAFTCODE" seed --users "$USERS" --tokens-out "$TOKENS" --ids-out "$IDS"
+printf '%s' "$ADMIN_PASSWORD" | DATABASE_URL="$DATABASE" "$CRAFTCODE" user create \
     --email "$ADMIN_EMAIL" --name "Bench admin" --admin --password-stdin >/dev/null
 
 free_port() {
@@ -237,7 +241,7 @@ for server in $SERVERS; do
         craftcode)
             say "starting craftcode (SQLite) on $url"
             HOST=127.0.0.1 PORT="$port" DATABASE_URL="$DATABASE" LOG_FORMAT=json \
-                "$BIN/craftcode" serve >"$WORK/craftcode.log" 2>&1 &
+                "$CRAFTCODE" serve >"$WORK/craftcode.log" 2>&1 &
             SERVER_PID=$!
             wait_for_port "$port" || { tail -n 20 "$WORK/craftcode.log" >&2; die "craftcode did not start"; }
             admin="$(admin_token "$url")"

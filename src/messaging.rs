@@ -328,14 +328,18 @@ async fn mark_delivered(state: &AppState, id: Uuid, recipient: Uuid) {
 /// Answers how many messages became read.
 pub async fn mark_read(state: &AppState, reader: Uuid, other: Uuid, up_to: Uuid) -> ApiResult<u64> {
     let now = Timestamp::now();
-    let count = state.store.mark_read(reader, other, up_to, now).await?;
-    let conversation_id = state.store.find_direct_conversation(reader, other).await?;
-    if let Some(id) = conversation_id {
-        state
-            .store
-            .move_read_pointer(id, reader, up_to, now)
-            .await?;
-    }
+    let Some(conversation_id) = state.store.find_direct_conversation(reader, other).await? else {
+        // Nothing was ever written between them: nothing to read.
+        return Ok(0);
+    };
+    let count = state
+        .store
+        .mark_read(conversation_id, reader, up_to, now)
+        .await?;
+    state
+        .store
+        .move_read_pointer(conversation_id, reader, up_to, now)
+        .await?;
     if count > 0 {
         let payload = json!({
             "conversationId": conversation_id,
@@ -365,7 +369,7 @@ pub struct Page {
     pub has_more: bool,
 }
 
-/// The direct conversation with `other`, newest first.
+/// The direct conversation with `other`, newest first (empty before their first message).
 pub async fn history(
     state: &AppState,
     me: Uuid,
@@ -374,10 +378,26 @@ pub async fn history(
     after: Option<Uuid>,
     limit: PageLimit,
 ) -> ApiResult<Page> {
+    let Some(conversation_id) = state.store.find_direct_conversation(me, other).await? else {
+        return Ok(Page {
+            messages: Vec::new(),
+            has_more: false,
+        });
+    };
+    page_of(state, conversation_id, before, after, limit).await
+}
+
+async fn page_of(
+    state: &AppState,
+    conversation_id: Uuid,
+    before: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: PageLimit,
+) -> ApiResult<Page> {
     let limit = limit.get();
     let mut messages = state
         .store
-        .conversation(me, other, before, after, limit + 1)
+        .conversation_messages(conversation_id, before, after, limit + 1)
         .await?;
     let has_more = messages.len() as i64 > limit;
     messages.truncate(limit as usize);
@@ -398,14 +418,7 @@ pub async fn conversation_history(
         .membership(conversation_id, me)
         .await?
         .ok_or_else(ApiError::conversation_not_found)?;
-    let limit = limit.get();
-    let mut messages = state
-        .store
-        .conversation_messages(conversation_id, before, after, limit + 1)
-        .await?;
-    let has_more = messages.len() as i64 > limit;
-    messages.truncate(limit as usize);
-    Ok(Page { messages, has_more })
+    page_of(state, conversation_id, before, after, limit).await
 }
 
 /// What a device missed: messages and notifications after `since`, oldest first.

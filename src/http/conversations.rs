@@ -20,7 +20,7 @@ use crate::auth::AuthUser;
 use crate::conversations::{
     self, Changes, Conversation, ConversationPage, ReadBy, ReadState, Role,
 };
-use crate::domain::{GroupTitle, Outgoing, mention_ids};
+use crate::domain::{GroupTitle, mention_ids};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::messaging::{self, Destination, Page, Sent};
 use crate::state::AppState;
@@ -288,19 +288,9 @@ async fn send(
     ids: Ids,
     JsonBody(body): JsonBody<SendBody>,
 ) -> ApiResult<(StatusCode, Json<Sent>)> {
-    let content = body
-        .content
-        .ok_or_else(|| ApiError::invalid_field("content", "is required"))?;
-    let outgoing = Outgoing::parse(&content, body.client_id.as_deref())?;
     let mentions = mention_ids(body.mentions.as_deref())?;
     let to = Destination::Conversation(ids.conversation);
-    let sent = messaging::send(&state, &caller.user, to, outgoing, &mentions).await?;
-    let status = if sent.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(sent)))
+    super::messages::send_answer(&state, &caller, to, body.content, body.client_id, &mentions).await
 }
 
 #[derive(Deserialize, IntoParams)]

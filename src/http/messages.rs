@@ -57,11 +57,23 @@ async fn send(
     UserPath(to): UserPath,
     JsonBody(body): JsonBody<SendBody>,
 ) -> ApiResult<(StatusCode, Json<Sent>)> {
-    let content = body
-        .content
-        .ok_or_else(|| ApiError::invalid_field("content", "is required"))?;
-    let outgoing = Outgoing::parse(&content, body.client_id.as_deref())?;
-    let sent = messaging::send(&state, &caller.user, Destination::User(to), outgoing, &[]).await?;
+    let to = Destination::User(to);
+    send_answer(&state, &caller, to, body.content, body.client_id, &[]).await
+}
+
+/// A send over REST, by user id or conversation id: 201 with the message, or 200 with the one
+/// stored before when its `clientId` was sent already.
+pub(super) async fn send_answer(
+    state: &AppState,
+    caller: &AuthUser,
+    to: Destination,
+    content: Option<String>,
+    client_id: Option<String>,
+    mentions: &[Uuid],
+) -> ApiResult<(StatusCode, Json<Sent>)> {
+    let content = content.ok_or_else(|| ApiError::invalid_field("content", "is required"))?;
+    let outgoing = Outgoing::parse(&content, client_id.as_deref())?;
+    let sent = messaging::send(state, &caller.user, to, outgoing, mentions).await?;
     let status = if sent.created {
         StatusCode::CREATED
     } else {

@@ -19,15 +19,19 @@ pub(super) use message_columns;
 
 /// Stores a message of a conversation its sender is a member of, unless (in a direct
 /// conversation) the recipient is gone or disabled, or this sender already used this `clientId`
-/// (the unique index); answers the row only when it was stored. Binds: id, conversation, kind,
+/// (the unique index); answers the row only when it was stored. A direct message names its
+/// recipient and goes to the pair's conversation, whose two members never change: only the
+/// recipient is looked up then, which keeps a DM to one index look-up as before conversations. Binds: id, conversation, kind,
 /// sender, recipient, content, clientId, replyToId, mentions, system, createdAt. Both pools and
 /// the SQLite writer run it (SQLite reads `$N` as the N-th parameter too).
 pub(super) const INSERT_MESSAGE: &str = concat!(
     "INSERT INTO messages (id, conversation_id, kind, sender_id, recipient_id, content, client_id,
                            reply_to_id, mentions, system, created_at)
      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
-     WHERE EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $2 AND user_id = $4)
-       AND ($5 IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = $5 AND is_active))
+     WHERE CASE WHEN $5 IS NULL
+               THEN EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $2 AND user_id = $4)
+               ELSE EXISTS (SELECT 1 FROM users WHERE id = $5 AND is_active)
+           END
      ON CONFLICT DO NOTHING
      RETURNING ",
     message_columns!()
@@ -252,54 +256,28 @@ impl Store {
         Ok(row.map(Message::from))
     }
 
-    /// Marks read every unread message from `sender` to `reader` up to and including `up_to`.
+    /// Marks read every unread message to `reader` in a direct conversation up to and including
+    /// `up_to`.
     #[tracing::instrument(skip_all)]
     pub async fn mark_read(
         &self,
+        conversation_id: Uuid,
         reader: Uuid,
-        sender: Uuid,
         up_to: Uuid,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let count = on_pool!(self, pool => sqlx::query(
             "UPDATE messages SET read_at = $4, delivered_at = COALESCE(delivered_at, $4)
-             WHERE recipient_id = $1 AND sender_id = $2 AND id <= $3 AND read_at IS NULL",
+             WHERE conversation_id = $1 AND recipient_id = $2 AND id <= $3 AND read_at IS NULL",
         )
+        .bind(conversation_id)
         .bind(reader)
-        .bind(sender)
         .bind(up_to)
         .bind(now)
         .execute(pool)
         .await
         .map(|done| done.rows_affected()))?;
         Ok(count)
-    }
-
-    /// One conversation, newest first, between the `before` and `after` cursors (exclusive).
-    /// Fetches up to `limit` messages.
-    #[tracing::instrument(skip_all)]
-    pub async fn conversation(
-        &self,
-        me: Uuid,
-        other: Uuid,
-        before: Option<Uuid>,
-        after: Option<Uuid>,
-        limit: i64,
-    ) -> Result<Vec<Message>, StoreError> {
-        let rows = on_pool!(self, pool => sqlx::query_as::<_, MessageRow>(concat!(
-            "SELECT ", message_columns!(), " FROM messages
-             WHERE ((sender_id = $1 AND recipient_id = $2) OR (sender_id = $2 AND recipient_id = $1))
-               AND ($3 IS NULL OR id < $3) AND ($4 IS NULL OR id > $4)
-             ORDER BY id DESC LIMIT $5"
-        ))
-        .bind(me)
-        .bind(other)
-        .bind(before)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(pool)
-        .await)?;
-        Ok(rows.into_iter().map(Message::from).collect())
     }
 
     /// Messages of every conversation `me` is a member of after `since` (exclusive), oldest
