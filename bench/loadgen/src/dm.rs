@@ -53,9 +53,9 @@ pub struct DmArgs {
     settle: u64,
 }
 
-/// Where the run is; every socket task watches it.
+/// Where the run is; every socket task watches it (`group` runs the same way).
 #[derive(Debug, Clone, Copy)]
-enum Phase {
+pub(crate) enum Phase {
     Connecting,
     Sending { start: Instant, deadline: Instant },
     Stop,
@@ -261,7 +261,7 @@ struct User {
 }
 
 /// Ticks of an interval once sending has started; never before.
-async fn next_tick(ticks: &mut Option<Interval>) {
+pub(crate) async fn next_tick(ticks: &mut Option<Interval>) {
     match ticks {
         Some(ticks) => {
             ticks.tick().await;
@@ -367,10 +367,7 @@ async fn on_frame(
             };
             let (_, seq, sent_at) = pending.swap_remove(at);
             let latency = run.fleet.now_us().saturating_sub(sent_at);
-            let answer = protocol::arguments(&packet)
-                .ok()
-                .and_then(|mut args| (!args.is_empty()).then(|| args.swap_remove(0)))
-                .unwrap_or(Value::Null);
+            let answer = protocol::first_argument(&packet);
             run.acks.fetch_add(1, Ordering::Relaxed);
             run.last_ack_us
                 .fetch_max(run.fleet.now_us(), Ordering::Relaxed);

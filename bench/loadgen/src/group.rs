@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::client::{Received, Socket};
+use crate::dm::{Phase, next_tick};
 use crate::fleet::{Fleet, lock};
 use crate::http::HttpConnection;
 use crate::protocol::{self, Kind, Packet};
@@ -56,13 +57,6 @@ pub struct GroupArgs {
     /// Seconds between the last socket connecting and the first message.
     #[arg(long, default_value_t = 2)]
     settle: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Phase {
-    Connecting,
-    Sending { start: Instant, deadline: Instant },
-    Stop,
 }
 
 struct Run {
@@ -304,15 +298,6 @@ struct Member {
     offset: Duration,
 }
 
-async fn next_tick(ticks: &mut Option<Interval>) {
-    match ticks {
-        Some(ticks) => {
-            ticks.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
 async fn member_socket(
     run: Arc<Run>,
     me: Member,
@@ -411,10 +396,7 @@ async fn on_frame(
             };
             let (_, seq, sent_at) = pending.swap_remove(at);
             let latency = run.fleet.now_us().saturating_sub(sent_at);
-            let answer = protocol::arguments(&packet)
-                .ok()
-                .and_then(|mut args| (!args.is_empty()).then(|| args.swap_remove(0)))
-                .unwrap_or(Value::Null);
+            let answer = protocol::first_argument(&packet);
             run.acks.fetch_add(1, Ordering::Relaxed);
             let mut tally = lock(&run.tally);
             tally.ack.record_us(latency);

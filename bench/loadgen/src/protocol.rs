@@ -227,6 +227,14 @@ pub fn ack(namespace: &str, id: u64, args: &[&Value]) -> String {
     frame
 }
 
+/// The first argument of an event or ack, or null.
+pub fn first_argument(packet: &SocketPacket<'_>) -> Value {
+    arguments(packet)
+        .ok()
+        .and_then(|mut args| (!args.is_empty()).then(|| args.swap_remove(0)))
+        .unwrap_or(Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
