@@ -89,6 +89,8 @@ error_codes! {
     AuthTimeout = "auth_timeout",
     /// A socket's authentication failed on our side (the database).
     ServerError = "server_error",
+    /// A dependency (the database) does not answer; try again after `Retry-After`.
+    Unavailable = "unavailable",
     InternalError = "internal_error",
 }
 
@@ -219,6 +221,19 @@ impl ApiError {
         )
     }
 
+    /// 503 `unavailable` with `Retry-After`: the database does not answer right now. Logged as
+    /// a warning with its cause (the outage itself is what `/readyz` reports).
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(category = "error", error = %cause, "⚠️ the database does not answer");
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the service cannot reach its database; try again shortly",
+        );
+        err.retry_after = Some(2);
+        err
+    }
+
     /// An unexpected failure: logged with its cause, answered as a bare 500.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(category = "error", error = %cause, "❌ request failed");
@@ -249,6 +264,9 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        if err.is_unavailable() {
+            return Self::unavailable(err);
+        }
         Self::internal(err)
     }
 }

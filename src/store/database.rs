@@ -23,6 +23,26 @@ pub enum StoreError {
     Writer(#[from] rusqlite::Error),
 }
 
+impl StoreError {
+    /// The database cannot be reached right now (no connection in time, or the one in use
+    /// broke), as opposed to a statement that failed: worth trying again shortly.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(e) => matches!(
+                e,
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            ),
+            Self::Writer(rusqlite::Error::SqliteFailure(e, _)) => {
+                matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Which database engine backs the store, as the self-test reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatabaseKind {
@@ -79,6 +99,9 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// How long a request waits for a PostgreSQL connection before the database counts as down.
+const DATABASE_WAIT: Duration = Duration::from_millis(1500);
+
 /// The page size of a new SQLite database file.
 const SQLITE_PAGE_SIZE: u32 = 1024;
 
@@ -89,7 +112,9 @@ impl Store {
             let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
+                // A database that does not answer is told to the client within two seconds
+                // (503 `unavailable`), not after a hang.
+                .acquire_timeout(DATABASE_WAIT)
                 .connect_with(options)
                 .await?;
             return Ok(Self {

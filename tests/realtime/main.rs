@@ -21,5 +21,6 @@ mod hostile_input;
 mod messaging;
 mod namespaces;
 mod notifications;
+mod outage;
 mod presence;
 mod session_lifecycle;
