@@ -145,7 +145,8 @@ export type ErrorCode =
   | "conversation_not_found"
   | "invalid_mention"
   | "group_full"
-  | "owner_must_transfer";
+  | "owner_must_transfer"
+  | "unavailable";
 
 /** The reason codes of a refused handshake or a failed `authenticate`. */
 export type AuthErrorCode =
