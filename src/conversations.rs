@@ -48,7 +48,7 @@ pub struct Conversation {
 }
 
 /// One member of a conversation.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
     pub user_id: Uuid,
@@ -516,7 +516,8 @@ pub async fn set_role(
 }
 
 /// Tells the members of a group about a change: the system message like any message, then
-/// `conversationUpdated` to each member with their own view of the group.
+/// `conversationUpdated` to each member with their own view of the group, with its members when
+/// it has at most 100 (SPEC §10).
 async fn announce(
     state: &AppState,
     conversation_id: Uuid,
@@ -529,6 +530,12 @@ async fn announce(
         messaging::push_new_message(state, Place::Group { conversation_id }, message).await;
     }
     let change = json!({"type": event.kind, "by": event.by, "userIds": event.user_ids});
+    // The member list is the same for everyone: read once (and only for up to 100 members).
+    let list = if members.len() <= MEMBERS_INLINE_MAX {
+        Some(self::members(state, conversation_id).await?)
+    } else {
+        None
+    };
     for member in members {
         let Some(row) = state
             .store
@@ -537,7 +544,8 @@ async fn announce(
         else {
             continue;
         };
-        let conversation = object(state, row, false).await?;
+        let mut conversation = object(state, row, false).await?;
+        conversation.members = list.clone();
         let payload = json!({"conversation": conversation, "change": change});
         state
             .realtime

@@ -56,6 +56,8 @@ db_test! {
         let updated = bob_socket.next_event("conversationUpdated").await;
         assert_eq!(updated["conversation"]["id"], id);
         assert_eq!(updated["change"]["type"], "created");
+        // Up to 100 members, the conversation carries its members list.
+        assert_eq!(updated["conversation"]["members"].as_array().map(Vec::len), Some(3));
         let created = bob_socket.next_event("newMessage").await;
         assert_eq!(created["message"]["kind"], "system");
         assert_eq!(created["message"]["system"]["type"], "created");
