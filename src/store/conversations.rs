@@ -58,9 +58,8 @@ macro_rules! system_message {
 /// Direct conversation ids kept in memory above this many are forgotten all at once.
 const DIRECT_CACHE_MAX: usize = 100_000;
 
-/// `direct` or `group`.
+/// The `kind` of a direct conversation (a group's is `group`).
 pub const DIRECT: &str = "direct";
-pub const GROUP: &str = "group";
 
 /// The direct conversations already looked up: a pair's conversation never changes once made.
 #[derive(Debug, Default)]

@@ -13,7 +13,7 @@ mod sessions;
 mod users;
 mod writer;
 
-pub use conversations::{Added, ConversationRow, DIRECT, GROUP, MemberRow, Membership};
+pub use conversations::{Added, ConversationRow, DIRECT, MemberRow, Membership};
 pub use database::{DatabaseKind, Store, StoreError};
 pub use messages::{Message, MessageKind, Outgoing as OutgoingMessage, SystemEvent, SystemType};
 pub use notifications::{NewNotification, Notification};
