@@ -190,6 +190,10 @@ db_test! {
         expect_json(app.patch_with_token(&member(&bob), &ada.token, &promote).await, 200).await;
         let added = expect_json(app.post_json_with_token(&members, &bob.token, &add_dave).await, 200).await;
         assert_eq!(added["conversation"]["memberCount"], 4);
+        // Dave sees the history from before he joined.
+        let his = expect_json(app.get_with_token(&format!("/api/conversations/{id}/messages"), &dave.token).await, 200).await;
+        let first = his["messages"].as_array().and_then(|m| m.last()).cloned().unwrap_or_default();
+        assert_eq!(first["system"]["type"], "created", "{his}");
         let renamed = expect_json(app.patch_with_token(&path, &bob.token, &rename).await, 200).await;
         assert_eq!(renamed["conversation"]["title"], "Bob's");
         expect_error(app.delete_with_token(&member(&ada), &bob.token).await, 403, "forbidden").await;
