@@ -80,7 +80,9 @@ pub async fn send(
         return Err(err);
     }
     let place = resolve(state, sender.id, to).await?;
-    let mentions = check_mentions(state, sender.id, place, mentions).await?;
+    // Read once for both the mentions and `delivered`.
+    let members = members_of(state, sender.id, place).await?;
+    let mentions = check_mentions(&members, mentions)?;
     let recipient = match place {
         Place::Direct { to, .. } => Some(to),
         Place::Group { .. } => None,
@@ -114,7 +116,7 @@ pub async fn send(
         }
     };
     state.metrics.message_stored();
-    let delivered = delivered(state, sender.id, place).await?;
+    let delivered = delivered(state, sender.id, place, &members).await;
     let realtime = push_new_message(state, place, &message).await;
     tracing::debug!(category = "message", message_id = %message.id, delivered, realtime, "📨 message sent");
     Ok(Sent {
@@ -169,20 +171,16 @@ pub async fn resolve(state: &AppState, me: Uuid, to: Destination) -> ApiResult<P
     }
 }
 
-/// The mentions of a send, once each; 400 `invalid_mention` for anyone who is not a member.
-async fn check_mentions(
-    state: &AppState,
-    me: Uuid,
-    place: Place,
-    mentions: &[Uuid],
-) -> ApiResult<Vec<Uuid>> {
-    if mentions.is_empty() {
-        return Ok(Vec::new());
+/// The members of the conversation a message of `me` goes to (a direct one's two need no read).
+async fn members_of(state: &AppState, me: Uuid, place: Place) -> ApiResult<Vec<Uuid>> {
+    match place {
+        Place::Direct { to, .. } => Ok(vec![me, to]),
+        Place::Group { conversation_id } => Ok(state.store.member_ids(conversation_id).await?),
     }
-    let members = match place {
-        Place::Direct { to, .. } => vec![me, to],
-        Place::Group { conversation_id } => state.store.member_ids(conversation_id).await?,
-    };
+}
+
+/// The mentions of a send, once each; 400 `invalid_mention` for anyone who is not a member.
+fn check_mentions(members: &[Uuid], mentions: &[Uuid]) -> ApiResult<Vec<Uuid>> {
     let mut unique = Vec::with_capacity(mentions.len());
     for id in mentions {
         if !members.contains(id) {
@@ -247,7 +245,10 @@ async fn already_sent(state: &AppState, sender: Uuid, message: Message) -> ApiRe
         .await
         .ok();
         match place {
-            Some(place) => delivered(state, sender, place).await?,
+            Some(place) => {
+                let members = members_of(state, sender, place).await?;
+                delivered(state, sender, place, &members).await
+            }
             None => false,
         }
     };
@@ -261,15 +262,14 @@ async fn already_sent(state: &AppState, sender: Uuid, message: Message) -> ApiRe
 
 /// Whether a message to `place` reaches a live socket that gets `newMessage` (not one that only
 /// listens to notifications): the recipient's, or in a group any other member's.
-async fn delivered(state: &AppState, sender: Uuid, place: Place) -> ApiResult<bool> {
+async fn delivered(state: &AppState, sender: Uuid, place: Place, members: &[Uuid]) -> bool {
     match place {
-        Place::Direct { to, .. } => Ok(state.realtime.reaches(to, "newMessage").await),
-        Place::Group { conversation_id } => {
+        Place::Direct { to, .. } => state.realtime.reaches(to, "newMessage").await,
+        Place::Group { .. } => {
             let presence = state.realtime.presence();
-            let members = state.store.member_ids(conversation_id).await?;
-            Ok(members
-                .into_iter()
-                .any(|m| m != sender && presence.is_online(m)))
+            members
+                .iter()
+                .any(|m| *m != sender && presence.is_online(*m))
         }
     }
 }
