@@ -146,6 +146,10 @@ pub struct ServeArgs {
     max_connections: Option<String>,
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER")]
     max_connections_per_user: Option<String>,
+    #[arg(long, env = "GROUP_MAX_MEMBERS")]
+    group_max_members: Option<String>,
+    #[arg(long, env = "MESSAGE_EDIT_WINDOW")]
+    message_edit_window: Option<String>,
     #[arg(long, env = "PRESENCE_INTERVAL")]
     presence_interval: Option<String>,
     #[arg(long, env = "PRESENCE_TTL")]
@@ -186,6 +190,8 @@ impl ServeArgs {
             "GITHUB_API_URL" => &self.github_api_url,
             "MAX_CONNECTIONS" => &self.max_connections,
             "MAX_CONNECTIONS_PER_USER" => &self.max_connections_per_user,
+            "GROUP_MAX_MEMBERS" => &self.group_max_members,
+            "MESSAGE_EDIT_WINDOW" => &self.message_edit_window,
             "PRESENCE_INTERVAL" => &self.presence_interval,
             "PRESENCE_TTL" => &self.presence_ttl,
             "METRICS_TOKEN" => &self.metrics_token,

@@ -117,6 +117,8 @@ pub struct Config {
     pub max_connections_per_user: usize,
     /// The most members a group conversation may have (`GROUP_MAX_MEMBERS`, default 256).
     pub group_max_members: usize,
+    /// How long after sending its author may edit a message (`MESSAGE_EDIT_WINDOW`, default 24 h).
+    pub message_edit_window: Duration,
     /// At most one `presenceChanged` batch per interval.
     pub presence_interval: Duration,
     /// How soon a dead node's sockets stop counting.
@@ -235,6 +237,11 @@ impl Config {
                 "must be at least 2 (the owner and one member)",
             ));
         }
+        let message_edit_window = parse_duration(
+            "MESSAGE_EDIT_WINDOW",
+            get("MESSAGE_EDIT_WINDOW"),
+            Duration::from_secs(24 * 3600),
+        )?;
         let metrics_token = get("METRICS_TOKEN").map(Secret::new);
         let log_format = parse_log_format(get("LOG_FORMAT"))?;
 
@@ -257,6 +264,7 @@ impl Config {
             max_connections,
             max_connections_per_user,
             group_max_members,
+            message_edit_window,
             presence_interval,
             presence_ttl,
             metrics_token,
@@ -533,6 +541,7 @@ mod tests {
         assert!(config.allow_signup);
         assert_eq!(config.max_connections_per_user, 20);
         assert_eq!(config.group_max_members, 256);
+        assert_eq!(config.message_edit_window, Duration::from_secs(24 * 3600));
         assert!(config.is_allowed_origin("http://127.0.0.1:3000"));
         assert!(!config.is_allowed_origin("http://evil.example"));
     }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::timestamp::Timestamp;
 
 /// The page size of every list when the client does not say.
 pub const DEFAULT_PAGE: i64 = 50;
@@ -147,14 +148,16 @@ impl ClientId {
     }
 }
 
-/// A message to send: its content and the optional client id, each bad one named in one
-/// `validation_failed`.
+/// A message to send: its content, the optional client id (each bad one named in one
+/// `validation_failed`) and the message it replies to.
 pub struct Outgoing {
     pub content: Content,
     pub client_id: Option<ClientId>,
+    pub reply_to: Option<Uuid>,
 }
 
 impl Outgoing {
+    /// A send that replies to nothing; see [`Outgoing::replying_to`].
     pub fn parse(content: &str, client_id: Option<&str>) -> ApiResult<Self> {
         let mut fields = BTreeMap::new();
         let content = Content::parse(content)
@@ -164,9 +167,142 @@ impl Outgoing {
             .map_err(|m| fields.insert("clientId".to_owned(), m.to_owned()))
             .ok();
         match (content, client_id) {
-            (Some(content), Some(client_id)) => Ok(Self { content, client_id }),
+            (Some(content), Some(client_id)) => Ok(Self {
+                content,
+                client_id,
+                reply_to: None,
+            }),
             _ => Err(ApiError::validation(fields)),
         }
+    }
+
+    /// The send as a reply to `reply_to_id` (absent or empty: to nothing); text that is not an
+    /// id names no message of the conversation: 400 `invalid_reply`.
+    pub fn replying_to(mut self, reply_to_id: Option<&str>) -> ApiResult<Self> {
+        self.reply_to = reply_to_id
+            .filter(|r| !r.is_empty())
+            .map(|r| r.parse().map_err(|_| invalid_reply()))
+            .transpose()?;
+        Ok(self)
+    }
+}
+
+/// 400 `invalid_reply`: a reply must name a message of its own conversation.
+pub fn invalid_reply() -> ApiError {
+    ApiError::bad_request(
+        ErrorCode::InvalidReply,
+        "`replyToId` must name a message of this conversation",
+    )
+}
+
+/// Where a `sync` left off in the changes since its `since` (the `changedCursor` it answered):
+/// the time of the last change it answered and that message's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeCursor {
+    pub changed_at: Timestamp,
+    pub message_id: Uuid,
+}
+
+impl ChangeCursor {
+    /// Changes from the millisecond `since` was sent on (a UUIDv7 holds its time): one made in
+    /// that same millisecond may come before or after it, so it is told rather than missed.
+    pub fn since_message(since: Uuid) -> Self {
+        let millis = since.get_timestamp().map_or(0, |ts| {
+            let (secs, nanos) = ts.to_unix();
+            secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+        });
+        Self {
+            changed_at: Timestamp::from_millis(millis),
+            message_id: Uuid::nil(),
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        const INVALID: &str = "must be the `changedCursor` of an earlier sync";
+        let (at, id) = raw.split_once('.').ok_or(INVALID)?;
+        Ok(Self {
+            changed_at: Timestamp::from_millis(at.parse().map_err(|_| INVALID)?),
+            message_id: id.parse().map_err(|_| INVALID)?,
+        })
+    }
+
+    pub fn encode(self) -> String {
+        format!(
+            "{}.{}",
+            self.changed_at.as_millis(),
+            self.message_id.simple()
+        )
+    }
+}
+
+/// 400 `invalid_emoji`.
+pub fn invalid_emoji() -> ApiError {
+    ApiError::bad_request(
+        ErrorCode::InvalidEmoji,
+        "a reaction is one emoji or a shortcode such as :thumbsup:",
+    )
+}
+
+/// The most different emoji one message may carry.
+pub const MAX_EMOJI_PER_MESSAGE: usize = 50;
+
+/// A reaction: one emoji (a single extended grapheme cluster made of emoji characters, shown
+/// as emoji) or a shortcode `:name:` of 2 to 32 of `a-z 0-9 _ + -`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emoji(String);
+
+impl Emoji {
+    /// The longest emoji sequence taken, in bytes; the longest standard ones (families with
+    /// skin tones, subdivision flags) take about 35.
+    const MAX_BYTES: usize = 64;
+
+    pub fn parse(raw: &str) -> ApiResult<Self> {
+        if Self::is_shortcode(raw) || Self::is_one_emoji(raw) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(invalid_emoji())
+        }
+    }
+
+    fn is_shortcode(raw: &str) -> bool {
+        let Some(name) = raw.strip_prefix(':').and_then(|r| r.strip_suffix(':')) else {
+            return false;
+        };
+        (2..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_+-".contains(&b))
+    }
+
+    /// One grapheme, every character of it an emoji or an emoji component (joiners, variation
+    /// selectors, skin tones, keycaps, tags), and shown as an emoji: one of its characters is
+    /// presented as emoji by default, or it asks for that with U+FE0F. Digits, `#` and `*` are
+    /// emoji characters too, but alone they are text.
+    fn is_one_emoji(raw: &str) -> bool {
+        use unicode_properties::{EmojiStatus, UnicodeEmoji, emoji};
+        use unicode_segmentation::UnicodeSegmentation;
+        let presented = |c: char| {
+            emoji::is_emoji_presentation_selector(c)
+                || matches!(
+                    c.emoji_status(),
+                    EmojiStatus::EmojiPresentation
+                        | EmojiStatus::EmojiPresentationAndModifierBase
+                        | EmojiStatus::EmojiPresentationAndEmojiComponent
+                        | EmojiStatus::EmojiPresentationAndModifierAndEmojiComponent
+                )
+        };
+        !raw.is_empty()
+            && raw.len() <= Self::MAX_BYTES
+            && raw.graphemes(true).count() == 1
+            && raw
+                .chars()
+                .all(UnicodeEmoji::is_emoji_char_or_emoji_component)
+            && raw.chars().any(UnicodeEmoji::is_emoji_char)
+            && raw.chars().any(presented)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -342,6 +478,68 @@ mod tests {
         let both = Outgoing::parse("", Some(&"x".repeat(200))).err().unwrap();
         let fields = both.fields.unwrap();
         assert!(fields.contains_key("content") && fields.contains_key("clientId"));
+    }
+
+    #[test]
+    fn a_reaction_is_one_emoji_or_a_shortcode() {
+        for good in [
+            "👍",
+            "👍🏽",
+            "❤️",
+            "🇫🇷",
+            "👩‍👩‍👧‍👦",
+            "🏴‍☠️",
+            "1️⃣",
+            "🏴\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f}",
+            ":thumbsup:",
+            ":+1:",
+            ":a_b-c:",
+            &format!(":{}:", "x".repeat(32)),
+        ] {
+            assert!(Emoji::parse(good).is_ok(), "{good:?} was refused");
+        }
+        for bad in [
+            "",
+            " ",
+            " 👍",
+            "👍 ",
+            "👍👍",
+            "a",
+            "1",
+            "#",
+            "©",
+            "\u{200d}",
+            "\u{7}",
+            "👍\u{7}",
+            "::",
+            ":a:",
+            ":Thumbs:",
+            ":thumbs up:",
+            "thumbsup",
+            ":thumbsup",
+            &"x".repeat(40),
+            &format!(":{}:", "x".repeat(33)),
+            "\u{fe0f}",
+            "❤\u{fe0e}",
+        ] {
+            assert!(Emoji::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_change_cursor_reads_back_what_it_wrote() {
+        let cursor = ChangeCursor {
+            changed_at: Timestamp::from_millis(1_764_800_000_123),
+            message_id: Uuid::now_v7(),
+        };
+        assert_eq!(ChangeCursor::parse(&cursor.encode()), Ok(cursor));
+        for bad in ["", ".", "12", "x.y", "12.not-an-id", "1.2.3"] {
+            assert!(ChangeCursor::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        let id = Uuid::now_v7();
+        let after = ChangeCursor::since_message(id);
+        let ms = Timestamp::now().as_millis() - after.changed_at.as_millis();
+        assert!((0..1000).contains(&ms));
     }
 
     #[test]

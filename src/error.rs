@@ -78,6 +78,12 @@ error_codes! {
     InvalidMention = "invalid_mention",
     GroupFull = "group_full",
     OwnerMustTransfer = "owner_must_transfer",
+    // Editing, deleting, reacting, replying.
+    MessageNotFound = "message_not_found",
+    EditWindowPassed = "edit_window_passed",
+    InvalidEmoji = "invalid_emoji",
+    TooManyReactions = "too_many_reactions",
+    InvalidReply = "invalid_reply",
     // The self-test's actions.
     InvalidAction = "invalid_action",
     TargetRequired = "target_required",
@@ -211,6 +217,12 @@ impl ApiError {
     /// 404 `conversation_not_found`: no such conversation, or one the caller is not a member of.
     pub fn conversation_not_found() -> Self {
         Self::not_found(ErrorCode::ConversationNotFound, "no such conversation")
+    }
+
+    /// 404 `message_not_found`: no such message, or one of a conversation the caller is not a
+    /// member of.
+    pub fn message_not_found() -> Self {
+        Self::not_found(ErrorCode::MessageNotFound, "no such message")
     }
 
     /// 403 `recipient_disabled`.

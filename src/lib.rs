@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod config;
 pub mod conversations;
 pub mod domain;
+pub mod editing;
 pub mod error;
 pub mod http;
 pub mod messaging;

@@ -9,7 +9,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{ClientId, Outgoing, PageLimit};
+use crate::domain::{ChangeCursor, ClientId, Outgoing, PageLimit, invalid_reply};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::store::{DIRECT, Message, MessageKind, Notification, OutgoingMessage, User};
@@ -73,16 +73,14 @@ pub async fn send(
 ) -> ApiResult<Sent> {
     let content = outgoing.content.as_str();
     let client_id = outgoing.client_id.as_ref().map(ClientId::as_str);
-    if let Err(wait) = state.message_limits.take(&sender.id).await {
-        let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let mut err = ApiError::too_many(ErrorCode::RateLimited, retry_after);
-        err.message = "you are sending messages too fast".to_owned();
-        return Err(err);
-    }
+    take_message_budget(state, sender.id).await?;
     let place = resolve(state, sender.id, to).await?;
     // Read once for both the mentions and `delivered`.
     let members = members_of(state, sender.id, place).await?;
     let mentions = check_mentions(&members, mentions)?;
+    if let Some(reply_to) = outgoing.reply_to {
+        check_reply(state, place.conversation_id(), reply_to).await?;
+    }
     let recipient = match place {
         Place::Direct { to, .. } => Some(to),
         Place::Group { .. } => None,
@@ -94,6 +92,7 @@ pub async fn send(
         to: recipient,
         content,
         client_id,
+        reply_to_id: outgoing.reply_to,
         mentions: &mentions,
         system: None,
     };
@@ -125,6 +124,26 @@ pub async fn send(
         delivered,
         realtime,
     })
+}
+
+/// Spends one of the user's message budget (sends, edits, reactions: 20 a second); 429
+/// `rate_limited` when it is spent.
+pub async fn take_message_budget(state: &AppState, user: Uuid) -> ApiResult<()> {
+    state.message_limits.take(&user).await.map_err(|wait| {
+        let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut err = ApiError::too_many(ErrorCode::RateLimited, retry_after);
+        err.message = "you are sending messages too fast".to_owned();
+        err
+    })
+}
+
+/// A reply must answer a message of its own conversation that is not deleted: 400
+/// `invalid_reply` otherwise (a message of a conversation the sender cannot see is as unknown).
+async fn check_reply(state: &AppState, conversation_id: Uuid, reply_to: Uuid) -> ApiResult<()> {
+    match state.store.find_message(reply_to).await? {
+        Some(m) if m.conversation_id == conversation_id && m.deleted_at.is_none() => Ok(()),
+        _ => Err(invalid_reply()),
+    }
 }
 
 /// The conversation a message to `to` goes to: a user's direct conversation with `me` (made now
@@ -421,28 +440,67 @@ pub async fn conversation_history(
     page_of(state, conversation_id, before, after, limit).await
 }
 
-/// What a device missed: messages and notifications after `since`, oldest first.
+/// The most changed messages one `sync` answers.
+const CHANGES_PAGE: i64 = 500;
+
+/// What a device missed: messages and notifications after `since`, oldest first, and the
+/// changes to older messages.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncPage {
     pub messages: Vec<Message>,
     pub has_more: bool,
+    /// Messages sent at or before `since` that were edited, deleted or reacted to after it was
+    /// sent, as they are now, oldest change first (up to 500).
+    pub changed: Vec<Message>,
+    pub has_more_changed: bool,
+    /// When `hasMoreChanged`: pass it back as `changedAfter` (with the same `since`) for the next
+    /// changes.
+    pub changed_cursor: Option<String>,
     /// Notifications created after the `since` message (ids of both are time-ordered).
     pub notifications: Vec<Notification>,
     pub has_more_notifications: bool,
 }
 
-/// Everything in `me`'s conversations after `since`, oldest first.
+/// Everything in `me`'s conversations after `since`, oldest first, and the changes to what
+/// came before it (after the `changed_after` cursor when given).
 pub async fn sync(
     state: &AppState,
     me: Uuid,
     since: Option<Uuid>,
+    changed_after: Option<ChangeCursor>,
     limit: PageLimit,
 ) -> ApiResult<SyncPage> {
     let limit = limit.get();
     let mut messages = state.store.messages_since(me, since, limit + 1).await?;
     let has_more = messages.len() as i64 > limit;
     messages.truncate(limit as usize);
+    // Without `since` every message comes as it is now: there is nothing older to change.
+    let mut changes = match since {
+        Some(since) => {
+            let after = changed_after.unwrap_or_else(|| ChangeCursor::since_message(since));
+            let after = (after.changed_at, after.message_id);
+            state
+                .store
+                .changes_since(me, since, after, CHANGES_PAGE + 1)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let has_more_changed = changes.len() as i64 > CHANGES_PAGE;
+    changes.truncate(CHANGES_PAGE as usize);
+    let changed_cursor =
+        has_more_changed
+            .then(|| changes.last())
+            .flatten()
+            .map(|(message, changed_at)| {
+                ChangeCursor {
+                    changed_at: *changed_at,
+                    message_id: message.id,
+                }
+                .encode()
+            });
+    let changed = changes.into_iter().map(|(message, _)| message).collect();
     let mut notifications = state
         .store
         .notifications_since(me, since, limit + 1)
@@ -452,6 +510,9 @@ pub async fn sync(
     Ok(SyncPage {
         messages,
         has_more,
+        changed,
+        has_more_changed,
+        changed_cursor,
         notifications,
         has_more_notifications,
     })

@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::json::{Json as JsonBody, JsonOrEmpty};
+use super::messages::{SendFields, send_answer};
 use super::query::{optional_id, page_limit};
 use crate::auth::AuthUser;
 use crate::conversations::{
@@ -267,6 +268,8 @@ async fn set_role(
 struct SendBody {
     content: Option<String>,
     client_id: Option<String>,
+    /// A message of this conversation the new one replies to.
+    reply_to_id: Option<String>,
     /// Members to mention.
     mentions: Option<Vec<String>>,
 }
@@ -278,7 +281,7 @@ struct SendBody {
     responses(
         (status = 201, body = Sent),
         (status = 200, description = "this clientId was sent before: the same message", body = Sent),
-        (status = 400, description = "validation_failed or invalid_mention", body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, description = "validation_failed, invalid_mention or invalid_reply", body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "recipient_disabled", body = ErrorBody),
         (status = 404, description = "conversation_not_found", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody)))]
@@ -288,9 +291,14 @@ async fn send(
     ids: Ids,
     JsonBody(body): JsonBody<SendBody>,
 ) -> ApiResult<(StatusCode, Json<Sent>)> {
-    let mentions = mention_ids(body.mentions.as_deref())?;
+    let fields = SendFields {
+        mentions: mention_ids(body.mentions.as_deref())?,
+        content: body.content,
+        client_id: body.client_id,
+        reply_to_id: body.reply_to_id,
+    };
     let to = Destination::Conversation(ids.conversation);
-    super::messages::send_answer(&state, &caller, to, body.content, body.client_id, &mentions).await
+    send_answer(&state, &caller, to, fields).await
 }
 
 #[derive(Deserialize, IntoParams)]

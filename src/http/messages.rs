@@ -1,11 +1,12 @@
-//! `/api/messages/*` and `/api/sync`: direct messages by user id, and what a device missed.
+//! `/api/messages/*` and `/api/sync`: direct messages by user id, editing, deleting and reacting
+//! to any message by its id, and what a device missed.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,13 +14,15 @@ use uuid::Uuid;
 
 use super::OkCount;
 use super::json::Json as JsonBody;
-use super::path::UserPath;
+use super::path::{MessagePath, ReactionPath, UserPath};
 use super::query::{optional_id, page_limit};
 use crate::auth::AuthUser;
-use crate::domain::Outgoing;
+use crate::domain::{ChangeCursor, Content, Outgoing};
+use crate::editing::{self, Reactions};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::messaging::{self, Destination, Page, Sent, SyncPage};
 use crate::state::AppState;
+use crate::store::Message;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -27,6 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(mark_read))
         .routes(routes!(sync))
+        .routes(routes!(edit, delete))
+        .routes(routes!(add_reaction, remove_reaction))
 }
 
 /// An optional message-id cursor from the query string.
@@ -39,6 +44,8 @@ fn cursor(fields: &mut BTreeMap<String, String>, name: &str, raw: Option<&str>) 
 struct SendBody {
     content: Option<String>,
     client_id: Option<String>,
+    /// A message of the same conversation this one replies to.
+    reply_to_id: Option<String>,
 }
 
 /// Stores a message, then pushes `newMessage` to the recipient and `messageSent` to the sender.
@@ -58,7 +65,21 @@ async fn send(
     JsonBody(body): JsonBody<SendBody>,
 ) -> ApiResult<(StatusCode, Json<Sent>)> {
     let to = Destination::User(to);
-    send_answer(&state, &caller, to, body.content, body.client_id, &[]).await
+    let fields = SendFields {
+        content: body.content,
+        client_id: body.client_id,
+        reply_to_id: body.reply_to_id,
+        mentions: Vec::new(),
+    };
+    send_answer(&state, &caller, to, fields).await
+}
+
+/// What a REST send carries, as read from its body (mentions already as ids).
+pub(super) struct SendFields {
+    pub content: Option<String>,
+    pub client_id: Option<String>,
+    pub reply_to_id: Option<String>,
+    pub mentions: Vec<Uuid>,
 }
 
 /// A send over REST, by user id or conversation id: 201 with the message, or 200 with the one
@@ -67,13 +88,14 @@ pub(super) async fn send_answer(
     state: &AppState,
     caller: &AuthUser,
     to: Destination,
-    content: Option<String>,
-    client_id: Option<String>,
-    mentions: &[Uuid],
+    fields: SendFields,
 ) -> ApiResult<(StatusCode, Json<Sent>)> {
-    let content = content.ok_or_else(|| ApiError::invalid_field("content", "is required"))?;
-    let outgoing = Outgoing::parse(&content, client_id.as_deref())?;
-    let sent = messaging::send(state, &caller.user, to, outgoing, mentions).await?;
+    let content = fields
+        .content
+        .ok_or_else(|| ApiError::invalid_field("content", "is required"))?;
+    let outgoing = Outgoing::parse(&content, fields.client_id.as_deref())?
+        .replying_to(fields.reply_to_id.as_deref())?;
+    let sent = messaging::send(state, &caller.user, to, outgoing, &fields.mentions).await?;
     let status = if sent.created {
         StatusCode::CREATED
     } else {
@@ -84,7 +106,8 @@ pub(super) async fn send_answer(
 
 /// Query strings are read as text and checked here, so a bad value gets our error format.
 #[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 struct PageQuery {
     /// A message id: only older messages (history).
     before: Option<String>,
@@ -92,13 +115,15 @@ struct PageQuery {
     after: Option<String>,
     /// A message id: what came after it (sync).
     since: Option<String>,
+    /// The `changedCursor` of the last sync with this `since`: the changes after it (sync).
+    changed_after: Option<String>,
     /// 1 to 100, default 50.
     limit: Option<String>,
 }
 
 /// The conversation with a user, newest first.
-#[utoipa::path(get, path = "/api/messages/{userId}", tag = "messages",
-    params(("userId" = Uuid, Path, description = "the other user"), PageQuery), security(("bearer" = []), ("cookie" = [])),
+#[utoipa::path(get, path = "/api/messages/{id}", tag = "messages",
+    params(("id" = Uuid, Path, description = "the other user's id"), PageQuery), security(("bearer" = []), ("cookie" = [])),
     responses((status = 200, body = Page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, description = "user_not_found: the path is not a user id", body = ErrorBody)))]
 async fn history(
@@ -125,8 +150,8 @@ struct ReadBody {
 }
 
 /// Marks read the messages from that user up to and including `upTo`; they get `messagesRead`.
-#[utoipa::path(post, path = "/api/messages/{userId}/read", tag = "messages", request_body = ReadBody,
-    params(("userId" = Uuid, Path, description = "the sender")), security(("bearer" = []), ("cookie" = [])),
+#[utoipa::path(post, path = "/api/messages/{id}/read", tag = "messages", request_body = ReadBody,
+    params(("id" = Uuid, Path, description = "the sender's id")), security(("bearer" = []), ("cookie" = [])),
     responses((status = 200, body = OkCount), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, description = "user_not_found: the path is not a user id", body = ErrorBody)))]
 async fn mark_read(
@@ -157,10 +182,107 @@ async fn sync(
 ) -> ApiResult<Json<SyncPage>> {
     let mut fields = BTreeMap::new();
     let since = cursor(&mut fields, "since", query.since.as_deref());
+    let changed_after = query
+        .changed_after
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .and_then(|raw| {
+            ChangeCursor::parse(raw)
+                .map_err(|m| fields.insert("changedAfter".to_owned(), m.to_owned()))
+                .ok()
+        });
     let limit = page_limit(&mut fields, query.limit.as_deref());
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
-    let page = messaging::sync(&state, caller.user.id, since, limit).await?;
+    let page = messaging::sync(&state, caller.user.id, since, changed_after, limit).await?;
     Ok(Json(page))
+}
+
+#[derive(Deserialize, ToSchema)]
+struct EditBody {
+    content: Option<String>,
+}
+
+/// The message with new content; every member's sockets get `messageUpdated`.
+#[derive(Serialize, ToSchema)]
+struct Edited {
+    message: Message,
+}
+
+/// Edits one of the caller's messages within `MESSAGE_EDIT_WINDOW` of sending it.
+#[utoipa::path(patch, path = "/api/messages/{id}", tag = "messages", request_body = EditBody,
+    params(("id" = Uuid, Path, description = "the message")), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = Edited), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "forbidden (not the author, a system or deleted message) or edit_window_passed", body = ErrorBody),
+        (status = 404, description = "message_not_found", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody)))]
+async fn edit(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    MessagePath(id): MessagePath,
+    JsonBody(body): JsonBody<EditBody>,
+) -> ApiResult<Json<Edited>> {
+    let content = body
+        .content
+        .ok_or_else(|| ApiError::invalid_field("content", "is required"))?;
+    let content = Content::parse(&content).map_err(|m| ApiError::invalid_field("content", m))?;
+    let message = editing::edit(&state, &caller.user, id, &content).await?;
+    Ok(Json(Edited { message }))
+}
+
+/// Deletes a message, leaving a tombstone; every member's sockets get `messageDeleted`.
+#[utoipa::path(delete, path = "/api/messages/{id}", tag = "messages",
+    params(("id" = Uuid, Path, description = "the message")), security(("bearer" = []), ("cookie" = [])),
+    responses((status = 204, description = "deleted (or deleted already)"), (status = 401, body = ErrorBody),
+        (status = 403, description = "forbidden: neither the author nor the group's owner or admin", body = ErrorBody),
+        (status = 404, description = "message_not_found", body = ErrorBody)))]
+async fn delete(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    MessagePath(id): MessagePath,
+) -> ApiResult<StatusCode> {
+    editing::delete(&state, &caller.user, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Adds the caller's reaction (again: no change); every member's sockets get `reactionsChanged`.
+#[utoipa::path(put, path = "/api/messages/{id}/reactions/{emoji}", tag = "messages",
+    params(("id" = Uuid, Path, description = "the message"),
+        ("emoji" = String, Path, description = "one emoji, or a shortcode `:name:`")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = Reactions),
+        (status = 400, description = "invalid_emoji", body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "forbidden: the message is deleted", body = ErrorBody),
+        (status = 404, description = "message_not_found", body = ErrorBody),
+        (status = 409, description = "too_many_reactions", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody)))]
+async fn add_reaction(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    path: ReactionPath,
+) -> ApiResult<Json<Reactions>> {
+    let reactions =
+        editing::react(&state, &caller.user, path.message_id, &path.emoji, true).await?;
+    Ok(Json(reactions))
+}
+
+/// Takes the caller's reaction back (when there is none: no change).
+#[utoipa::path(delete, path = "/api/messages/{id}/reactions/{emoji}", tag = "messages",
+    params(("id" = Uuid, Path, description = "the message"),
+        ("emoji" = String, Path, description = "one emoji, or a shortcode `:name:`")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = Reactions),
+        (status = 400, description = "invalid_emoji", body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "forbidden: the message is deleted", body = ErrorBody),
+        (status = 404, description = "message_not_found", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody)))]
+async fn remove_reaction(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    path: ReactionPath,
+) -> ApiResult<Json<Reactions>> {
+    let reactions =
+        editing::react(&state, &caller.user, path.message_id, &path.emoji, false).await?;
+    Ok(Json(reactions))
 }

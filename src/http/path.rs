@@ -5,6 +5,7 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use uuid::Uuid;
 
+use crate::domain::{Emoji, invalid_emoji};
 use crate::error::{ApiError, ErrorCode};
 
 /// Declares an extractor of one id path parameter that answers `$not_found` for a bad one.
@@ -40,4 +41,32 @@ id_in_path! {
 id_in_path! {
     /// `{id}` of a notification: 404 `notification_not_found`.
     NotificationPath => ApiError::not_found(ErrorCode::NotificationNotFound, "no such notification")
+}
+
+id_in_path! {
+    /// `{id}` of a message: 404 `message_not_found`.
+    MessagePath => ApiError::message_not_found()
+}
+
+/// `{id}/reactions/{emoji}`: a message and one emoji. A bad id names no message (404
+/// `message_not_found`); an emoji that is not one, or not UTF-8 once percent-decoded, is 400
+/// `invalid_emoji`.
+pub struct ReactionPath {
+    pub message_id: Uuid,
+    pub emoji: Emoji,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ReactionPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Ok(Path((id, emoji))) =
+            Path::<(String, String)>::from_request_parts(parts, state).await
+        else {
+            return Err(invalid_emoji());
+        };
+        let message_id = id.parse().map_err(|_| ApiError::message_not_found())?;
+        let emoji = Emoji::parse(&emoji)?;
+        Ok(Self { message_id, emoji })
+    }
 }

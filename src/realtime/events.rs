@@ -1,5 +1,5 @@
 //! Client → server events of an authenticated socket: `sendMessage`, `typing`,
-//! `getOnlineUsers`, `markRead`, `sync`, `ping`. Every one goes through [`admit`] (authenticated,
+//! `getOnlineUsers`, `markRead`, `editMessage`, `deleteMessage`, `react`, `sync`, `ping`. Every one goes through [`admit`] (authenticated,
 //! within the per-socket event budget) and answers its ack as `{ok: true, …}` or
 //! `{ok: false, error: {code, message}}`. A malformed payload gets `invalid_payload`.
 
@@ -17,7 +17,8 @@ use super::TypingIn;
 use super::carries;
 use super::connection::{Identity, connection};
 use crate::conversations;
-use crate::domain::{self, Outgoing, PageLimit, mention_ids};
+use crate::domain::{self, ChangeCursor, Content, Emoji, Outgoing, PageLimit, mention_ids};
+use crate::editing;
 use crate::error::{ApiError, ErrorCode};
 use crate::messaging::{self, Destination, Place};
 use crate::ratelimit::Spend;
@@ -34,6 +35,9 @@ pub fn register<A: Adapter>(s: &SocketRef<A>) {
         s.on("typing", on_typing::<A>);
         s.on("getOnlineUsers", on_get_online_users::<A>);
         s.on("markRead", on_mark_read::<A>);
+        s.on("editMessage", on_edit_message::<A>);
+        s.on("deleteMessage", on_delete_message::<A>);
+        s.on("react", on_react::<A>);
     }
     s.on("sync", on_sync::<A>);
     s.on("ping", on_ping::<A>);
@@ -114,6 +118,7 @@ struct SendMessage {
     conversation_id: Option<String>,
     content: String,
     client_id: Option<String>,
+    reply_to_id: Option<String>,
     mentions: Option<Vec<String>>,
 }
 
@@ -166,7 +171,8 @@ async fn on_send_message<A: Adapter>(
             input.conversation_id.as_deref(),
         )
         .await?;
-        let outgoing = Outgoing::parse(&input.content, input.client_id.as_deref())?;
+        let outgoing = Outgoing::parse(&input.content, input.client_id.as_deref())?
+            .replying_to(input.reply_to_id.as_deref())?;
         let mentions = mention_ids(input.mentions.as_deref())?;
         let sent = messaging::send(&state, &me.user, to, outgoing, &mentions).await?;
         Ok(json!({"message": sent.message, "delivered": sent.delivered}))
@@ -287,8 +293,10 @@ async fn on_mark_read<A: Adapter>(
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Sync {
     since: Option<String>,
+    changed_after: Option<String>,
     limit: Option<i64>,
 }
 
@@ -306,9 +314,95 @@ async fn on_sync<A: Adapter>(
             .filter(|s| !s.is_empty())
             .map(|s| parse_id(&s, "since"))
             .transpose()?;
+        let changed_after = input
+            .changed_after
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                ChangeCursor::parse(&c).map_err(|m| ApiError::invalid_field("changedAfter", m))
+            })
+            .transpose()?;
         let limit = PageLimit::from_payload(input.limit)?;
-        let page = messaging::sync(&state, me.user.id, since, limit).await?;
+        let page = messaging::sync(&state, me.user.id, since, changed_after, limit).await?;
         Ok(json!(page))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+/// A message named by a payload: text that is not an id names no message.
+fn message_id(raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::message_not_found())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EditMessage {
+    message_id: String,
+    content: String,
+}
+
+async fn on_edit_message<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s, &state, "editMessage").await?;
+        let input: EditMessage = parse(data)?;
+        let id = message_id(&input.message_id)?;
+        let content =
+            Content::parse(&input.content).map_err(|m| ApiError::invalid_field("content", m))?;
+        let message = editing::edit(&state, &me.user, id, &content).await?;
+        Ok(json!({ "message": message }))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteMessage {
+    message_id: String,
+}
+
+async fn on_delete_message<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s, &state, "deleteMessage").await?;
+        let input: DeleteMessage = parse(data)?;
+        editing::delete(&state, &me.user, message_id(&input.message_id)?).await?;
+        Ok(json!({}))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct React {
+    message_id: String,
+    emoji: String,
+    add: bool,
+}
+
+async fn on_react<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s, &state, "react").await?;
+        let input: React = parse(data)?;
+        let id = message_id(&input.message_id)?;
+        let emoji = Emoji::parse(&input.emoji)?;
+        let reactions = editing::react(&state, &me.user, id, &emoji, input.add).await?;
+        Ok(json!(reactions))
     }
     .await;
     reply(ack, outcome);

@@ -67,8 +67,9 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
 fn namespaces_of(event: &str) -> &'static [&'static str] {
     match event {
         "authenticated" | "authError" | "tokenUpdated" | "userStatusChanged" => &[AUTH_NS],
-        "newMessage" | "messageSent" | "messageDelivered" | "messagesRead" | "userTyping"
-        | "getOnlineUsers" | "presenceChanged" => &[MESSENGER_NS],
+        "newMessage" | "messageSent" | "messageDelivered" | "messagesRead" | "messageUpdated"
+        | "messageDeleted" | "reactionsChanged" | "userTyping" | "getOnlineUsers"
+        | "presenceChanged" => &[MESSENGER_NS],
         "notification" | "notificationsRead" => &[NOTIFICATIONS_NS],
         _ => &TOPIC_NAMESPACES,
     }

@@ -145,10 +145,11 @@ const LIST: &str = "
             ORDER BY m.id DESC LIMIT 1) AS last_message_id,
            CASE WHEN c.kind = 'direct' THEN
                (SELECT COUNT(*) FROM messages m
-                WHERE m.conversation_id = c.id AND m.recipient_id = $1 AND m.read_at IS NULL)
+                WHERE m.conversation_id = c.id AND m.recipient_id = $1 AND m.read_at IS NULL
+                  AND m.deleted_at IS NULL)
            ELSE
                (SELECT COUNT(*) FROM messages m
-                WHERE m.conversation_id = c.id AND m.sender_id <> $1
+                WHERE m.conversation_id = c.id AND m.sender_id <> $1 AND m.deleted_at IS NULL
                   AND (cm.last_read_message_id IS NULL OR m.id > cm.last_read_message_id))
            END AS unread_count,
            (SELECT COUNT(*) FROM messages m

@@ -12,7 +12,7 @@ use crate::timestamp::Timestamp;
 macro_rules! message_columns {
     () => {
         "id, conversation_id, kind, sender_id, recipient_id, content, client_id, reply_to_id, \
-         mentions, system, created_at, edited_at, deleted_at, delivered_at, read_at"
+         mentions, system, created_at, edited_at, deleted_at, delivered_at, read_at, reactions"
     };
 }
 pub(super) use message_columns;
@@ -105,9 +105,8 @@ pub struct Message {
     /// Files on this message (§12); none yet.
     #[schema(value_type = Vec<Object>)]
     pub attachments: Vec<serde_json::Value>,
-    /// `[{emoji, count, userIds}]` (§11); none yet.
-    #[schema(value_type = Vec<Object>)]
-    pub reactions: Vec<serde_json::Value>,
+    /// Each emoji once, in order of first use (§11).
+    pub reactions: Vec<Reaction>,
     pub system: Option<SystemEvent>,
     pub created_at: Timestamp,
     pub edited_at: Option<Timestamp>,
@@ -116,7 +115,76 @@ pub struct Message {
     pub read_at: Option<Timestamp>,
 }
 
-/// A `messages` row as stored: `mentions` and `system` are JSON text.
+/// One emoji's reactions to a message: who reacted with it, in the order they did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: usize,
+    pub user_ids: Vec<Uuid>,
+}
+
+/// What a reaction did to a message's reactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReactionChange {
+    Changed,
+    /// Added again or removed again: nothing to store or tell.
+    Unchanged,
+    /// A new emoji beyond the most a message may have.
+    TooMany,
+}
+
+/// Adds or removes `user`'s `emoji` in `reactions`: an emoji keeps its place from its first use
+/// and goes when its last user takes it back.
+fn apply_reaction(
+    reactions: &mut Vec<Reaction>,
+    emoji: &str,
+    user: Uuid,
+    add: bool,
+    max_emoji: usize,
+) -> ReactionChange {
+    let at = reactions.iter().position(|r| r.emoji == emoji);
+    match (at, add) {
+        (Some(i), true) if reactions[i].user_ids.contains(&user) => ReactionChange::Unchanged,
+        (Some(i), true) => {
+            reactions[i].user_ids.push(user);
+            reactions[i].count = reactions[i].user_ids.len();
+            ReactionChange::Changed
+        }
+        (None, true) if reactions.len() >= max_emoji => ReactionChange::TooMany,
+        (None, true) => {
+            reactions.push(Reaction {
+                emoji: emoji.to_owned(),
+                count: 1,
+                user_ids: vec![user],
+            });
+            ReactionChange::Changed
+        }
+        (Some(i), false) if reactions[i].user_ids.contains(&user) => {
+            reactions[i].user_ids.retain(|u| *u != user);
+            reactions[i].count = reactions[i].user_ids.len();
+            if reactions[i].user_ids.is_empty() {
+                reactions.remove(i);
+            }
+            ReactionChange::Changed
+        }
+        (_, false) => ReactionChange::Unchanged,
+    }
+}
+
+/// What a reaction did.
+pub enum Reacted {
+    /// The message with its reactions changed.
+    Changed(Message),
+    /// Nothing changed (added or removed again); the message as it is.
+    Unchanged(Message),
+    /// The message has the most emoji it may have already.
+    TooMany,
+    /// The message does not exist or is deleted.
+    Gone,
+}
+
+/// A `messages` row as stored: `mentions`, `system` and `reactions` are JSON text.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(super) struct MessageRow {
     pub id: Uuid,
@@ -134,6 +202,15 @@ pub(super) struct MessageRow {
     pub deleted_at: Option<Timestamp>,
     pub delivered_at: Option<Timestamp>,
     pub read_at: Option<Timestamp>,
+    pub reactions: Option<String>,
+}
+
+/// A changed message and when it last changed (the `sync` cursor of changes).
+#[derive(Debug, sqlx::FromRow)]
+struct ChangedRow {
+    #[sqlx(flatten)]
+    message: MessageRow,
+    changed_at: Timestamp,
 }
 
 impl From<MessageRow> for Message {
@@ -154,7 +231,10 @@ impl From<MessageRow> for Message {
             // Only this module writes these columns, from the same types.
             mentions: serde_json::from_str(&row.mentions).unwrap_or_default(),
             attachments: Vec::new(),
-            reactions: Vec::new(),
+            reactions: row
+                .reactions
+                .and_then(|r| serde_json::from_str(&r).ok())
+                .unwrap_or_default(),
             system: row.system.and_then(|s| serde_json::from_str(&s).ok()),
             created_at: row.created_at,
             edited_at: row.edited_at,
@@ -174,6 +254,8 @@ pub struct Outgoing<'a> {
     pub to: Option<Uuid>,
     pub content: &'a str,
     pub client_id: Option<&'a str>,
+    /// A message of the same conversation this one answers.
+    pub reply_to_id: Option<Uuid>,
     pub mentions: &'a [Uuid],
     pub system: Option<&'a SystemEvent>,
 }
@@ -193,7 +275,7 @@ impl Store {
             to: out.to,
             content: out.content.to_owned(),
             client_id: out.client_id.map(str::to_owned),
-            reply_to_id: None,
+            reply_to_id: out.reply_to_id,
             mentions: serde_json::to_string(out.mentions).expect("ids serialize"),
             system: out
                 .system
@@ -303,6 +385,136 @@ impl Store {
         Ok(rows.into_iter().map(Message::from).collect())
     }
 
+    /// A message by id, in whichever conversation.
+    #[tracing::instrument(skip_all)]
+    pub async fn find_message(&self, id: Uuid) -> Result<Option<Message>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, MessageRow>(concat!(
+            "SELECT ", message_columns!(), " FROM messages WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(Message::from))
+    }
+
+    /// Gives a message new content, unless it is deleted; answers it edited.
+    #[tracing::instrument(skip_all)]
+    pub async fn edit_message(
+        &self,
+        id: Uuid,
+        content: &str,
+        now: Timestamp,
+    ) -> Result<Option<Message>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, MessageRow>(concat!(
+            "UPDATE messages SET content = $2, edited_at = $3, changed_at = $3
+             WHERE id = $1 AND deleted_at IS NULL
+             RETURNING ", message_columns!()
+        ))
+        .bind(id)
+        .bind(content)
+        .bind(now)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(Message::from))
+    }
+
+    /// Makes a message a tombstone: its content, mentions and reactions are overwritten, not
+    /// hidden. Answers it deleted, or `None` when it was deleted already (or never existed).
+    #[tracing::instrument(skip_all)]
+    pub async fn delete_message(
+        &self,
+        id: Uuid,
+        now: Timestamp,
+    ) -> Result<Option<Message>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, MessageRow>(concat!(
+            "UPDATE messages SET content = '', mentions = '[]', reactions = NULL,
+                                 deleted_at = $2, changed_at = $2
+             WHERE id = $1 AND deleted_at IS NULL
+             RETURNING ", message_columns!()
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(Message::from))
+    }
+
+    /// Adds or removes `user`'s `emoji` on a message that is not deleted, with at most
+    /// `max_emoji` different emoji on it. The row is locked first (an update that changes
+    /// nothing, which on SQLite takes the write lock), so reactions at once apply one after the
+    /// other: two devices adding the same emoji count once.
+    #[tracing::instrument(skip_all)]
+    pub async fn react(
+        &self,
+        id: Uuid,
+        user: Uuid,
+        emoji: &str,
+        add: bool,
+        max_emoji: usize,
+    ) -> Result<Reacted, StoreError> {
+        let now = Timestamp::now();
+        let outcome = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let locked = sqlx::query_as::<_, MessageRow>(concat!(
+                "UPDATE messages SET changed_at = changed_at WHERE id = $1 AND deleted_at IS NULL
+                 RETURNING ", message_columns!()
+            ))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = locked else {
+                return Ok(Reacted::Gone);
+            };
+            let mut message = Message::from(row);
+            match apply_reaction(&mut message.reactions, emoji, user, add, max_emoji) {
+                ReactionChange::TooMany => return Ok(Reacted::TooMany),
+                ReactionChange::Unchanged => return Ok(Reacted::Unchanged(message)),
+                ReactionChange::Changed => {}
+            }
+            let reactions = (!message.reactions.is_empty())
+                .then(|| serde_json::to_string(&message.reactions).expect("reactions serialize"));
+            sqlx::query("UPDATE messages SET reactions = $2, changed_at = $3 WHERE id = $1")
+                .bind(id)
+                .bind(reactions)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Reacted::Changed(message)
+        });
+        Ok(outcome)
+    }
+
+    /// Messages of `me`'s conversations sent at or before `since` that changed (edited, deleted,
+    /// reacted to) after the `after` cursor, oldest change first; each with when it changed.
+    #[tracing::instrument(skip_all)]
+    pub async fn changes_since(
+        &self,
+        me: Uuid,
+        since: Uuid,
+        after: (Timestamp, Uuid),
+        limit: i64,
+    ) -> Result<Vec<(Message, Timestamp)>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, ChangedRow>(concat!(
+            "SELECT ", message_columns!(), ", changed_at FROM messages
+             WHERE conversation_id IN (SELECT conversation_id FROM conversation_members WHERE user_id = $1)
+               AND changed_at IS NOT NULL AND id <= $2
+               AND (changed_at > $3 OR (changed_at = $3 AND id > $4))
+             ORDER BY changed_at ASC, id ASC LIMIT $5"
+        ))
+        .bind(me)
+        .bind(since)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (Message::from(row.message), row.changed_at))
+            .collect())
+    }
+
     /// A direct message from `from` to `to`, their conversation made on first use (the
     /// writer's tests).
     #[cfg(test)]
@@ -321,9 +533,72 @@ impl Store {
             to: Some(to),
             content,
             client_id,
+            reply_to_id: None,
             mentions: &[],
             system: None,
         };
         self.insert_message(&out).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emoji_keeps_its_place_and_counts_each_user_once() {
+        let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut reactions = Vec::new();
+        let react =
+            |r: &mut Vec<Reaction>, emoji, user, add| apply_reaction(r, emoji, user, add, 2);
+        assert_eq!(
+            react(&mut reactions, "👍", ada, true),
+            ReactionChange::Changed
+        );
+        assert_eq!(
+            react(&mut reactions, "🎉", bob, true),
+            ReactionChange::Changed
+        );
+        assert_eq!(
+            react(&mut reactions, "👍", bob, true),
+            ReactionChange::Changed
+        );
+        assert_eq!(
+            react(&mut reactions, "👍", bob, true),
+            ReactionChange::Unchanged
+        );
+        assert_eq!(
+            react(&mut reactions, "❤️", ada, true),
+            ReactionChange::TooMany
+        );
+        assert_eq!(reactions[0].emoji, "👍");
+        assert_eq!(
+            (reactions[0].count, reactions[0].user_ids.clone()),
+            (2, vec![ada, bob])
+        );
+        assert_eq!(
+            react(&mut reactions, "👍", ada, false),
+            ReactionChange::Changed
+        );
+        assert_eq!(
+            react(&mut reactions, "👍", ada, false),
+            ReactionChange::Unchanged
+        );
+        assert_eq!(
+            react(&mut reactions, "👍", bob, false),
+            ReactionChange::Changed
+        );
+        // The last user took it back: the emoji is gone, and room is made for another.
+        assert_eq!(
+            reactions
+                .iter()
+                .map(|r| r.emoji.as_str())
+                .collect::<Vec<_>>(),
+            ["🎉"]
+        );
+        assert_eq!(
+            react(&mut reactions, "❤️", ada, true),
+            ReactionChange::Changed
+        );
     }
 }

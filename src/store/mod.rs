@@ -15,7 +15,9 @@ mod writer;
 
 pub use conversations::{Added, ConversationRow, DIRECT, MemberRow, Membership};
 pub use database::{DatabaseKind, Store, StoreError};
-pub use messages::{Message, MessageKind, Outgoing as OutgoingMessage, SystemEvent, SystemType};
+pub use messages::{
+    Message, MessageKind, Outgoing as OutgoingMessage, Reacted, Reaction, SystemEvent, SystemType,
+};
 pub use notifications::{NewNotification, Notification};
 pub use oauth::{NewOAuthState, OAuthIdentity, OAuthState};
 pub use seed::Seeded;

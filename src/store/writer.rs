@@ -373,6 +373,7 @@ fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
         deleted_at: at(12)?,
         delivered_at: at(13)?,
         read_at: at(14)?,
+        reactions: row.get(15)?,
     };
     Ok(Message::from(stored))
 }

@@ -259,3 +259,54 @@ async fn a_group_on_three_nodes_reaches_its_members_once_and_a_removed_member_on
     );
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_reactions_and_deletions_made_on_one_node_reach_the_members_on_the_others() {
+    let cluster = Cluster::start().await;
+    let ada = cluster.node(1).create_user("Ada").await;
+    let bob = cluster.node(1).create_user("Bob").await;
+    let carol = cluster.node(1).create_user("Carol").await;
+    let group = create_group(cluster.node(1), &ada, "Across", &[&bob]).await;
+    let id = id_of(&group);
+    let mut ada_socket = connect(cluster.node(1), &ada.token).await;
+    let mut bob_socket = connect(cluster.node(3), &bob.token).await;
+    let mut carol_socket = connect(cluster.node(3), &carol.token).await;
+    let sent = send_to(&mut ada_socket, &id, "draft").await;
+    let message = str_at(&sent, "/message/id").to_owned();
+    let dm = send_message(&mut bob_socket, &ada, "direct").await;
+    let dm = str_at(&dm, "/message/id").to_owned();
+
+    // Edited through node 2, the group message; reacted to through node 1, the direct one.
+    let path = format!("/api/messages/{message}");
+    let edited = cluster
+        .node(2)
+        .patch_with_token(&path, &ada.token, &json!({ "content": "final" }))
+        .await;
+    expect_json(edited, 200).await;
+    let updated = bob_socket.next_event("messageUpdated").await;
+    assert_eq!(updated["message"]["content"], "final");
+    let ack = ada_socket
+        .emit_with_ack(
+            "react",
+            json!({ "messageId": dm, "emoji": "👋", "add": true }),
+        )
+        .await;
+    assert_ack_ok(&ack);
+    let changed = bob_socket.next_event("reactionsChanged").await;
+    assert_eq!(changed["messageId"], dm);
+    assert_eq!(changed["reactions"][0]["userIds"], json!([ada.id]));
+
+    // Deleted by its author on node 3: Ada's socket on node 1 is told, once.
+    let ack = bob_socket
+        .emit_with_ack("deleteMessage", json!({ "messageId": dm }))
+        .await;
+    assert_ack_ok(&ack);
+    let deleted = ada_socket.next_event("messageDeleted").await;
+    assert_eq!(deleted["messageId"], dm);
+    ada_socket.expect_no_event("messageDeleted").await;
+    // Carol, on the members' node but in neither conversation, heard nothing.
+    for event in ["messageUpdated", "reactionsChanged", "messageDeleted"] {
+        carol_socket.expect_no_event(event).await;
+    }
+    cluster.stop().await;
+}

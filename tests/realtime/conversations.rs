@@ -5,35 +5,6 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-/// Creates a group owned by `owner` with `members`; answers the conversation object.
-async fn create_group(
-    app: &TestApp,
-    owner: &TestUser,
-    title: &str,
-    members: &[&TestUser],
-) -> Value {
-    let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
-    let body = json!({ "title": title, "memberIds": ids });
-    let answer = app
-        .post_json_with_token("/api/conversations", &owner.token, &body)
-        .await;
-    expect_json(answer, 201).await["conversation"].clone()
-}
-
-fn id_of(conversation: &Value) -> String {
-    str_at(conversation, "/id").to_owned()
-}
-
-/// Sends to a conversation over the socket; answers the ack.
-async fn send_to(socket: &mut SocketClient, conversation: &str, content: &str) -> Value {
-    socket
-        .emit_with_ack(
-            "sendMessage",
-            json!({ "conversationId": conversation, "content": content }),
-        )
-        .await
-}
-
 db_test! {
     async fn a_group_message_reaches_every_other_member_once_and_nobody_else(db: Db) {
         let app = spawn_realtime_app(db, &[]).await;

@@ -16,6 +16,7 @@ mod authentication;
 mod cluster;
 mod conversations;
 mod durability;
+mod editing;
 mod handshake;
 mod hostile_input;
 mod messaging;

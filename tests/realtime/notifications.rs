@@ -425,6 +425,9 @@ async fn sync_after_being_offline_answers_the_notifications_created_since(db: Db
             "ok",
             "messages",
             "hasMore",
+            "changed",
+            "hasMoreChanged",
+            "changedCursor",
             "notifications",
             "hasMoreNotifications"
         ]),

@@ -84,3 +84,33 @@ pub async fn send_message(socket: &mut SocketClient, to: &TestUser, content: &st
     assert_ack_ok(&ack);
     ack
 }
+
+/// Creates a group owned by `owner` with `members`; answers the conversation object.
+pub async fn create_group(
+    app: &TestApp,
+    owner: &TestUser,
+    title: &str,
+    members: &[&TestUser],
+) -> Value {
+    let ids: Vec<uuid::Uuid> = members.iter().map(|m| m.id).collect();
+    let body = json!({ "title": title, "memberIds": ids });
+    let answer = app
+        .post_json_with_token("/api/conversations", &owner.token, &body)
+        .await;
+    expect_json(answer, 201).await["conversation"].clone()
+}
+
+/// The `id` of a conversation (or message) object.
+pub fn id_of(object: &Value) -> String {
+    str_at(object, "/id").to_owned()
+}
+
+/// Sends to a conversation over the socket; answers the ack.
+pub async fn send_to(socket: &mut SocketClient, conversation: &str, content: &str) -> Value {
+    socket
+        .emit_with_ack(
+            "sendMessage",
+            json!({ "conversationId": conversation, "content": content }),
+        )
+        .await
+}
