@@ -126,11 +126,7 @@ db_test! {
         let app = spawn_realtime_app(db, &[("MESSAGE_EDIT_WINDOW", "1s")]).await;
         let ada = app.create_user("Ada").await;
         let bob = app.create_user("Bob").await;
-        let path = format!("/api/messages/send/{}", bob.id);
-        let sent = app
-            .post_json_with_token(&path, &ada.token, &json!({ "content": "soon fixed" }))
-            .await;
-        let message = str_at(&expect_json(sent, 201).await, "/message/id").to_owned();
+        let message = id_of(&send_over_rest(&app, &ada, &bob, "soon fixed").await);
         expect_json(edit(&app, &ada, &message, "fixed").await, 200).await;
         // The window is measured from sending; a second and a bit later it has passed.
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -281,9 +277,7 @@ db_test! {
         expect_error(edit(&app, &admin, &ada_says, "x").await, 404, "message_not_found").await;
 
         // In a direct conversation only the author deletes.
-        let path = format!("/api/messages/send/{}", erin.id);
-        let sent = app.post_json_with_token(&path, &carol.token, &json!({ "content": "dm" })).await;
-        let dm = str_at(&expect_json(sent, 201).await, "/message/id").to_owned();
+        let dm = id_of(&send_over_rest(&app, &carol, &erin, "dm").await);
         expect_error(delete(&app, &erin, &dm).await, 403, "forbidden").await;
         assert_eq!(delete(&app, &carol, &dm).await.status(), 204);
         let deleted = erin_socket.next_event_where("messageDeleted", |d| d["messageId"] == dm).await;
@@ -398,9 +392,7 @@ db_test! {
         let app = spawn_realtime_app(db, &[]).await;
         let ada = app.create_user("Ada").await;
         let bob = app.create_user("Bob").await;
-        let path = format!("/api/messages/send/{}", bob.id);
-        let sent = app.post_json_with_token(&path, &ada.token, &json!({ "content": "vote" })).await;
-        let message = str_at(&expect_json(sent, 201).await, "/message/id").to_owned();
+        let message = id_of(&send_over_rest(&app, &ada, &bob, "vote").await);
         let message_id: Uuid = message.parse().unwrap();
         // 49 stored directly (the API would spend the users' message budget), then two by the API.
         for n in 0..49 {
@@ -497,9 +489,7 @@ db_test! {
         let ada = app.create_user("Ada").await;
         let bob = app.create_user("Bob").await;
         let dave = app.create_user("Dave").await;
-        let path = format!("/api/messages/send/{}", bob.id);
-        let sent = app.post_json_with_token(&path, &ada.token, &json!({ "content": "private" })).await;
-        let message = str_at(&expect_json(sent, 201).await, "/message/id").to_owned();
+        let message = id_of(&send_over_rest(&app, &ada, &bob, "private").await);
         let mut dave_socket = connect(&app, &dave.token).await;
         let mut answers = Vec::new();
         for id in [message.clone(), Uuid::now_v7().to_string(), "not-an-id".to_owned()] {
@@ -534,11 +524,9 @@ db_test! {
         let app = spawn_realtime_app(db, &[]).await;
         let ada = app.create_user("Ada").await;
         let bob = app.create_user("Bob").await;
-        let path = format!("/api/messages/send/{}", bob.id);
         let mut ids = Vec::new();
         for content in ["one", "two", "three"] {
-            let sent = app.post_json_with_token(&path, &ada.token, &json!({ "content": content })).await;
-            ids.push(str_at(&expect_json(sent, 201).await, "/message/id").to_owned());
+            ids.push(id_of(&send_over_rest(&app, &ada, &bob, content).await));
         }
         // Bob's phone saw up to "three", then went offline.
         let since = ids[2].clone();
@@ -546,8 +534,7 @@ db_test! {
         let reacted = put_with_token(&app, &reaction_path(&ids[1], "👀"), &bob.token).await;
         expect_json(reacted, 200).await;
         assert_eq!(delete(&app, &ada, &ids[2]).await.status(), 204);
-        let sent = app.post_json_with_token(&path, &ada.token, &json!({ "content": "four" })).await;
-        let four = str_at(&expect_json(sent, 201).await, "/message/id").to_owned();
+        let four = id_of(&send_over_rest(&app, &ada, &bob, "four").await);
 
         let sync = |since: String, after: Option<String>| {
             let app = &app;

@@ -43,13 +43,6 @@ async fn read_one(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
 }
 
 /// Sends a message over REST; answers the stored message.
-async fn send_over_rest(app: &TestApp, from: &TestUser, to: &TestUser, content: &str) -> Value {
-    let path = format!("/api/messages/send/{}", to.id);
-    let body = json!({ "content": content });
-    let response = app.post_json_with_token(&path, &from.token, &body).await;
-    expect_json(response, 201).await["message"].clone()
-}
-
 fn keys(object: &Value) -> BTreeSet<&str> {
     object
         .as_object()

@@ -114,3 +114,11 @@ pub async fn send_to(socket: &mut SocketClient, conversation: &str, content: &st
         )
         .await
 }
+
+/// A direct message over REST; answers the stored message.
+pub async fn send_over_rest(app: &TestApp, from: &TestUser, to: &TestUser, content: &str) -> Value {
+    let path = format!("/api/messages/send/{}", to.id);
+    let body = json!({ "content": content });
+    let response = app.post_json_with_token(&path, &from.token, &body).await;
+    expect_json(response, 201).await["message"].clone()
+}
