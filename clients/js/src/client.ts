@@ -3,7 +3,8 @@
 // it, so reconnections hand the server the newest one), stops for good on `force_logout` or an
 // authentication failure, catches up with `sync` after every reconnect so that each message
 // reaches the `newMessage` / `messageSent` listeners exactly once and in order, retries sends
-// across reconnects under one `clientId`, and keeps presence and typing state.
+// across reconnects under one `clientId`, tells edits, deletions and reactions (live, and those
+// missed while away from `sync`'s `changed`), and keeps presence and typing state.
 
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 
@@ -19,6 +20,7 @@ import type {
   ForceLogoutPayload,
   Id,
   Message,
+  MessageDeletedPayload,
   MessageDeliveredPayload,
   MessagesReadPayload,
   Notification,
@@ -26,6 +28,8 @@ import type {
   OnlineUser,
   OnlineUsersAck,
   PongPayload,
+  Reaction,
+  ReactionsChangedPayload,
   ServerShutdownPayload,
   ServerToClientEvents,
   SyncAck,
@@ -68,6 +72,19 @@ export interface RealtimeEvents {
   newMessage: (message: Message, info: DeliveryInfo) => void;
   /** A message this user sent (from this device or another): each one exactly once, in order. */
   messageSent: (message: Message, info: DeliveryInfo) => void;
+  /**
+   * The whole message as it is now: after an edit (live), or after any change this device missed
+   * while away (`sync`: edits, reactions and deletions, a deleted one with `deletedAt` set).
+   * Replace the message you hold with it.
+   */
+  messageUpdated: (message: Message, info: DeliveryInfo) => void;
+  /**
+   * A message became a tombstone (`content` `""`, no mentions, attachments or reactions), live
+   * or caught up by `sync` (which tells it as `messageUpdated` too).
+   */
+  messageDeleted: (payload: MessageDeletedPayload, info: DeliveryInfo) => void;
+  /** A message's reactions now (live; `sync` tells missed ones as `messageUpdated`). */
+  reactionsChanged: (payload: ReactionsChangedPayload, info: DeliveryInfo) => void;
   messageDelivered: (payload: MessageDeliveredPayload) => void;
   messagesRead: (payload: MessagesReadPayload) => void;
   /** From the server, plus a stop this client infers when the connection drops. */
@@ -85,8 +102,11 @@ export interface RealtimeEvents {
   notificationsRead: (payload: NotificationsReadPayload) => void;
   testMessage: (payload: TestMessagePayload) => void;
   server_shutdown: (payload: ServerShutdownPayload) => void;
-  /** A catch-up after a reconnect finished: how many messages it delivered, over how many pages. */
-  synced: (info: { messages: number; pages: number }) => void;
+  /**
+   * A catch-up after a reconnect finished: how many messages it delivered, how many changes to
+   * earlier ones it told (`messageUpdated`), over how many pages.
+   */
+  synced: (info: { messages: number; changed: number; pages: number }) => void;
   /** A send attempt got no answer (the connection dropped or timed out); it will be retried. */
   sendRetry: (info: { to: Id; clientId: string; attempt: number; reason: string }) => void;
   /** Something went wrong that the client handles by itself (a failed sync, a listener threw). */
@@ -170,6 +190,16 @@ export function uuidv7Floor(time: number): Id {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
 }
 
+/** What a send may carry beside its content. */
+export interface SendOptions {
+  /** Repeats of one send share it; made for you when absent. */
+  clientId?: string;
+  /** Members of the conversation this message mentions. */
+  mentions?: Id[];
+  /** A message of the same conversation this one answers. */
+  replyToId?: Id;
+}
+
 type Listeners = { [K in keyof RealtimeEvents]?: Set<RealtimeEvents[K]> };
 type Waiter = { resolve: () => void; reject: (err: Error) => void };
 type TypingState = { active: boolean; lastSent: number; idle: ReturnType<typeof setTimeout> | undefined };
@@ -206,7 +236,9 @@ export class RealtimeClient {
   #seenOrder: Id[] = [];
   /**
    * While catching up, live messages wait here so that everything comes out in order, and so do
-   * the receipts (`messageDelivered`, `messagesRead`), which must not overtake their messages.
+   * the receipts (`messageDelivered`, `messagesRead`) and changes (`messageUpdated`,
+   * `messageDeleted`, `reactionsChanged`), which must not overtake their messages or be
+   * overtaken by the older state the catch-up brings.
    */
   #buffering = false;
   #pending: Array<{ message: Message; source: DeliveryInfo["source"] }> = [];
@@ -216,6 +248,13 @@ export class RealtimeClient {
 
   #online = new Map<Id, OnlineUser>();
   #conversations = new Map<Id, Conversation>();
+  /** Whether the app asked for the map (`loadConversations`): then new conversations join it. */
+  #conversationsLoaded = false;
+  /**
+   * Conversations being fetched because a first message came from them, and whether more
+   * messages came meanwhile (the answer may predate them: it is fetched again).
+   */
+  #joining = new Map<Id, boolean>();
   #url: string;
   #typingTo = new Map<Id, TypingState>();
   #typingFrom = new Map<Id, ReturnType<typeof setTimeout>>();
@@ -326,32 +365,39 @@ export class RealtimeClient {
    * same `clientId`, when the connection drops or the ack does not come: the server answers a
    * repeated `clientId` with the message it already stored, so nothing is ever sent twice.
    */
-  async sendMessage(to: Id, content: string, options: { clientId?: string } = {}): Promise<Message> {
+  async sendMessage(
+    to: Id,
+    content: string,
+    options: Omit<SendOptions, "mentions"> = {},
+  ): Promise<Message> {
     this.stopTyping(to);
     return this.#send({ to }, content, options);
   }
 
   /**
    * Sends a message to a conversation (direct or group) by id, mentioning `mentions` (members),
-   * with the same retries under one `clientId` as `sendMessage`.
+   * answering `replyToId` (a message of the same conversation), with the same retries under one
+   * `clientId` as `sendMessage`.
    */
   async sendToConversation(
     conversationId: Id,
     content: string,
-    options: { clientId?: string; mentions?: Id[] } = {},
+    options: SendOptions = {},
   ): Promise<Message> {
     this.stopTypingIn(conversationId);
     return this.#send({ conversationId }, content, options);
   }
 
-  async #send(
-    destination: Destination,
-    content: string,
-    options: { clientId?: string; mentions?: Id[] },
-  ): Promise<Message> {
+  async #send(destination: Destination, content: string, options: SendOptions): Promise<Message> {
     const clientId = options.clientId ?? newClientId();
     const to = "to" in destination ? destination.to : destination.conversationId;
-    const payload = { ...destination, content, clientId, ...(options.mentions ? { mentions: options.mentions } : {}) };
+    const payload = {
+      ...destination,
+      content,
+      clientId,
+      ...(options.mentions ? { mentions: options.mentions } : {}),
+      ...(options.replyToId ? { replyToId: options.replyToId } : {}),
+    };
     let lastReason = "";
     for (let attempt = 1; attempt <= this.#options.sendAttempts; attempt++) {
       await this.ready();
@@ -380,12 +426,37 @@ export class RealtimeClient {
     );
   }
 
+  /**
+   * Gives one of this user's text messages new content (within the server's edit window, 24 h by
+   * default); resolves with the edited message. Every member's devices, this one included, get
+   * `messageUpdated`.
+   */
+  async editMessage(messageId: Id, content: string): Promise<Message> {
+    const reply = await this.#ask("editMessage", { messageId, content });
+    return reply.message;
+  }
+
+  /**
+   * Deletes a message (this user's own; any in a group this user owns or administers; any at all
+   * for a platform admin). Every member's devices get `messageDeleted`; deleting twice is fine.
+   */
+  async deleteMessage(messageId: Id): Promise<void> {
+    await this.#ask("deleteMessage", { messageId });
+  }
+
+  /**
+   * Adds this user's reaction `emoji` (one emoji, or a shortcode like `:tada:`) to a message, or
+   * takes it back with `add = false`; both are idempotent. Resolves with the message's reactions;
+   * every member's devices get `reactionsChanged` when something changed.
+   */
+  async react(messageId: Id, emoji: string, add = true): Promise<Reaction[]> {
+    const reply = await this.#ask("react", { messageId, emoji, add });
+    return reply.reactions;
+  }
+
   /** Marks messages from `userId` up to and including `upTo` read; resolves with how many. */
   async markRead(userId: Id, upTo: Id): Promise<number> {
-    await this.ready();
-    const reply = await this.#request("markRead", { userId, upTo });
-    if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message);
-    return reply.count;
+    return (await this.#ask("markRead", { userId, upTo })).count;
   }
 
   /**
@@ -393,9 +464,7 @@ export class RealtimeClient {
    * how many messages became read. The conversation's counts in the map follow.
    */
   async markConversationRead(conversationId: Id, upTo: Id): Promise<number> {
-    await this.ready();
-    const reply = await this.#request("markRead", { conversationId, upTo });
-    if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message);
+    const reply = await this.#ask("markRead", { conversationId, upTo });
     await this.#refreshConversation(conversationId);
     return reply.count;
   }
@@ -417,13 +486,14 @@ export class RealtimeClient {
       before = page.nextCursor;
     } while (before);
     this.#conversations = new Map(list.map((c) => [c.id, c]));
+    this.#conversationsLoaded = true;
     this.#emit("conversations", this.#conversations);
     return list;
   }
 
   /** One conversation, with its members. */
   async getConversation(id: Id): Promise<Conversation> {
-    return this.#keep((await this.#rest<{ conversation: Conversation }>("GET", `/api/conversations/${id}`)).conversation);
+    return this.#fetchConversation(id);
   }
 
   /** Makes a group owned by this user with `memberIds` (1 to 100 users). */
@@ -566,6 +636,14 @@ export class RealtimeClient {
     if (this.#status === status) return;
     this.#status = status;
     this.#emit("status", status);
+  }
+
+  /** Once ready, one acknowledged emit; its `{ok: false}` answer rejects with the server's code. */
+  async #ask<E extends keyof ClientToServerEvents>(event: E, payload: unknown): Promise<any> {
+    await this.ready();
+    const reply = await this.#request(event, payload);
+    if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message, reply.error.fields);
+    return reply;
   }
 
   /** One acknowledged emit; rejects when the connection drops or the ack takes too long. */
@@ -732,6 +810,20 @@ export class RealtimeClient {
       this.#emit("server_shutdown", payload);
     });
 
+    s.on("messageUpdated", (p) => {
+      if (p?.message?.id) this.#receipt(() => this.#updated(p.message, "live"));
+    });
+    s.on("messageDeleted", (p) => {
+      if (p?.messageId) this.#receipt(() => this.#deleted(p, "live"));
+    });
+    s.on("reactionsChanged", (p) => {
+      if (!p?.messageId || !Array.isArray(p.reactions)) return;
+      this.#receipt(() => {
+        this.#patchLastMessage(p.conversationId, p.messageId, { reactions: p.reactions });
+        this.#emit("reactionsChanged", p, { source: "live" });
+      });
+    });
+
     s.on("userStatusChanged", (p) => this.#emit("userStatusChanged", p));
     s.on("messageDelivered", (p) => this.#receipt(() => this.#emit("messageDelivered", p)));
     s.on("messagesRead", (p) =>
@@ -820,16 +912,51 @@ export class RealtimeClient {
     else this.#emit("newMessage", message, { source });
   }
 
-  /** A new message in a known conversation: its last message, and the counts when from others. */
+  /**
+   * A new message in a known conversation: its last message, and the counts when from others.
+   * The first message of a direct conversation the map does not have yet brings it in.
+   */
   #count(message: Message, mine: boolean): void {
     const conversation = this.#conversations.get(message.conversationId);
-    if (!conversation) return;
+    if (!conversation) {
+      if (this.#conversationsLoaded) void this.#join(message.conversationId);
+      return;
+    }
     const updated = { ...conversation, lastMessage: message };
     if (!mine) {
       updated.unreadCount += 1;
       if (this.#user && message.mentions.includes(this.#user.id)) updated.mentionCount += 1;
     }
     this.#keep(updated);
+  }
+
+  /** The new state of a message the app may hold: an edit, or any change `sync` caught up. */
+  #updated(message: Message, source: DeliveryInfo["source"]): void {
+    this.#patchLastMessage(message.conversationId, message.id, message);
+    this.#emit("messageUpdated", message, { source });
+    if (message.deletedAt) {
+      const payload = { messageId: message.id, conversationId: message.conversationId, deletedAt: message.deletedAt };
+      this.#deleted(payload, source);
+    }
+  }
+
+  #deleted(payload: MessageDeletedPayload, source: DeliveryInfo["source"]): void {
+    const tombstone = { content: "", mentions: [], attachments: [], reactions: [], deletedAt: payload.deletedAt };
+    const conversation = this.#conversations.get(payload.conversationId);
+    this.#patchLastMessage(payload.conversationId, payload.messageId, tombstone);
+    // An unread message that is deleted no longer counts: the server has the new counts.
+    if (conversation && conversation.unreadCount > 0) {
+      void this.#refreshConversation(payload.conversationId).catch(() => {});
+    }
+    this.#emit("messageDeleted", payload, { source });
+  }
+
+  /** When `messageId` is a kept conversation's last message, it takes `change`. */
+  #patchLastMessage(conversationId: Id, messageId: Id, change: Partial<Message>): void {
+    const conversation = this.#conversations.get(conversationId);
+    if (!conversation && this.#joining.has(conversationId)) this.#joining.set(conversationId, true);
+    if (conversation?.lastMessage?.id !== messageId) return;
+    this.#keep({ ...conversation, lastMessage: { ...conversation.lastMessage, ...change } });
   }
 
   #keep(conversation: Conversation): Conversation {
@@ -843,9 +970,30 @@ export class RealtimeClient {
   }
 
   async #refreshConversation(id: Id): Promise<void> {
-    if (!this.#conversations.has(id)) return;
+    if (this.#conversations.has(id)) await this.#fetchConversation(id);
+  }
+
+  /** Brings a conversation the map lacks into it, with everything that came while fetching. */
+  async #join(id: Id): Promise<void> {
+    if (this.#joining.has(id)) {
+      this.#joining.set(id, true);
+      return;
+    }
+    try {
+      do {
+        this.#joining.set(id, false);
+        await this.#fetchConversation(id);
+      } while (this.#joining.get(id));
+    } catch {
+      // The next message tries again.
+    } finally {
+      this.#joining.delete(id);
+    }
+  }
+
+  async #fetchConversation(id: Id): Promise<Conversation> {
     const fresh = await this.#rest<{ conversation: Conversation }>("GET", `/api/conversations/${id}`);
-    this.#keep(fresh.conversation);
+    return this.#keep(fresh.conversation);
   }
 
   /** A REST call with this client's token; rejects with the server's error code. */
@@ -877,16 +1025,23 @@ export class RealtimeClient {
     this.#syncRunning = true;
     this.#buffering = true;
     let messages = 0;
+    let changed = 0;
     let pages = 0;
     try {
       do {
         this.#syncAgain = false;
         let since = this.#cursor;
         let newest = since;
+        // The changes to messages the app already has are those after the first `since`, paged
+        // with `changedAfter`; later pages' changes are to messages this catch-up has just
+        // delivered as they are now, so they are passed over.
+        let changes = true;
+        let changedAfter: string | null = null;
         for (;;) {
           const reply: Ack<SyncAck> = await this.#request("sync", {
             since,
             limit: this.#options.syncPageSize,
+            ...(changedAfter ? { changedAfter } : {}),
           });
           if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message);
           pages += 1;
@@ -904,6 +1059,19 @@ export class RealtimeClient {
           const lastNotification = notifications.at(-1)?.id ?? null;
           for (const id of [lastMessage, lastNotification]) {
             if (id !== null && (newest === null || id > newest)) newest = id;
+          }
+          if (changes) {
+            for (const message of reply.changed ?? []) {
+              changed += 1;
+              this.#updated(message, "sync");
+            }
+            if (reply.hasMoreChanged && reply.changedCursor) {
+              // The same `since` again: its messages repeat and are dropped as seen.
+              changedAfter = reply.changedCursor;
+              continue;
+            }
+            changes = false;
+            changedAfter = null;
           }
           // The next page starts where the first truncated list stopped; the other list's
           // repeats are dropped as already seen.
@@ -933,6 +1101,6 @@ export class RealtimeClient {
     );
     for (const { message, source } of queued) this.#dispatch(message, source);
     for (const emit of this.#pendingReceipts.splice(0)) emit();
-    this.#emit("synced", { messages, pages });
+    this.#emit("synced", { messages, changed, pages });
   }
 }

@@ -12,6 +12,7 @@ export {
   type DeliveryInfo,
   type RealtimeEvents,
   type RealtimeSocket,
+  type SendOptions,
 } from "./client.js";
 export { login, type LoginOptions } from "./rest.js";
 export type * from "./types.js";

@@ -1,4 +1,4 @@
-// The wire contract of the CraftCode Realtime main Socket.IO server (SPEC §2 and §5): every
+// The wire contract of the CraftCode Realtime main Socket.IO server (SPEC §2, §5, §10, §11): every
 // object, event payload and acknowledgement, as the server sends them. Field names are the
 // server's (camelCase); ids are UUIDv7 strings; times are RFC 3339 UTC strings with milliseconds.
 
@@ -43,6 +43,14 @@ export interface SystemEvent {
   title: string | null;
 }
 
+/** One emoji on a message, with who reacted with it (SPEC §11). */
+export interface Reaction {
+  /** One emoji, or a shortcode such as `:party_parrot:`. */
+  emoji: string;
+  count: number;
+  userIds: Id[];
+}
+
 /** A message of a direct or group conversation (SPEC §2). */
 export interface Message {
   id: Id;
@@ -53,13 +61,16 @@ export interface Message {
   to: Id | null;
   content: string;
   clientId: string | null;
+  /** The message this one answers, in the same conversation; kept when that one is deleted. */
   replyToId: Id | null;
   mentions: Id[];
   attachments: unknown[];
-  reactions: Array<{ emoji: string; count: number; userIds: Id[] }>;
+  /** In order of first use; empty when none (and on a deleted message). */
+  reactions: Reaction[];
   system: SystemEvent | null;
   createdAt: Timestamp;
   editedAt: Timestamp | null;
+  /** Set on a tombstone: `content` is `""`, `mentions`, `attachments` and `reactions` empty. */
   deletedAt: Timestamp | null;
   /** Direct messages only. */
   deliveredAt: Timestamp | null;
@@ -146,6 +157,11 @@ export type ErrorCode =
   | "invalid_mention"
   | "group_full"
   | "owner_must_transfer"
+  | "message_not_found"
+  | "edit_window_passed"
+  | "invalid_emoji"
+  | "too_many_reactions"
+  | "invalid_reply"
   | "unavailable";
 
 /** The reason codes of a refused handshake or a failed `authenticate`. */
@@ -178,6 +194,17 @@ export interface SyncAck {
   /** Sent by this server beside the contract's fields: notifications after `since`. */
   notifications?: Notification[];
   hasMoreNotifications?: boolean;
+  /** Messages at or before `since` edited, deleted or reacted to after it, oldest change first. */
+  changed: Message[];
+  hasMoreChanged: boolean;
+  /** When `hasMoreChanged`: the `changedAfter` of the next page (with the same `since`). */
+  changedCursor: string | null;
+}
+export interface EditMessageAck {
+  message: Message;
+}
+export interface ReactAck {
+  reactions: Reaction[];
 }
 export interface PongPayload {
   ts: unknown;
@@ -196,12 +223,28 @@ export type SendMessagePayload = Destination & {
   content: string;
   clientId?: string;
   mentions?: Id[];
+  replyToId?: Id;
 };
 export type TypingPayload = Destination & { isTyping: boolean };
 export type MarkReadPayload = ({ userId: Id } | { conversationId: Id }) & { upTo: Id };
 export interface SyncPayload {
   since: Id | null;
   limit?: number;
+  /** The `changedCursor` of the previous page with this `since`. */
+  changedAfter?: string;
+}
+export interface EditMessagePayload {
+  messageId: Id;
+  content: string;
+}
+export interface DeleteMessagePayload {
+  messageId: Id;
+}
+export interface ReactPayload {
+  messageId: Id;
+  emoji: string;
+  /** `true` adds this user's reaction, `false` takes it back; both are idempotent. */
+  add: boolean;
 }
 export interface PingPayload {
   ts?: unknown;
@@ -215,6 +258,9 @@ export interface ClientToServerEvents {
   getOnlineUsers: (ack: (reply: Ack<OnlineUsersAck>) => void) => void;
   markRead: (payload: MarkReadPayload, ack: (reply: Ack<MarkReadAck>) => void) => void;
   sync: (payload: SyncPayload, ack: (reply: Ack<SyncAck>) => void) => void;
+  editMessage: (payload: EditMessagePayload, ack: (reply: Ack<EditMessageAck>) => void) => void;
+  deleteMessage: (payload: DeleteMessagePayload, ack: (reply: Ack<object>) => void) => void;
+  react: (payload: ReactPayload, ack: (reply: Ack<ReactAck>) => void) => void;
   ping: (payload: PingPayload, ack: (reply: Ack<PongPayload>) => void) => void;
 }
 
@@ -245,6 +291,20 @@ export interface NewMessagePayload {
 }
 export interface MessageSentPayload {
   message: Message;
+}
+/** An edit: the whole message as it is now (SPEC §11). */
+export interface MessageUpdatedPayload {
+  message: Message;
+}
+export interface MessageDeletedPayload {
+  messageId: Id;
+  conversationId: Id;
+  deletedAt: Timestamp;
+}
+export interface ReactionsChangedPayload {
+  messageId: Id;
+  conversationId: Id;
+  reactions: Reaction[];
 }
 export interface MessageDeliveredPayload {
   messageId: Id;
@@ -307,6 +367,9 @@ export interface ServerToClientEvents {
   /** Acking it marks the message delivered. */
   newMessage: (payload: NewMessagePayload, ack?: () => void) => void;
   messageSent: (payload: MessageSentPayload) => void;
+  messageUpdated: (payload: MessageUpdatedPayload) => void;
+  messageDeleted: (payload: MessageDeletedPayload) => void;
+  reactionsChanged: (payload: ReactionsChangedPayload) => void;
   messageDelivered: (payload: MessageDeliveredPayload) => void;
   messagesRead: (payload: MessagesReadPayload) => void;
   userTyping: (payload: UserTypingPayload) => void;

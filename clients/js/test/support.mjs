@@ -88,6 +88,7 @@ export class Recorded {
       "newMessage", "messageSent", "messageDelivered", "messagesRead", "userTyping", "presence",
       "notification", "notificationsRead", "server_shutdown", "synced", "sendRetry", "error",
       "conversationUpdated", "conversationRemoved", "conversations",
+      "messageUpdated", "messageDeleted", "reactionsChanged",
     ];
     for (const event of events) {
       client.on(event, (...args) => this.#record(event, args));
