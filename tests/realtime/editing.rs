@@ -534,6 +534,13 @@ db_test! {
         let reacted = put_with_token(&app, &reaction_path(&ids[1], "👀"), &bob.token).await;
         expect_json(reacted, 200).await;
         assert_eq!(delete(&app, &ada, &ids[2]).await.status(), 204);
+        // A change in the same millisecond as `since` is sent again (sync errs towards twice,
+        // never towards lost), so "four" goes out in a later millisecond than the deletion.
+        let deleted = app.state.store.find_message(ids[2].parse().unwrap()).await.unwrap().unwrap();
+        let deleted_at = deleted.deleted_at.unwrap().as_millis();
+        while craftcode::timestamp::Timestamp::now().as_millis() <= deleted_at {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         let four = id_of(&send_over_rest(&app, &ada, &bob, "four").await);
 
         let sync = |since: String, after: Option<String>| {
