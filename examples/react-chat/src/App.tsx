@@ -1,9 +1,10 @@
 // A minimal chat on @craftcode/realtime-client: sign in, the people list with live presence, a
 // conversation with a typing indicator and read receipts, groups (create, add a member, chat,
-// "read by N"), and a banner while the connection is down. The page talks to its own origin;
-// Vite forwards /api (REST and the socket) to craftcode.
+// "read by N"), replies, edits, deletions and reactions in both, and a banner while the
+// connection is down. The page talks to its own origin; Vite forwards /api (REST and the socket)
+// to craftcode.
 
-import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
+import { useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from "react";
 
 import {
   connect,
@@ -123,6 +124,15 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
       if (!list) return all;
       return { ...all, [peer]: list.map((m) => patch(m) ?? m) };
     });
+  /** Edits, deletions and reactions: the message takes `patch` wherever it is kept. */
+  const patchMessage = (id: string, patch: (m: Message) => Message) => {
+    const apply = (all: Conversations) => {
+      const key = Object.keys(all).find((k) => all[k].some((m) => m.id === id));
+      return key === undefined ? all : { ...all, [key]: all[key].map((m) => (m.id === id ? patch(m) : m)) };
+    };
+    setConversations(apply);
+    setGroupMessages(apply);
+  };
 
   useEffect(() => {
     const c = connect({ url: window.location.origin, token: session.token });
@@ -133,6 +143,12 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
       // Group messages have no `to`; they are kept by conversation.
       c.on("newMessage", (m) => (m.to === null ? addGroupMessages(m.conversationId, [m]) : addMessages(m.from, [m]))),
       c.on("messageSent", (m) => (m.to === null ? addGroupMessages(m.conversationId, [m]) : addMessages(m.to, [m]))),
+      // The whole message after an edit, or after whatever changed while this page was away.
+      c.on("messageUpdated", (m) => patchMessage(m.id, () => m)),
+      c.on("messageDeleted", (p) =>
+        patchMessage(p.messageId, (m) => ({ ...m, content: "", mentions: [], reactions: [], deletedAt: p.deletedAt })),
+      ),
+      c.on("reactionsChanged", (p) => patchMessage(p.messageId, (m) => ({ ...m, reactions: p.reactions }))),
       c.on("conversations", (map) => setGroups([...map.values()].filter((g) => g.kind === "group"))),
       c.on("conversationRemoved", (p) => setSelectedGroup((open) => (open === p.conversationId ? null : open))),
       c.on("messageDelivered", (p) =>
@@ -283,6 +299,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
             group={group}
             people={people}
             messages={groupMessages[group.id] ?? []}
+            names={names}
             typing={[...(groupTyping[group.id] ?? [])].map((id) => names.get(id) ?? "Someone")}
             readsVersion={groupReads}
             token={tokenRef}
@@ -294,6 +311,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
             me={me}
             peer={peer}
             messages={messages}
+            names={names}
             typing={typing.has(peer.id)}
             readUpTo={readUpTo[peer.id] ?? null}
           />
@@ -310,63 +328,190 @@ function Conversation(props: {
   me: User;
   peer: DirectoryEntry;
   messages: Message[];
+  names: Map<string, string>;
   typing: boolean;
   readUpTo: string | null;
 }) {
-  const { client, me, peer, messages, typing, readUpTo } = props;
+  const { client, me, peer, messages, names, typing, readUpTo } = props;
+  const lastMine = [...messages].reverse().find((m) => m.from === me.id);
+  const read = lastMine && (lastMine.readAt || (readUpTo !== null && lastMine.id <= readUpTo));
+  const receipt = lastMine ? (read ? "Read" : lastMine.deliveredAt ? "Delivered" : "Sent") : null;
+
+  return (
+    <section className="conversation" data-testid="conversation" data-peer-id={peer.id}>
+      <Thread
+        client={client}
+        me={me}
+        messages={messages}
+        names={names}
+        placeholder={`Message ${peer.name}`}
+        send={(content, replyToId) => client.sendMessage(peer.id, content, { replyToId })}
+        onTyping={(active) => (active ? client.typing(peer.id) : client.stopTyping(peer.id))}
+        footer={receipt && <div className="receipt" data-testid="receipt">{receipt}</div>}
+        typing={typing ? `${peer.name} is typing…` : ""}
+      />
+    </section>
+  );
+}
+
+/** The reactions offered on every message; any reaction already there can be clicked too. */
+const QUICK_REACTIONS = ["👍", "🎉"];
+
+/**
+ * A conversation's messages and composer, the same for direct and group conversations: each
+ * message with what it replies to, "(edited)", its reaction chips (click one to add or take back
+ * yours) and its actions (reply, react, and for your own, edit and delete); the composer sends,
+ * answers the message being replied to, or saves the message being edited.
+ */
+function Thread(props: {
+  client: RealtimeClient;
+  me: User;
+  messages: Message[];
+  names: Map<string, string>;
+  placeholder: string;
+  send: (content: string, replyToId: string | undefined) => Promise<Message>;
+  onTyping: (active: boolean) => void;
+  footer?: ReactNode;
+  typing: string;
+}) {
+  const { client, me, messages, names, placeholder, send, onTyping, footer, typing } = props;
   const [draft, setDraft] = useState("");
   const [error, setError] = useState<string | null>(null);
+  const [replyTo, setReplyTo] = useState<Message | null>(null);
+  const [editing, setEditing] = useState<Message | null>(null);
+  const byId = useMemo(() => new Map(messages.map((m) => [m.id, m])), [messages]);
   const end = useRef<HTMLDivElement>(null);
   useEffect(() => {
     // In braces: newer browsers' scrollIntoView returns a promise, which is no effect cleanup.
     end.current?.scrollIntoView?.();
   }, [messages.length]);
 
-  const lastMine = [...messages].reverse().find((m) => m.from === me.id);
-  const read = lastMine && (lastMine.readAt || (readUpTo !== null && lastMine.id <= readUpTo));
-  const receipt = lastMine ? (read ? "Read" : lastMine.deliveredAt ? "Delivered" : "Sent") : null;
-
-  const send = async (e: FormEvent) => {
+  const attempt = async (action: () => Promise<unknown>) => {
+    setError(null);
+    try {
+      await action();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  const submit = async (e: FormEvent) => {
     e.preventDefault();
     const content = draft.trim();
     if (!content) return;
+    const target = editing;
+    const answering = replyTo;
     setDraft("");
+    setEditing(null);
+    setReplyTo(null);
     setError(null);
     try {
-      await client.sendMessage(peer.id, content); // shown through messageSent
+      // Shown through messageSent / messageUpdated.
+      if (target) await client.editMessage(target.id, content);
+      else await send(content, answering?.id);
     } catch (err) {
       setError((err as Error).message);
       setDraft(content);
+      setEditing(target);
+      setReplyTo(answering);
     }
+  };
+  const mine = (m: Message) => m.from === me.id;
+  const react = (m: Message, emoji: string) => {
+    const already = m.reactions.some((r) => r.emoji === emoji && r.userIds.includes(me.id));
+    return attempt(() => client.react(m.id, emoji, !already)); // shown through reactionsChanged
+  };
+  const quote = (id: string) => {
+    const original = byId.get(id);
+    if (!original) return "an earlier message";
+    if (original.deletedAt) return "a deleted message";
+    return `${names.get(original.from) ?? (mine(original) ? me.name : "Someone")}: ${original.content}`;
   };
 
   return (
-    <section className="conversation" data-testid="conversation" data-peer-id={peer.id}>
+    <>
       <div className="messages">
-        {messages.map((m) => (
-          <div key={m.id} className={`message ${m.from === me.id ? "mine" : ""}`} data-testid="message" data-from={m.from === me.id ? "me" : "them"}>
-            {m.content}
-          </div>
-        ))}
-        {receipt && <div className="receipt" data-testid="receipt">{receipt}</div>}
+        {messages.map((m) => {
+          const kind = m.kind === "system" ? "system" : mine(m) ? "mine" : "";
+          const live = m.kind === "text" && !m.deletedAt;
+          return (
+            <div key={m.id} className={`message-row ${kind}`} data-testid="message-row" data-message-id={m.id}>
+              {m.replyToId && <div className="quote" data-testid="reply-quote">↩ {quote(m.replyToId)}</div>}
+              <div
+                className={`message ${kind} ${m.deletedAt ? "deleted" : ""}`}
+                data-testid="message"
+                data-kind={m.kind}
+                data-from={mine(m) ? "me" : "them"}
+              >
+                {m.deletedAt ? "This message was deleted" : m.kind === "system" ? `· ${m.content}` : m.content}
+              </div>
+              {m.editedAt && !m.deletedAt && <span className="edited" data-testid="edited">(edited)</span>}
+              {m.reactions.length > 0 && (
+                <div className="reactions">
+                  {m.reactions.map((r) => (
+                    <button
+                      key={r.emoji}
+                      type="button"
+                      className={`chip ${r.userIds.includes(me.id) ? "mine" : ""}`}
+                      data-testid="reaction"
+                      data-emoji={r.emoji}
+                      data-mine={r.userIds.includes(me.id) ? "true" : "false"}
+                      title={r.userIds.map((id) => names.get(id) ?? (id === me.id ? me.name : "Someone")).join(", ")}
+                      onClick={() => react(m, r.emoji)}
+                    >
+                      {r.emoji} {r.count}
+                    </button>
+                  ))}
+                </div>
+              )}
+              {live && (
+                <div className="actions">
+                  <button type="button" data-testid="reply" onClick={() => (setEditing(null), setReplyTo(m))}>Reply</button>
+                  {QUICK_REACTIONS.map((emoji) => (
+                    <button key={emoji} type="button" data-testid="react" data-emoji={emoji} onClick={() => react(m, emoji)}>
+                      {emoji}
+                    </button>
+                  ))}
+                  {mine(m) && (
+                    <>
+                      <button type="button" data-testid="edit" onClick={() => (setReplyTo(null), setEditing(m), setDraft(m.content))}>
+                        Edit
+                      </button>
+                      <button type="button" data-testid="delete" onClick={() => attempt(() => client.deleteMessage(m.id))}>
+                        Delete
+                      </button>
+                    </>
+                  )}
+                </div>
+              )}
+            </div>
+          );
+        })}
+        {footer}
         <div ref={end} />
       </div>
-      <div className="typing" data-testid="typing-indicator">{typing ? `${peer.name} is typing…` : ""}</div>
-      <form className="composer" onSubmit={send}>
+      <div className="typing" data-testid="typing-indicator">{typing}</div>
+      {(replyTo || editing) && (
+        <div className="composing" data-testid="composing">
+          {editing ? "Editing your message" : `Replying to ${quote(replyTo!.id)}`}
+          <button type="button" data-testid="cancel-composing" onClick={() => (setEditing(null), setReplyTo(null), setDraft(""))}>
+            Cancel
+          </button>
+        </div>
+      )}
+      <form className="composer" onSubmit={submit}>
         <input
           data-testid="composer"
-          placeholder={`Message ${peer.name}`}
+          placeholder={placeholder}
           value={draft}
           onChange={(e) => {
             setDraft(e.target.value);
-            if (e.target.value) client.typing(peer.id);
-            else client.stopTyping(peer.id);
+            if (!editing) onTyping(e.target.value !== "");
           }}
         />
-        <button data-testid="send" type="submit">Send</button>
+        <button data-testid="send" type="submit">{editing ? "Save" : "Send"}</button>
       </form>
       {error && <p className="error" data-testid="send-error">{error}</p>}
-    </section>
+    </>
   );
 }
 
@@ -423,12 +568,12 @@ function Group(props: {
   group: ConversationObject;
   people: DirectoryEntry[];
   messages: Message[];
+  names: Map<string, string>;
   typing: string[];
   readsVersion: number;
   token: { current: string };
 }) {
-  const { client, me, group, people, messages, typing, readsVersion, token } = props;
-  const [draft, setDraft] = useState("");
+  const { client, me, group, people, messages, names, typing, readsVersion, token } = props;
   const [error, setError] = useState<string | null>(null);
   const [readBy, setReadBy] = useState(0);
   const [adding, setAdding] = useState("");
@@ -448,19 +593,6 @@ function Group(props: {
       .catch(() => {});
   }, [group.id, lastMine?.id, readsVersion, me.id, token]);
 
-  const send = async (e: FormEvent) => {
-    e.preventDefault();
-    const content = draft.trim();
-    if (!content) return;
-    setDraft("");
-    setError(null);
-    try {
-      await client.sendToConversation(group.id, content); // shown through messageSent
-    } catch (err) {
-      setError((err as Error).message);
-      setDraft(content);
-    }
-  };
   const add = async () => {
     if (!adding) return;
     try {
@@ -476,34 +608,17 @@ function Group(props: {
       <h2 data-testid="group-name">
         {group.title} ({group.memberCount})
       </h2>
-      <div className="messages">
-        {messages.map((m) => (
-          <div
-            key={m.id}
-            className={`message ${m.kind === "system" ? "system" : m.from === me.id ? "mine" : ""}`}
-            data-testid="message"
-            data-kind={m.kind}
-            data-from={m.from === me.id ? "me" : "them"}
-          >
-            {m.kind === "system" ? `· ${m.content}` : m.content}
-          </div>
-        ))}
-        {lastMine && <div className="receipt" data-testid="read-by">Read by {readBy}</div>}
-      </div>
-      <div className="typing" data-testid="typing-indicator">{typing.length > 0 ? `${typing.join(", ")} typing…` : ""}</div>
-      <form className="composer" onSubmit={send}>
-        <input
-          data-testid="composer"
-          placeholder={`Message ${group.title}`}
-          value={draft}
-          onChange={(e) => {
-            setDraft(e.target.value);
-            if (e.target.value) client.typingIn(group.id);
-            else client.stopTypingIn(group.id);
-          }}
-        />
-        <button data-testid="send" type="submit">Send</button>
-      </form>
+      <Thread
+        client={client}
+        me={me}
+        messages={messages}
+        names={names}
+        placeholder={`Message ${group.title}`}
+        send={(content, replyToId) => client.sendToConversation(group.id, content, { replyToId })}
+        onTyping={(active) => (active ? client.typingIn(group.id) : client.stopTypingIn(group.id))}
+        footer={lastMine && <div className="receipt" data-testid="read-by">Read by {readBy}</div>}
+        typing={typing.length > 0 ? `${typing.join(", ")} typing…` : ""}
+      />
       <div className="add-member">
         <select data-testid="add-member" value={adding} onChange={(e) => setAdding(e.target.value)}>
           <option value="">Add someone…</option>
@@ -513,7 +628,7 @@ function Group(props: {
         </select>
         <button data-testid="add-member-button" type="button" onClick={add}>Add</button>
       </div>
-      {error && <p className="error" data-testid="send-error">{error}</p>}
+      {error && <p className="error" data-testid="group-action-error">{error}</p>}
     </section>
   );
 }

@@ -1,7 +1,8 @@
 // The React example in a real headless Chromium: two browser contexts (Alice and Bob) sign in
 // through the page and chat — a message, the typing indicator, the read receipt — against a real
 // craftcode server behind `vite preview`'s proxy (the built example, dist/). Then the server is
-// restarted: both pages show the reconnect banner, it goes away, and the chat goes on.
+// restarted: both pages show the reconnect banner, it goes away, and the chat goes on. Groups,
+// and replies, edits, reactions and deletions, each in a test of their own.
 //
 // CRAFTCODE_BIN (default ../../target/debug/craftcode) and CHROMIUM_PATH (default
 // /usr/bin/chromium) must exist; `npm test` builds dist/ first. Every wait is Playwright's
@@ -224,4 +225,72 @@ test("a group through the React example: create it, add a member, chat, and see 
   }
   assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
   await e.screenshot({ path: path.join(EXAMPLE, "dist", "group-erin.png") });
+});
+
+test("replies, edits, reactions and deletions through the React example reach the other page", async (t) => {
+  t.after(() => {
+    if (!t.passed) {
+      process.stderr.write(`\n----- craftcode -----\n${server.log()}\n----- vite preview -----\n${previewOutput.join("")}\n`);
+    }
+  });
+  const hana = await register("Hana");
+  const ivan = await register("Ivan");
+  const h = await signIn(hana);
+  const i = await signIn(ivan);
+  await person(h, ivan).click();
+  await person(i, hana).click();
+
+  /** The row of the message reading `text` (its actions show on hover, as for a mouse user). */
+  const row = (page, text) => page.getByTestId("message-row").filter({ has: page.getByTestId("message").filter({ hasText: text }) });
+  const act = async (page, text, action, emoji) => {
+    const r = row(page, text);
+    await r.hover();
+    const button = emoji ? r.locator(`[data-testid="${action}"][data-emoji="${emoji}"]`) : r.getByTestId(action);
+    await button.click();
+  };
+
+  await h.getByTestId("composer").fill("See you at 5");
+  await h.getByTestId("send").click();
+  await row(i, "See you at 5").waitFor(WAIT);
+
+  // Ivan answers it: Hana sees the reply with what it answers.
+  await act(i, "See you at 5", "reply");
+  await i.getByTestId("composing").filter({ hasText: "Replying to Hana: See you at 5" }).waitFor(WAIT);
+  await i.getByTestId("composer").fill("Make it 6?");
+  await i.getByTestId("send").click();
+  const reply = row(h, "Make it 6?");
+  await reply.getByTestId("reply-quote").filter({ hasText: "Hana: See you at 5" }).waitFor(WAIT);
+
+  // Hana edits her message: Ivan sees the new text, marked, and the quote follows.
+  await act(h, "See you at 5", "edit");
+  await h.getByTestId("composer").fill("See you at 6");
+  await h.getByTestId("send").click();
+  await row(i, "See you at 6").getByTestId("edited").waitFor(WAIT);
+  await row(i, "Make it 6?").getByTestId("reply-quote").filter({ hasText: "Hana: See you at 6" }).waitFor(WAIT);
+  assert.equal(await row(i, "See you at 5").count(), 0, "the old text is gone");
+  // Only the author may edit: Ivan's page offers no edit on Hana's message.
+  await row(i, "See you at 6").hover();
+  assert.equal(await row(i, "See you at 6").getByTestId("edit").count(), 0);
+
+  // Reactions: Ivan 👍, Hana too (one chip, two), then Ivan takes his back.
+  const chip = (page, text) => row(page, text).locator('[data-testid="reaction"][data-emoji="👍"]');
+  await act(i, "See you at 6", "react", "👍");
+  await chip(h, "See you at 6").filter({ hasText: "👍 1" }).waitFor(WAIT);
+  await chip(h, "See you at 6").click();
+  await chip(i, "See you at 6").filter({ hasText: "👍 2" }).waitFor(WAIT);
+  await chip(i, "See you at 6").click();
+  await h.locator('[data-testid="reaction"][data-emoji="👍"][data-mine="true"]').filter({ hasText: "👍 1" }).waitFor(WAIT);
+  await i.locator('[data-testid="reaction"][data-mine="false"]').filter({ hasText: "👍 1" }).waitFor(WAIT);
+
+  // Hana deletes it: a tombstone on both pages, without its reactions; the reply stays.
+  await act(h, "See you at 6", "delete");
+  for (const page of [h, i]) {
+    await row(page, "This message was deleted").waitFor(WAIT);
+    await row(page, "Make it 6?").getByTestId("reply-quote").filter({ hasText: "a deleted message" }).waitFor(WAIT);
+    assert.equal(await page.getByTestId("reaction").count(), 0);
+    const texts = await page.getByTestId("message").allTextContents();
+    assert.deepEqual(texts, ["This message was deleted", "Make it 6?"]);
+  }
+  assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
+  await i.screenshot({ path: path.join(EXAMPLE, "dist", "editing-ivan.png") });
 });
