@@ -85,6 +85,15 @@ async function signIn(user) {
   return page;
 }
 
+/** After `t`, what the server and `vite preview` printed, if it failed. */
+function showLogsIfFailed(t) {
+  t.after(() => {
+    if (!t.passed) {
+      process.stderr.write(`\n----- craftcode -----\n${server.log()}\n----- vite preview -----\n${previewOutput.join("")}\n`);
+    }
+  });
+}
+
 /** The person entry for `user` in `page`'s list. */
 const person = (page, user) => page.locator(`[data-testid="person"][data-user-id="${user.id}"]`);
 
@@ -116,11 +125,7 @@ after(async () => {
 });
 
 test("two people chat through the React example: message, typing indicator, read receipt, reconnect banner", async (t) => {
-  t.after(() => {
-    if (!t.passed) {
-      process.stderr.write(`\n----- craftcode -----\n${server.log()}\n----- vite preview -----\n${previewOutput.join("")}\n`);
-    }
-  });
+  showLogsIfFailed(t);
   const alice = await register("Alice");
   const bob = await register("Bob");
   const a = await signIn(alice);
@@ -175,11 +180,7 @@ test("two people chat through the React example: message, typing indicator, read
 });
 
 test("a group through the React example: create it, add a member, chat, and see it read by N", async (t) => {
-  t.after(() => {
-    if (!t.passed) {
-      process.stderr.write(`\n----- craftcode -----\n${server.log()}\n----- vite preview -----\n${previewOutput.join("")}\n`);
-    }
-  });
+  showLogsIfFailed(t);
   const erin = await register("Erin");
   const frank = await register("Frank");
   const grace = await register("Grace");
@@ -228,11 +229,7 @@ test("a group through the React example: create it, add a member, chat, and see 
 });
 
 test("replies, edits, reactions and deletions through the React example reach the other page", async (t) => {
-  t.after(() => {
-    if (!t.passed) {
-      process.stderr.write(`\n----- craftcode -----\n${server.log()}\n----- vite preview -----\n${previewOutput.join("")}\n`);
-    }
-  });
+  showLogsIfFailed(t);
   const hana = await register("Hana");
   const ivan = await register("Ivan");
   const h = await signIn(hana);
