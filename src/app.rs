@@ -39,6 +39,9 @@ impl Application {
             .await
             .context("DATABASE_URL: cannot open the database")?;
         store.migrate().await.context("migrating the database")?;
+        let push = crate::push::Push::load(&config, &store)
+            .await
+            .context("loading the VAPID key")?;
         let listener = TcpListener::bind((config.host, config.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
@@ -68,6 +71,7 @@ impl Application {
             tokens: Arc::new(tokens),
             realtime: Realtime::default(),
             metrics: Arc::new(Metrics::default()),
+            push: Arc::new(push),
             node_id,
             listen_addr: loopback_addr(listener.local_addr()?),
             started_at: Instant::now(),
@@ -103,6 +107,7 @@ impl Application {
             sockets,
         } = self;
         let store = state.store.clone();
+        crate::push::start(&state);
         let realtime = state.realtime.clone();
         let leaving = state.clone();
         let cors = crate::http::cors(&state.config);

@@ -128,6 +128,17 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `APP_ENV=production`: no localhost origins are allowed by default.
     pub production: bool,
+    /// How long after a message is stored its push is decided (`PUSH_DELAY`, default 10 s).
+    pub push_delay: Duration,
+    /// Whether pushes show the first characters of a message (`PUSH_PREVIEW`, default true).
+    pub push_preview: bool,
+    /// How long one push service may take to answer (`PUSH_TIMEOUT`, default 10 s).
+    pub push_timeout: Duration,
+    /// `VAPID_PRIVATE_KEY`: the P-256 private key (32 bytes, base64url); made once and kept in
+    /// the database when unset.
+    pub vapid_private_key: Option<Secret>,
+    /// `VAPID_SUBJECT`: the contact in each push's token (`mailto:` or a URL); `BASE_URL` when unset.
+    pub vapid_subject: Option<String>,
 }
 
 impl Config {
@@ -243,6 +254,15 @@ impl Config {
             Duration::from_secs(24 * 3600),
         )?;
         let metrics_token = get("METRICS_TOKEN").map(Secret::new);
+        let push_delay = parse_duration("PUSH_DELAY", get("PUSH_DELAY"), Duration::from_secs(10))?;
+        let push_preview = parse_bool("PUSH_PREVIEW", get("PUSH_PREVIEW"), true)?;
+        let push_timeout =
+            parse_duration("PUSH_TIMEOUT", get("PUSH_TIMEOUT"), Duration::from_secs(10))?;
+        if push_timeout.is_zero() {
+            return Err(ConfigError::new("PUSH_TIMEOUT", "must be more than 0"));
+        }
+        let vapid_private_key = get("VAPID_PRIVATE_KEY").map(Secret::new);
+        let vapid_subject = get("VAPID_SUBJECT");
         let log_format = parse_log_format(get("LOG_FORMAT"))?;
 
         Ok(Self {
@@ -270,6 +290,11 @@ impl Config {
             metrics_token,
             log_format,
             production,
+            push_delay,
+            push_preview,
+            push_timeout,
+            vapid_private_key,
+            vapid_subject,
         })
     }
 

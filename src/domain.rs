@@ -195,6 +195,11 @@ pub fn invalid_reply() -> ApiError {
     )
 }
 
+/// The smallest UUIDv7 of the millisecond `millis`: every id made at or after it is greater.
+pub fn uuid_v7_floor(millis: i64) -> Uuid {
+    uuid::Builder::from_unix_timestamp_millis(millis.max(0) as u64, &[0; 10]).into_uuid()
+}
+
 /// Where a `sync` left off in the changes since its `since` (the `changedCursor` it answered):
 /// the time of the last change it answered and that message's id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -84,6 +84,8 @@ error_codes! {
     InvalidEmoji = "invalid_emoji",
     TooManyReactions = "too_many_reactions",
     InvalidReply = "invalid_reply",
+    // Web Push.
+    TooManySubscriptions = "too_many_subscriptions",
     // The self-test's actions.
     InvalidAction = "invalid_action",
     TargetRequired = "target_required",

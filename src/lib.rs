@@ -22,6 +22,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod notifications;
 pub mod ops;
+pub mod push;
 pub mod ratelimit;
 pub mod realtime;
 pub mod state;

@@ -36,6 +36,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NamespaceLabels {
     namespace: String,
 }
@@ -53,6 +58,8 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabels, Counter>,
     connections: Family<NamespaceLabels, Gauge>,
     online_users: Gauge,
+    pushes: Family<OutcomeLabels, Counter>,
+    push_outbox: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -71,6 +78,8 @@ impl Default for Metrics {
         let auth_failures = Family::<ReasonLabels, Counter>::default();
         let connections = Family::<NamespaceLabels, Gauge>::default();
         let online_users = Gauge::default();
+        let pushes = Family::<OutcomeLabels, Counter>::default();
+        let push_outbox = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -111,6 +120,16 @@ impl Default for Metrics {
             "Users with at least one open socket on this node",
             online_users.clone(),
         );
+        registry.register(
+            "pushes",
+            "Web Push sends settled by this node, by outcome (sent, retried, gone, failed, refused)",
+            pushes.clone(),
+        );
+        registry.register(
+            "push_outbox",
+            "Pushes waiting in the outbox (every node's)",
+            push_outbox.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -121,6 +140,8 @@ impl Default for Metrics {
             auth_failures,
             connections,
             online_users,
+            pushes,
+            push_outbox,
         }
     }
 }
@@ -138,6 +159,15 @@ impl Metrics {
         self.events_out
             .get_or_create(&EventLabels {
                 event: event.to_owned(),
+            })
+            .inc();
+    }
+
+    /// One push settled: `sent`, `retried`, `gone`, `failed` or `refused`.
+    pub fn push(&self, outcome: &str) {
+        self.pushes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
             })
             .inc();
     }
@@ -172,7 +202,11 @@ impl Metrics {
         &self,
         sockets_by_namespace: Vec<(String, usize)>,
         online_users: usize,
+        push_outbox: Option<i64>,
     ) -> String {
+        if let Some(depth) = push_outbox {
+            self.push_outbox.set(depth);
+        }
         for (namespace, sockets) in sockets_by_namespace {
             self.connections
                 .get_or_create(&NamespaceLabels { namespace })

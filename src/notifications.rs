@@ -116,6 +116,7 @@ pub async fn send(state: &AppState, audience: Audience, content: Content) -> Api
             )
             .await;
     }
+    crate::push::notification(state, &created).await;
     tracing::info!(
         category = "message",
         count = created.len(),

@@ -13,6 +13,7 @@ use crate::auth::token::TokenKeys;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::push::Push;
 use crate::ratelimit::{LoginLimits, TokenBuckets};
 use crate::realtime::Realtime;
 use crate::store::Store;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// The sockets, as REST handlers reach them.
     pub realtime: Realtime,
     pub metrics: Arc<Metrics>,
+    /// The VAPID key and the client that sends Web Push.
+    pub push: Arc<Push>,
     /// This node's unique id, as the self-test reports it.
     pub node_id: String,
     /// Where this node listens (loopback checks connect here).

@@ -9,6 +9,7 @@ pub mod notifications;
 pub mod oauth;
 pub mod openapi;
 pub mod path;
+pub mod push;
 pub mod query;
 pub mod sessions;
 pub mod users;
@@ -86,6 +87,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(messages::router())
         .merge(notifications::router())
         .merge(oauth::router())
+        .merge(push::router())
         .merge(sessions::router())
         .merge(users::router())
         .merge(crate::ops::health::router())

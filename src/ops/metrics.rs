@@ -50,12 +50,14 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&state.metrics, &state),
+        render(&state.metrics, &state).await,
     )
         .into_response()
 }
 
-fn render(metrics: &Metrics, state: &AppState) -> String {
+async fn render(metrics: &Metrics, state: &AppState) -> String {
     let online_users = state.realtime.presence().online_users().len();
-    metrics.render(state.realtime.sockets_by_namespace(), online_users)
+    // A database that does not answer leaves the gauge at its last reading.
+    let outbox = state.store.push_outbox_depth().await.ok();
+    metrics.render(state.realtime.sockets_by_namespace(), online_users, outbox)
 }

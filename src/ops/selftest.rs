@@ -183,6 +183,28 @@ async fn self_test(
     })
     .await;
     checks.push(adapter);
+    checks.push(
+        timed("push", async {
+            let depth = state
+                .store
+                .push_outbox_depth()
+                .await
+                .map_err(|_| "the push outbox cannot be read".to_owned())?;
+            let key = if state.config.vapid_private_key.is_some() {
+                "from VAPID_PRIVATE_KEY"
+            } else {
+                "generated and kept in the database"
+            };
+            let last = state
+                .push
+                .last_error()
+                .map_or_else(|| "none".to_owned(), |e| e);
+            Ok(format!(
+                "VAPID key {key}; {depth} pushes waiting; last error: {last}"
+            ))
+        })
+        .await,
+    );
     checks.extend(loopback_checks(&state, &admin.user).await);
 
     let ok = checks.iter().all(|c| c.ok);

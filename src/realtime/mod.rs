@@ -183,6 +183,11 @@ impl Realtime {
         }
     }
 
+    /// Whether this node is shutting down (background loops end).
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Relaxed)
+    }
+
     /// Whether the socket server accepts connections on this node.
     pub fn is_ready(&self) -> bool {
         self.servers().is_some()

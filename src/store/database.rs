@@ -189,6 +189,11 @@ impl Store {
         Ok(started.elapsed())
     }
 
+    /// Whether [`Store::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        on_pool!(self, pool => pool.is_closed())
+    }
+
     /// Closes every connection; used at shutdown so SQLite checkpoints its WAL.
     pub async fn close(&self) {
         if let Some(writer) = &self.writer {

@@ -8,6 +8,7 @@ mod database;
 mod messages;
 mod notifications;
 mod oauth;
+mod push;
 mod seed;
 mod sessions;
 mod users;
@@ -20,6 +21,7 @@ pub use messages::{
 };
 pub use notifications::{NewNotification, Notification};
 pub use oauth::{NewOAuthState, OAuthIdentity, OAuthState};
+pub use push::{ClaimedPush, NewPush, PushCandidate, Subscription};
 pub use seed::Seeded;
 pub use sessions::{NewSession, RefreshOutcome, Session};
 pub use users::{NewUser, User, UserChanges, UserFlags, UserUpdate, UserWithSessions};

@@ -189,7 +189,8 @@ impl Store {
         Ok(())
     }
 
-    /// Ends one session; false when it had already ended or does not exist.
+    /// Ends one session (and its push subscriptions); false when it had already ended or does
+    /// not exist.
     #[tracing::instrument(skip_all)]
     pub async fn revoke_session(&self, id: Uuid, reason: &str) -> Result<bool, StoreError> {
         let done = on_pool!(self, pool => sqlx::query(
@@ -201,6 +202,7 @@ impl Store {
         .execute(pool)
         .await
         .map(|done| done.rows_affected()))?;
+        self.delete_session_subscriptions(&[id]).await?;
         Ok(done == 1)
     }
 
@@ -221,6 +223,7 @@ impl Store {
         .bind(reason)
         .fetch_all(pool)
         .await)?;
+        self.delete_session_subscriptions(&ids).await?;
         Ok(ids)
     }
 

@@ -68,13 +68,14 @@ const OAUTH_ENDPOINTS: [(&str, &str); 4] = [
 ];
 
 /// The self-test checks the contract names.
-const REQUIRED_CHECKS: [&str; 7] = [
+const REQUIRED_CHECKS: [&str; 8] = [
     "socketServer",
     "connectionTracking",
     "messageSending",
     "broadcast",
     "database",
     "adapter",
+    "push",
     "apiIntegration",
 ];
 
