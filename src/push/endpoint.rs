@@ -142,6 +142,23 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether every address `endpoint`'s host resolves to is public (an IP literal is its own
+/// address); false when it resolves to none.
+pub async fn resolves_publicly(endpoint: &Url) -> bool {
+    let Some(host) = endpoint.host() else {
+        return false;
+    };
+    if let Some(ip) = host_ip(&host) {
+        return is_public(ip);
+    }
+    let port = endpoint.port_or_known_default().unwrap_or(443);
+    let Ok(found) = tokio::net::lookup_host((host.to_string(), port)).await else {
+        return false;
+    };
+    let addrs: Vec<SocketAddr> = found.collect();
+    !addrs.is_empty() && addrs.iter().all(|a| is_public(a.ip()))
+}
+
 /// The resolver of the push client in production: only public addresses come back, so a name
 /// that resolves into the server's own network (at subscription time or later) gets no push.
 pub struct PublicOnly;
@@ -212,6 +229,23 @@ mod tests {
         assert!(check(&long, P256DH, AUTH, false).is_err());
         // Outside production, http only to loopback.
         assert!(check("http://push.example.com/x", P256DH, AUTH, false).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_into_the_servers_network_is_not_public() {
+        for endpoint in [
+            "https://localhost/push",
+            "https://127.0.0.1/push",
+            "https://[::1]/x",
+        ] {
+            let url = Url::parse(endpoint).unwrap();
+            assert!(!resolves_publicly(&url).await, "{endpoint}");
+        }
+        // A name that does not resolve at all (`.invalid` never does, RFC 6761).
+        let nowhere = Url::parse("https://push.invalid/x").unwrap();
+        assert!(!resolves_publicly(&nowhere).await);
+        let public = Url::parse("https://93.184.215.14/push").unwrap();
+        assert!(resolves_publicly(&public).await);
     }
 
     #[test]

@@ -120,6 +120,12 @@ pub async fn subscribe(
                     .collect(),
             )
         })?;
+    if state.config.production && !endpoint::resolves_publicly(&checked.endpoint).await {
+        return Err(ApiError::invalid_field(
+            "endpoint",
+            "must resolve to public addresses only (not loopback, private or link-local)",
+        ));
+    }
     let stored = state
         .store
         .subscribe_push(

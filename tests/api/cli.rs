@@ -397,6 +397,10 @@ async fn serve_refuses_a_bad_setting_with_one_line_naming_it() {
         ("CORS_ORIGINS", "not an origin"),
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("PRESENCE_TTL", "2s"),
+        ("PUSH_DELAY", "soon"),
+        ("PUSH_PREVIEW", "maybe"),
+        ("PUSH_TIMEOUT", "0s"),
+        ("VAPID_PRIVATE_KEY", "c2hvcnQ"),
     ] {
         let mut env = vec![
             ("PORT", "0"),

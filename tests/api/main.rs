@@ -11,6 +11,7 @@ mod hostile_input;
 mod login;
 mod logout;
 mod ops;
+mod push;
 mod refresh;
 mod register;
 mod sessions;
