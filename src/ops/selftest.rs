@@ -195,10 +195,7 @@ async fn self_test(
             } else {
                 "generated and kept in the database"
             };
-            let last = state
-                .push
-                .last_error()
-                .map_or_else(|| "none".to_owned(), |e| e);
+            let last = state.push.last_error().unwrap_or_else(|| "none".to_owned());
             Ok(format!(
                 "VAPID key {key}; {depth} pushes waiting; last error: {last}"
             ))
