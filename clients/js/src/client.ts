@@ -200,6 +200,17 @@ export interface SendOptions {
   replyToId?: Id;
 }
 
+/** The bytes of a base64url text (a VAPID key). */
+function base64UrlBytes(text: string): Uint8Array {
+  const base64 = text.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(text.length / 4) * 4, "=");
+  const binary = atob(base64);
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
 type Listeners = { [K in keyof RealtimeEvents]?: Set<RealtimeEvents[K]> };
 type Waiter = { resolve: () => void; reject: (err: Error) => void };
 type TypingState = { active: boolean; lastSent: number; idle: ReturnType<typeof setTimeout> | undefined };
@@ -529,6 +540,45 @@ export class RealtimeClient {
     if (!this.#user) await this.ready();
     await this.#rest("DELETE", `/api/conversations/${id}/members/${this.#user!.id}`);
     this.#forget(id);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Web Push (SPEC §13)
+
+  /**
+   * Subscribes this browser to Web Push with the server's VAPID key (through `registration`, the
+   * app's service worker registration; the page must have notification permission) and stores
+   * the subscription for this session, so that what this user would have been sent live reaches
+   * the service worker's `push` event while no device of theirs is connected. Subscribing again
+   * is harmless; signing out (ending the session) deletes it on the server.
+   */
+  async enablePush(registration: Pick<ServiceWorkerRegistration, "pushManager">): Promise<PushSubscription> {
+    const { vapidPublicKey } = await this.#rest<{ vapidPublicKey: string }>("GET", "/api/push/config");
+    const applicationServerKey = base64UrlBytes(vapidPublicKey);
+    let subscription = await registration.pushManager.getSubscription();
+    const key = subscription?.options?.applicationServerKey;
+    if (subscription && key && !sameBytes(new Uint8Array(key), applicationServerKey)) {
+      // Made for another server key (the server's was replaced): a new one is needed.
+      await subscription.unsubscribe();
+      subscription = null;
+    }
+    subscription ??= await registration.pushManager.subscribe({
+      userVisibleOnly: true,
+      applicationServerKey: applicationServerKey as BufferSource,
+    });
+    await this.#rest("POST", "/api/push/subscriptions", subscription.toJSON());
+    return subscription;
+  }
+
+  /** Stops Web Push to this browser: deletes the subscription on the server, then in the browser. */
+  async disablePush(registration: Pick<ServiceWorkerRegistration, "pushManager">): Promise<void> {
+    const subscription = await registration.pushManager.getSubscription();
+    if (!subscription) return;
+    await this.#rest("DELETE", "/api/push/subscriptions", { endpoint: subscription.endpoint }).catch((err) => {
+      // Already gone on the server (its session ended): only the browser's is left.
+      if (!(err instanceof RealtimeError && err.code === "not_found")) throw err;
+    });
+    await subscription.unsubscribe();
   }
 
   /** Asks the server for the online users and refreshes the presence map with the answer. */
