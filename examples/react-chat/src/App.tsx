@@ -180,8 +180,26 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
       c.on("authError", (p) => onSignedOut(p.code)),
     ];
     setClient(c);
+    // A conversation to open: from a notification's link (`?conversation=`), or from the
+    // service worker when a notification is clicked while this page is open.
+    const open = (id: string | null) => {
+      const conversation = id ? c.conversations.get(id) : undefined;
+      if (conversation?.kind === "group") {
+        setSelected(null);
+        setSelectedGroup(conversation.id);
+      } else if (conversation?.user) {
+        setSelectedGroup(null);
+        setSelected(conversation.user.id);
+      }
+    };
+    const fromWorker = (e: MessageEvent) => {
+      if (e.data?.type === "openConversation") open(e.data.conversationId);
+    };
+    navigator.serviceWorker?.addEventListener("message", fromWorker);
+    offs.push(() => navigator.serviceWorker?.removeEventListener("message", fromWorker));
     c.ready()
       .then(() => c.loadConversations())
+      .then(() => open(new URLSearchParams(window.location.search).get("conversation")))
       .catch(() => {});
     api<{ users: DirectoryEntry[] }>(session.token, "GET", "/api/users/directory?limit=100")
       .then((body) => setPeople(body.users.filter((u) => u.id !== me.id)))
@@ -249,6 +267,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
       )}
       <header>
         <span data-testid="me">{me.name}</span>
+        {client && <PushToggle client={client} />}
         <button data-testid="sign-out" onClick={signOut}>Sign out</button>
       </header>
       <main>
@@ -512,6 +531,36 @@ function Thread(props: {
       </form>
       {error && <p className="error" data-testid="send-error">{error}</p>}
     </>
+  );
+}
+
+/**
+ * "Notify me": registers the service worker (public/sw.js), asks for permission and subscribes
+ * this browser to Web Push, so that messages reach it while no tab is open.
+ */
+function PushToggle({ client }: { client: RealtimeClient }) {
+  const [state, setState] = useState<"off" | "on" | "working">("off");
+  const [error, setError] = useState<string | null>(null);
+  const enable = async () => {
+    setState("working");
+    setError(null);
+    try {
+      if (!("serviceWorker" in navigator) || !("PushManager" in window)) throw new Error("this browser has no Web Push");
+      const registration = await navigator.serviceWorker.register("/sw.js");
+      if ((await Notification.requestPermission()) !== "granted") throw new Error("notifications are not allowed");
+      await client.enablePush(await navigator.serviceWorker.ready.then(() => registration));
+      setState("on");
+    } catch (err) {
+      setState("off");
+      setError((err as Error).message);
+    }
+  };
+  if (state === "on") return <span data-testid="push-state">Notifications on</span>;
+  return (
+    <span>
+      <button data-testid="enable-push" disabled={state === "working"} onClick={enable}>Notify me</button>
+      {error && <span className="push-error" data-testid="push-error"> {error}</span>}
+    </span>
   );
 }
 

@@ -2,7 +2,8 @@
 // through the page and chat — a message, the typing indicator, the read receipt — against a real
 // craftcode server behind `vite preview`'s proxy (the built example, dist/). Then the server is
 // restarted: both pages show the reconnect banner, it goes away, and the chat goes on. Groups,
-// and replies, edits, reactions and deletions, each in a test of their own.
+// replies, edits, reactions and deletions, and Web Push through the service worker, each in a
+// test of their own.
 //
 // CRAFTCODE_BIN (default ../../target/debug/craftcode) and CHROMIUM_PATH (default
 // /usr/bin/chromium) must exist; `npm test` builds dist/ first. Every wait is Playwright's
@@ -16,6 +17,7 @@ import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
+import { PushService } from "../../../tests/js/push-service.mjs";
 import { Server, freePort } from "../../../tests/js/server.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -100,7 +102,7 @@ const person = (page, user) => page.locator(`[data-testid="person"][data-user-id
 before(async () => {
   const port = await freePort();
   server = await Server.start({
-    env: { CORS_ORIGINS: `http://127.0.0.1:${port}`, PRESENCE_INTERVAL: "200ms" },
+    env: { CORS_ORIGINS: `http://127.0.0.1:${port}`, PRESENCE_INTERVAL: "200ms", PUSH_DELAY: "500ms" },
   });
   ({ child: preview, url: previewUrl } = await startPreview(port));
   browser = await chromium.launch({
@@ -290,4 +292,92 @@ test("replies, edits, reactions and deletions through the React example reach th
   }
   assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
   await i.screenshot({ path: path.join(EXAMPLE, "dist", "editing-ivan.png") });
+});
+
+test("Web Push through the React example: the service worker shows a pushed message and its link opens the conversation", async (t) => {
+  showLogsIfFailed(t);
+  const omar = await register("Omar");
+  const pia = await register("Pia");
+  const context = await browser.newContext();
+  await context.grantPermissions(["notifications"], { origin: previewUrl });
+  const page = await context.newPage();
+  page.on("pageerror", (err) => pageErrors.push(`Pia: ${err.stack}`));
+  await page.goto(previewUrl);
+  await page.getByTestId("email").fill(pia.email);
+  await page.getByTestId("password").fill(PASSWORD);
+  await page.getByTestId("sign-in").click();
+  await page.getByTestId("me").filter({ hasText: "Pia" }).waitFor(WAIT);
+
+  // "Notify me" registers the service worker, then asks the browser's push manager for a
+  // subscription: headless Chromium here has no push service to reach (no network), so that last
+  // step cannot succeed; the test goes on once the worker is registered.
+  await page.getByTestId("enable-push").click();
+  const cdp = await context.newCDPSession(page);
+  const registered = new Promise((resolve) => {
+    cdp.on("ServiceWorker.workerRegistrationUpdated", ({ registrations }) => {
+      const mine = registrations.find((r) => r.scopeURL.startsWith(previewUrl) && !r.isDeleted);
+      if (mine) resolve(mine.registrationId);
+    });
+  });
+  await cdp.send("ServiceWorker.enable");
+  const registrationId = await registered;
+  await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+
+  // What the server pushes for Omar's message while Pia is away, as the push service decrypts
+  // it (tests/js/push-service.mjs, the same as the push suites use): the service worker gets it.
+  const service = await PushService.start();
+  t.after(() => service.close());
+  const { vapidPublicKey } = await (await fetch(`${server.url}/api/push/config`, { headers: { authorization: `Bearer ${pia.token}` } })).json();
+  service.expectedKey = vapidPublicKey;
+  const stand = service.subscribe();
+  const stored = await fetch(`${server.url}/api/push/subscriptions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${pia.token}`, "content-type": "application/json" },
+    body: JSON.stringify(stand),
+  });
+  assert.equal(stored.status, 201);
+  await page.close();
+  const sent = await fetch(`${server.url}/api/messages/send/${pia.id}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${omar.token}`, "content-type": "application/json" },
+    body: JSON.stringify({ content: "Lunch tomorrow?" }),
+  });
+  const { message } = await sent.json();
+  const push = await service.next(stand, 0);
+  assert.deepEqual(service.problems, []);
+
+  const tab = await context.newPage();
+  tab.on("pageerror", (err) => pageErrors.push(`Pia: ${err.stack}`));
+  await tab.goto(previewUrl);
+  const worker = await context.newCDPSession(tab);
+  await worker.send("ServiceWorker.enable");
+  await worker.send("ServiceWorker.deliverPushMessage", {
+    origin: previewUrl,
+    registrationId,
+    data: JSON.stringify(push.payload),
+  });
+  const shown = await tab.evaluate(async () => {
+    const registration = await navigator.serviceWorker.ready;
+    for (let i = 0; i < 100; i++) {
+      const list = await registration.getNotifications();
+      if (list.length > 0) return list.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return [];
+  });
+  assert.equal(shown.length, 1, "one notification");
+  assert.equal(shown[0].title, "Omar");
+  assert.equal(shown[0].body, "Lunch tomorrow?");
+  assert.equal(shown[0].tag, message.conversationId, "one per conversation");
+  assert.equal(shown[0].data.url, `/?conversation=${message.conversationId}`);
+
+  // Its link opens the conversation with Omar once Pia is signed in.
+  await tab.goto(new URL(shown[0].data.url, previewUrl).href);
+  await tab.getByTestId("email").fill(pia.email);
+  await tab.getByTestId("password").fill(PASSWORD);
+  await tab.getByTestId("sign-in").click();
+  await tab.locator(`[data-testid="conversation"][data-peer-id="${omar.id}"]`).waitFor(WAIT);
+  await tab.getByTestId("message").filter({ hasText: "Lunch tomorrow?" }).waitFor(WAIT);
+  assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
+  await context.close();
 });
