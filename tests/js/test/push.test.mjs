@@ -61,6 +61,7 @@ test("a direct message to a user with no device online is pushed once, encrypted
     topic: message.conversationId.replaceAll("-", ""),
   });
   assert.ok(push.bytes < 4096, `${push.bytes} bytes on the wire`);
+  assert.ok(Buffer.byteLength(JSON.stringify(push.payload)) < 3800);
 
   // A later message goes too; the first is not pushed again.
   const later = await restSend(fx.server, alice, bob, "?");
@@ -173,6 +174,7 @@ test("the push service's answers: 410 deletes, 429 and 500 are retried, a hang t
   const metrics = await waitForMetric(/craftcode_pushes_total\{outcome="failed"\} [1-9]/);
   assert.match(metrics, /craftcode_pushes_total\{outcome="gone"\} [1-9]/);
   assert.match(metrics, /craftcode_pushes_total\{outcome="retried"\} [1-9]/);
+  assert.match(metrics, /^craftcode_push_outbox \d+$/m);
   assert.equal(service.requests(failing), 3, "three tries, no more");
   assert.equal(service.requests(gone), 1);
   noProblems();
