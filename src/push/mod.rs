@@ -56,6 +56,7 @@ impl Push {
             subject,
         )
         .await?;
+        outbox::mark_start(store).await?;
         let mut client = reqwest::Client::builder()
             .timeout(config.push_timeout)
             .connect_timeout(config.push_timeout)

@@ -32,6 +32,13 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// How often each loop looks when nothing woke it.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
+/// Sets the decision's mark to now when no node ever set it, before the node serves: every
+/// message stored from then on is decided, none from before (history is not pushed).
+pub async fn mark_start(store: &crate::store::Store) -> Result<(), crate::store::StoreError> {
+    let now = uuid_v7_floor(Timestamp::now().as_millis()).to_string();
+    store.setting_or_insert(MARK, &now).await.map(drop)
+}
+
 /// Starts both loops; they end when the server shuts down (`stopping`).
 pub fn start(state: &AppState) {
     tokio::spawn(decide_loop(state.clone()));
@@ -76,7 +83,6 @@ async fn decide_loop(state: AppState) {
 async fn decide(state: &AppState) -> Result<bool, crate::store::StoreError> {
     let now = Timestamp::now();
     let horizon = uuid_v7_floor(now.as_millis() - state.config.push_delay.as_millis() as i64);
-    // The first node ever to decide starts from now: history is not pushed.
     let mark = state
         .store
         .setting_or_insert(MARK, &uuid_v7_floor(now.as_millis()).to_string())
