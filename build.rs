@@ -1,8 +1,8 @@
 //! Builds the Socket Monitor page (`web/`) into `OUT_DIR/monitor/`, where `src/ops/monitor.rs`
 //! embeds it: `npm ci` when `web/node_modules` is missing or stale, then esbuild bundles
 //! `monitor.js` (with the official `socket.io-client`) and `monitor.css`. Cargo runs this again
-//! only when a file under `web/src`, `web/package.json` or `web/package-lock.json` changes, so an
-//! unchanged tree costs no npm call at all.
+//! only when a file under `web/src`, `web/package.json`, `web/package-lock.json` or `migrations/`
+//! changes, so an unchanged tree costs no npm call at all.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -20,6 +20,8 @@ fn main() {
     for watched in ["src", "package.json", "package-lock.json"] {
         println!("cargo::rerun-if-changed={}", web.join(watched).display());
     }
+    // `sqlx::migrate!` embeds `migrations/` at compile time: a new migration must rebuild.
+    println!("cargo::rerun-if-changed=migrations");
     let out =
         PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("monitor");
     if let Err(message) = build(&web, &out) {
