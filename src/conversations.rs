@@ -295,6 +295,7 @@ pub async fn create(
         by: me,
         user_ids: members.clone(),
         title: Some(title.as_str().to_owned()),
+        call: None,
     };
     let (id, message) = state
         .store
@@ -351,6 +352,7 @@ pub async fn update(
             by: me,
             user_ids: Vec::new(),
             title: Some(title.as_str().to_owned()),
+            call: None,
         };
         let content = format!("renamed the group to {}", title.as_str());
         let message = state
@@ -384,6 +386,7 @@ pub async fn add_members(
         by: me,
         user_ids: added,
         title: None,
+        call: None,
     };
     let content = format!("added {} member(s)", users.len());
     let outcome = state
@@ -456,6 +459,7 @@ pub async fn remove_member(
         by: me,
         user_ids: vec![user],
         title: None,
+        call: None,
     };
     let Some(message) = state
         .store
@@ -503,6 +507,7 @@ pub async fn set_role(
         by: me,
         user_ids: vec![user],
         title: Some(role.as_str().to_owned()),
+        call: None,
     };
     let content = format!("made a member {}", role.as_str());
     let message = state

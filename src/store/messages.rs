@@ -85,6 +85,21 @@ pub struct SystemEvent {
     pub by: Uuid,
     pub user_ids: Vec<Uuid>,
     pub title: Option<String>,
+    /// The call a `missedCall` or `call` message records (SPEC §14); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallRecord>,
+}
+
+/// A call as its system message keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    pub id: Uuid,
+    /// `audio` or `video`.
+    pub media: String,
+    /// From the answer to the end, in whole seconds; absent for a call never answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<i64>,
 }
 
 /// The message object of the contract (§2).

@@ -17,7 +17,8 @@ mod writer;
 pub use conversations::{Added, ConversationRow, DIRECT, MemberRow, Membership};
 pub use database::{DatabaseKind, Store, StoreError};
 pub use messages::{
-    Message, MessageKind, Outgoing as OutgoingMessage, Reacted, Reaction, SystemEvent, SystemType,
+    CallRecord, Message, MessageKind, Outgoing as OutgoingMessage, Reacted, Reaction, SystemEvent,
+    SystemType,
 };
 pub use notifications::{NewNotification, Notification};
 pub use oauth::{NewOAuthState, OAuthIdentity, OAuthState};

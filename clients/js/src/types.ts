@@ -41,6 +41,8 @@ export interface SystemEvent {
   by: Id;
   userIds: Id[];
   title: string | null;
+  /** The call a `missedCall` or `call` message records (SPEC §14). */
+  call?: { id: Id; media: "audio" | "video"; durationSecs?: number };
 }
 
 /** One emoji on a message, with who reacted with it (SPEC §11). */
