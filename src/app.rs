@@ -67,6 +67,10 @@ impl Application {
             message_limits: Arc::new(
                 TokenBuckets::new(20, Duration::from_secs(1)).shared(cluster.as_ref(), "messages"),
             ),
+            call_limits: Arc::new(
+                TokenBuckets::new(10, Duration::from_secs(60)).shared(cluster.as_ref(), "calls"),
+            ),
+            calls: Arc::default(),
             cluster,
             tokens: Arc::new(tokens),
             realtime: Realtime::default(),
@@ -108,6 +112,7 @@ impl Application {
         } = self;
         let store = state.store.clone();
         crate::push::start(&state);
+        crate::calls::start_sweeper(&state);
         let realtime = state.realtime.clone();
         let leaving = state.clone();
         let cors = crate::http::cors(&state.config);

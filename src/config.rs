@@ -139,6 +139,16 @@ pub struct Config {
     pub vapid_private_key: Option<Secret>,
     /// `VAPID_SUBJECT`: the contact in each push's token (`mailto:` or a URL); `BASE_URL` when unset.
     pub vapid_subject: Option<String>,
+    /// How long a call rings before it is missed (`CALL_RING_TIMEOUT`, default 45 s, 5–180 s).
+    pub call_ring_timeout: Duration,
+    /// `STUN_URLS`: STUN servers handed to clients as they are.
+    pub stun_urls: Vec<String>,
+    /// `TURN_URLS`: TURN servers, handed out with time-limited credentials.
+    pub turn_urls: Vec<String>,
+    /// `TURN_SECRET`: the TURN server's `static-auth-secret` (coturn `use-auth-secret`).
+    pub turn_secret: Option<Secret>,
+    /// How long issued TURN credentials last (`TURN_TTL`, default 1 h).
+    pub turn_ttl: Duration,
 }
 
 impl Config {
@@ -263,6 +273,32 @@ impl Config {
         }
         let vapid_private_key = get("VAPID_PRIVATE_KEY").map(Secret::new);
         let vapid_subject = get("VAPID_SUBJECT");
+        let call_ring_timeout = parse_duration(
+            "CALL_RING_TIMEOUT",
+            get("CALL_RING_TIMEOUT"),
+            Duration::from_secs(45),
+        )?;
+        if !(Duration::from_secs(5)..=Duration::from_secs(180)).contains(&call_ring_timeout) {
+            return Err(ConfigError::new(
+                "CALL_RING_TIMEOUT",
+                "must be between 5 s and 180 s",
+            ));
+        }
+        let stun_urls = parse_ice_urls("STUN_URLS", get("STUN_URLS"), &["stun:", "stuns:"])?;
+        let turn_urls = parse_ice_urls("TURN_URLS", get("TURN_URLS"), &["turn:", "turns:"])?;
+        let turn_secret = get("TURN_SECRET")
+            .filter(|s| !s.is_empty())
+            .map(Secret::new);
+        if !turn_urls.is_empty() && turn_secret.is_none() {
+            return Err(ConfigError::new(
+                "TURN_SECRET",
+                "is required with TURN_URLS (the TURN server's static-auth-secret)",
+            ));
+        }
+        let turn_ttl = parse_duration("TURN_TTL", get("TURN_TTL"), Duration::from_secs(3600))?;
+        if turn_ttl < Duration::from_secs(60) {
+            return Err(ConfigError::new("TURN_TTL", "must be at least 60 s"));
+        }
         let log_format = parse_log_format(get("LOG_FORMAT"))?;
 
         Ok(Self {
@@ -295,6 +331,11 @@ impl Config {
             push_timeout,
             vapid_private_key,
             vapid_subject,
+            call_ring_timeout,
+            stun_urls,
+            turn_urls,
+            turn_secret,
+            turn_ttl,
         })
     }
 
@@ -402,6 +443,33 @@ fn jwt_secret(raw: Option<String>) -> Result<String, ConfigError> {
         ));
     }
     Ok(secret)
+}
+
+/// A comma-separated list of ICE server URLs, each with one of `schemes` (`stun:host:port`).
+fn parse_ice_urls(
+    name: &'static str,
+    raw: Option<String>,
+    schemes: &[&str],
+) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let urls: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for url in &urls {
+        let rest = schemes.iter().find_map(|s| url.strip_prefix(s));
+        if rest.is_none_or(|r| r.is_empty() || r.chars().any(char::is_whitespace)) {
+            return Err(ConfigError::new(
+                name,
+                format!("{url:?} is not a {} URL", schemes.join(" or ")),
+            ));
+        }
+    }
+    Ok(urls)
 }
 
 /// `CORS_ORIGINS`: a comma-separated list of origins, sorted and without repeats.

@@ -86,6 +86,10 @@ error_codes! {
     InvalidReply = "invalid_reply",
     // Web Push.
     TooManySubscriptions = "too_many_subscriptions",
+    // Calls.
+    CallNotFound = "call_not_found",
+    CallNotRinging = "call_not_ringing",
+    UserBusy = "user_busy",
     // The self-test's actions.
     InvalidAction = "invalid_action",
     TargetRequired = "target_required",

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod calls;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -30,6 +30,10 @@ pub struct AppState {
     pub login_limits: Arc<LoginLimits>,
     /// Messages each user may send per second.
     pub message_limits: Arc<TokenBuckets<Uuid>>,
+    /// Calls each user may start per minute.
+    pub call_limits: Arc<TokenBuckets<Uuid>>,
+    /// Which of this node's sockets are a call's device.
+    pub calls: Arc<crate::calls::Local>,
     /// The sockets, as REST handlers reach them.
     pub realtime: Realtime,
     pub metrics: Arc<Metrics>,

@@ -2,6 +2,7 @@
 //! every route shares (body limit, CORS, tracing, panic safety) and JSON 404/405 answers.
 
 pub mod auth;
+pub mod calls;
 pub mod conversations;
 pub mod json;
 pub mod messages;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(auth::router())
+        .merge(calls::router())
         .merge(conversations::router())
         .merge(messages::router())
         .merge(notifications::router())

@@ -250,6 +250,55 @@ pub async fn notification(state: &AppState, sent: &[Notification]) {
     queue(state, &pushes).await;
 }
 
+/// Rings the callee's devices that are offline (all of their subscriptions: a device with a
+/// socket rings from `incomingCall` too, and its service worker may ignore the push), at once,
+/// for as long as the call rings.
+pub async fn call(state: &AppState, call: &crate::store::CallRow, caller_name: &str) {
+    let subscriptions = match state
+        .store
+        .live_push_subscriptions(Some(&[call.callee_id]))
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(category = "error", error = %e, "❌ push: reading subscriptions failed");
+            return;
+        }
+    };
+    let media = if call.media == "video" {
+        "video"
+    } else {
+        "audio"
+    };
+    let payload = Payload {
+        kind: "call",
+        conversation_id: Some(call.conversation_id),
+        message_id: None,
+        call_id: Some(call.id),
+        from: Some(Sender {
+            id: call.caller_id,
+            name: caller_name,
+        }),
+        title: shortened(caller_name, TITLE_CHARS),
+        body: format!("Incoming {media} call"),
+    };
+    let payload = serde_json::to_string(&payload).expect("a payload serializes");
+    let now = Timestamp::now();
+    let pushes: Vec<NewPush> = subscriptions
+        .iter()
+        .map(|s| NewPush {
+            subscription_id: s.id,
+            event_id: call.id,
+            payload: payload.clone(),
+            topic: Some(call.conversation_id.simple().to_string()),
+            urgency: "high",
+            ttl_secs: state.config.call_ring_timeout.as_secs() as i64,
+            due_at: now,
+        })
+        .collect();
+    queue(state, &pushes).await;
+}
+
 async fn queue(state: &AppState, pushes: &[NewPush]) {
     if pushes.is_empty() {
         return;

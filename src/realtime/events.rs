@@ -1,5 +1,6 @@
 //! Client → server events of an authenticated socket: `sendMessage`, `typing`,
-//! `getOnlineUsers`, `markRead`, `editMessage`, `deleteMessage`, `react`, `sync`, `ping`. Every one goes through [`admit`] (authenticated,
+//! `getOnlineUsers`, `markRead`, `editMessage`, `deleteMessage`, `react`, the calls' `startCall`,
+//! `acceptCall`, `declineCall`, `iceCandidate`, `endCall`, `sync`, `ping`. Every one goes through [`admit`] (authenticated,
 //! within the per-socket event budget) and answers its ack as `{ok: true, …}` or
 //! `{ok: false, error: {code, message}}`. A malformed payload gets `invalid_payload`.
 
@@ -16,6 +17,7 @@ use uuid::Uuid;
 use super::TypingIn;
 use super::carries;
 use super::connection::{Identity, connection};
+use crate::calls;
 use crate::conversations;
 use crate::domain::{self, ChangeCursor, Content, Emoji, Outgoing, PageLimit, mention_ids};
 use crate::editing;
@@ -38,6 +40,13 @@ pub fn register<A: Adapter>(s: &SocketRef<A>) {
         s.on("editMessage", on_edit_message::<A>);
         s.on("deleteMessage", on_delete_message::<A>);
         s.on("react", on_react::<A>);
+    }
+    if carries(s.ns(), "incomingCall") {
+        s.on("startCall", on_start_call::<A>);
+        s.on("acceptCall", on_accept_call::<A>);
+        s.on("declineCall", on_decline_call::<A>);
+        s.on("iceCandidate", on_ice_candidate::<A>);
+        s.on("endCall", on_end_call::<A>);
     }
     s.on("sync", on_sync::<A>);
     s.on("ping", on_ping::<A>);
@@ -403,6 +412,133 @@ async fn on_react<A: Adapter>(
         let emoji = Emoji::parse(&input.emoji)?;
         let reactions = editing::react(&state, &me.user, id, &emoji, input.add).await?;
         Ok(json!(reactions))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+#[derive(Deserialize)]
+struct StartCall {
+    to: String,
+    media: String,
+    offer: Value,
+}
+
+async fn on_start_call<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s, &state, "startCall").await?;
+        let input: StartCall = parse(data)?;
+        let to = domain::user_id(&input.to)?;
+        let media = calls::Media::parse(&input.media).ok_or_else(|| {
+            ApiError::bad_request(ErrorCode::InvalidPayload, "`media` must be audio or video")
+        })?;
+        let call = calls::start(&state, &device(&s, &me), to, media, &input.offer).await?;
+        Ok(json!({ "call": call }))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+fn device<'a, A: Adapter>(s: &SocketRef<A>, me: &'a Identity) -> calls::Device<'a> {
+    calls::Device {
+        user: &me.user,
+        session_id: me.session_id,
+        socket: s.id.to_string(),
+    }
+}
+
+/// A call named by an event: text that is not an id names no call.
+fn call_id(raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found(ErrorCode::CallNotFound, "no such call of yours"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AcceptCall {
+    call_id: String,
+    answer: Value,
+}
+
+async fn on_accept_call<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s, &state, "acceptCall").await?;
+        let input: AcceptCall = parse(data)?;
+        let id = call_id(&input.call_id)?;
+        let call = calls::accept(&state, &device(&s, &me), id, &input.answer).await?;
+        Ok(json!({ "call": call }))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallEvent {
+    call_id: String,
+}
+
+async fn on_decline_call<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s, &state, "declineCall").await?;
+        let input: CallEvent = parse(data)?;
+        calls::decline(&state, &device(&s, &me), call_id(&input.call_id)?).await?;
+        Ok(json!({}))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+async fn on_end_call<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s, &state, "endCall").await?;
+        let input: CallEvent = parse(data)?;
+        calls::end(&state, &device(&s, &me), call_id(&input.call_id)?).await?;
+        Ok(json!({}))
+    }
+    .await;
+    reply(ack, outcome);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IceCandidate {
+    call_id: String,
+    candidates: Vec<Value>,
+}
+
+async fn on_ice_candidate<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s, &state, "iceCandidate").await?;
+        let input: IceCandidate = parse(data)?;
+        let id = call_id(&input.call_id)?;
+        calls::candidates(&state, &device(&s, &me), id, &input.candidates).await?;
+        Ok(json!({}))
     }
     .await;
     reply(ack, outcome);

@@ -71,6 +71,7 @@ fn namespaces_of(event: &str) -> &'static [&'static str] {
         | "messageDeleted" | "reactionsChanged" | "userTyping" | "getOnlineUsers"
         | "presenceChanged" => &[MESSENGER_NS],
         "notification" | "notificationsRead" => &[NOTIFICATIONS_NS],
+        "incomingCall" | "callAccepted" | "callEnded" | "iceCandidate" => &[MESSENGER_NS],
         _ => &TOPIC_NAMESPACES,
     }
 }
@@ -86,6 +87,31 @@ fn user_room(user_id: Uuid) -> String {
 
 fn session_room(session_id: Uuid) -> String {
     format!("session_{session_id}")
+}
+
+/// The room of one side's device of a call: the caller's calling socket, or the callee's
+/// answering one.
+fn call_room(call_id: Uuid, side: CallSide) -> String {
+    match side {
+        CallSide::Caller => format!("call_{call_id}_caller"),
+        CallSide::Callee => format!("call_{call_id}_callee"),
+    }
+}
+
+/// One of the two devices of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallSide {
+    Caller,
+    Callee,
+}
+
+impl CallSide {
+    pub fn other(self) -> Self {
+        match self {
+            Self::Caller => Self::Callee,
+            Self::Callee => Self::Caller,
+        }
+    }
 }
 
 /// The room of a group conversation's members' sockets.
@@ -295,6 +321,47 @@ impl Realtime {
         let (of, room) = (user_room(user_id), group_room(conversation_id));
         let left = on_servers!(self, |pair| pair.leave_room(&of, &room).await);
         self.cluster_reached(left.unwrap_or(true));
+    }
+
+    /// Makes the socket `sid` of this node a call's device on `side`: it gets that side's events.
+    pub fn join_call(&self, sid: &str, call_id: Uuid, side: CallSide) -> bool {
+        let room = call_room(call_id, side);
+        on_servers!(self, |pair| pair.join_local_socket(sid, &room, "callEnded")).unwrap_or(false)
+    }
+
+    /// A call ended: its devices, on every node, leave its rooms.
+    pub async fn leave_call(&self, call_id: Uuid) {
+        for side in [CallSide::Caller, CallSide::Callee] {
+            let room = call_room(call_id, side);
+            let left = on_servers!(self, |pair| pair.leave_room(&room, &room).await);
+            self.cluster_reached(left.unwrap_or(true));
+        }
+    }
+
+    /// Emits an event to one side's device of a call, on whichever node it is.
+    pub async fn emit_to_call<T: Serialize + ?Sized>(
+        &self,
+        call_id: Uuid,
+        side: CallSide,
+        event: &str,
+        data: &T,
+    ) -> bool {
+        self.emit_to_room(call_room(call_id, side), None, event, data)
+            .await
+    }
+
+    /// Emits an event to every socket of a user but the device of a call's `side`.
+    pub async fn emit_to_user_but_call<T: Serialize + ?Sized>(
+        &self,
+        user_id: Uuid,
+        call_id: Uuid,
+        side: CallSide,
+        event: &str,
+        data: &T,
+    ) -> bool {
+        let except = Some(call_room(call_id, side));
+        self.emit_to_room(user_room(user_id), except, event, data)
+            .await
     }
 
     /// Emits an event to every authenticated socket, on every node.

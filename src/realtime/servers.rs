@@ -227,6 +227,22 @@ impl<A: Adapter> SocketServers<A> {
         ok
     }
 
+    /// Puts the socket `sid` of this node (of whichever server and namespace carries `event`)
+    /// in `room`; false when no such socket is here.
+    pub fn join_local_socket(&self, sid: &str, room: &str, event: &str) -> bool {
+        let Ok(sid) = sid.parse::<socketioxide::socket::Sid>() else {
+            return false;
+        };
+        let mut found = false;
+        for operator in self.operators(event) {
+            if let Some(socket) = operator.get_socket(sid) {
+                socket.join(room.to_owned());
+                found = true;
+            }
+        }
+        found
+    }
+
     /// Takes every socket in room `of`, on every node, out of `room`.
     pub async fn leave_room(&self, of: &str, room: &str) -> bool {
         let mut ok = true;

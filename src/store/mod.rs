@@ -3,6 +3,7 @@
 //! `RETURNING`, `ON CONFLICT`) and run on whichever pool is configured; migrations are kept per
 //! database under `migrations/`.
 
+mod calls;
 mod conversations;
 mod database;
 mod messages;
@@ -14,6 +15,7 @@ mod sessions;
 mod users;
 mod writer;
 
+pub use calls::{CallDevice, CallRow, NewCall, Started};
 pub use conversations::{Added, ConversationRow, DIRECT, MemberRow, Membership};
 pub use database::{DatabaseKind, Store, StoreError};
 pub use messages::{

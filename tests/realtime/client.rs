@@ -277,7 +277,18 @@ impl SocketClient {
     /// The next `name` event whose data satisfies `wanted`; earlier `name` events that do not
     /// stay queued, other events too.
     pub async fn next_event_where(&mut self, name: &str, wanted: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.next_event_within(name, wanted, WAIT).await
+    }
+
+    /// As [`Self::next_event_where`], waiting up to `wait` (for what the server does on a timer
+    /// longer than [`WAIT`]).
+    pub async fn next_event_within(
+        &mut self,
+        name: &str,
+        wanted: impl Fn(&Value) -> bool,
+        wait: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + wait;
         loop {
             let found = self
                 .received
@@ -293,7 +304,7 @@ impl SocketClient {
                     self.received
                 ),
                 Err(_) => panic!(
-                    "no matching `{name}` event within {WAIT:?}; received: {:?}",
+                    "no matching `{name}` event within {wait:?}; received: {:?}",
                     self.received
                 ),
             }

@@ -13,6 +13,7 @@ mod support;
 
 mod admin;
 mod authentication;
+mod calls;
 mod cluster;
 mod conversations;
 mod durability;
