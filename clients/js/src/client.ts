@@ -8,6 +8,8 @@
 
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 
+import { Call, type CallTransport } from "./calls.js";
+
 import type {
   Ack,
   AuthErrorPayload,
@@ -109,6 +111,8 @@ export interface RealtimeEvents {
   synced: (info: { messages: number; changed: number; pages: number }) => void;
   /** A send attempt got no answer (the connection dropped or timed out); it will be retried. */
   sendRetry: (info: { to: Id; clientId: string; attempt: number; reason: string }) => void;
+  /** Someone calls this user: `call.accept()` or `call.decline()`; every device rings. */
+  incomingCall: (call: Call) => void;
   /** Something went wrong that the client handles by itself (a failed sync, a listener threw). */
   error: (error: Error) => void;
 }
@@ -270,6 +274,9 @@ export class RealtimeClient {
   #typingTo = new Map<Id, TypingState>();
   #typingFrom = new Map<Id, ReturnType<typeof setTimeout>>();
   #shutdownNotice: ServerShutdownPayload | null = null;
+  /** Calls of this device by id, and events for a call whose id it does not know yet. */
+  #calls = new Map<Id, Call>();
+  #early = new Map<Id, Array<[string, unknown]>>();
 
   constructor(options: ConnectOptions) {
     if (!options.token && !options.getToken) {
@@ -581,6 +588,57 @@ export class RealtimeClient {
     await subscription.unsubscribe();
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Calls (SPEC §14)
+
+  /**
+   * Calls `userId` (audio, or video with `media: "video"`): takes the microphone (and camera)
+   * unless `stream` is given, makes the RTCPeerConnection with the server's ICE servers, and
+   * rings every device of theirs. Resolves once the call rings (`call.state`, `call.on(...)`);
+   * rejects with `user_busy`, `user_not_found`, `recipient_disabled`, `rate_limited`.
+   */
+  async call(userId: Id, options: { media?: "audio" | "video"; stream?: MediaStream } = {}): Promise<Call> {
+    await this.ready();
+    const call = new Call({ transport: this.#callTransport(), direction: "outgoing", peer: userId, media: options.media ?? "audio" });
+    await call.start(options.stream);
+    if (call.id) this.#track(call);
+    return call;
+  }
+
+  #callTransport(): CallTransport {
+    return {
+      ask: (event, payload) => this.#ask(event as keyof ClientToServerEvents, payload),
+      prepare: async (media, given) => {
+        const { iceServers } = await this.#rest<{ iceServers: RTCIceServer[] }>("GET", "/api/calls/ice-servers");
+        const stream = given ?? (await navigator.mediaDevices.getUserMedia({ audio: true, video: media === "video" }));
+        return { stream, config: { iceServers } };
+      },
+    };
+  }
+
+  #track(call: Call): void {
+    const id = call.id!;
+    this.#calls.set(id, call);
+    call.on("ended", () => this.#calls.delete(id));
+    for (const [event, payload] of this.#early.get(id) ?? []) call.handle(event as "callEnded", payload);
+    this.#early.delete(id);
+  }
+
+  #toCall(event: "callAccepted" | "iceCandidate" | "callEnded", payload: { callId?: Id } | undefined): void {
+    const id = payload?.callId;
+    if (!id) return;
+    const call = this.#calls.get(id);
+    if (call) {
+      call.handle(event, payload);
+      return;
+    }
+    // A call this device placed whose ack has not come back yet.
+    const waiting = this.#early.get(id) ?? [];
+    if (waiting.length < 100) waiting.push([event, payload]);
+    this.#early.set(id, waiting);
+    if (this.#early.size > 20) this.#early.delete(this.#early.keys().next().value!);
+  }
+
   /** Asks the server for the online users and refreshes the presence map with the answer. */
   async getOnlineUsers(): Promise<OnlineUsersAck> {
     await this.ready();
@@ -873,6 +931,23 @@ export class RealtimeClient {
         this.#emit("reactionsChanged", p, { source: "live" });
       });
     });
+
+    s.on("incomingCall", (p) => {
+      if (!p?.call?.id || this.#calls.has(p.call.id)) return;
+      const call = new Call({
+        transport: this.#callTransport(),
+        direction: "incoming",
+        peer: p.call.from,
+        media: p.call.media,
+        id: p.call.id,
+        offer: p.offer,
+      });
+      this.#track(call);
+      this.#emit("incomingCall", call);
+    });
+    s.on("callAccepted", (p) => this.#toCall("callAccepted", p));
+    s.on("iceCandidate", (p) => this.#toCall("iceCandidate", p));
+    s.on("callEnded", (p) => this.#toCall("callEnded", p));
 
     s.on("userStatusChanged", (p) => this.#emit("userStatusChanged", p));
     s.on("messageDelivered", (p) => this.#receipt(() => this.#emit("messageDelivered", p)));

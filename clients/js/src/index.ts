@@ -14,5 +14,6 @@ export {
   type RealtimeSocket,
   type SendOptions,
 } from "./client.js";
+export { Call, type CallEvents } from "./calls.js";
 export { login, type LoginOptions } from "./rest.js";
 export type * from "./types.js";

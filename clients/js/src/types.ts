@@ -7,6 +7,22 @@ export type Id = string;
 /** An RFC 3339 UTC time with milliseconds, e.g. `"2026-11-25T18:30:53.123Z"`. */
 export type Timestamp = string;
 
+import type { CallEndReason, CallObject } from "./calls.js";
+export type { CallEndReason, CallObject } from "./calls.js";
+
+/** An SDP offer or answer as the socket carries it. */
+export interface SessionDescription {
+  type: "offer" | "answer";
+  sdp: string;
+}
+/** An `RTCIceCandidateInit`. */
+export interface IceCandidateInit {
+  candidate: string;
+  sdpMid?: string | null;
+  sdpMLineIndex?: number | null;
+  usernameFragment?: string | null;
+}
+
 /** The public user object (SPEC §2). */
 export interface User {
   id: Id;
@@ -164,6 +180,10 @@ export type ErrorCode =
   | "invalid_emoji"
   | "too_many_reactions"
   | "invalid_reply"
+  | "too_many_subscriptions"
+  | "call_not_found"
+  | "call_not_ringing"
+  | "user_busy"
   | "unavailable";
 
 /** The reason codes of a refused handshake or a failed `authenticate`. */
@@ -263,6 +283,11 @@ export interface ClientToServerEvents {
   editMessage: (payload: EditMessagePayload, ack: (reply: Ack<EditMessageAck>) => void) => void;
   deleteMessage: (payload: DeleteMessagePayload, ack: (reply: Ack<object>) => void) => void;
   react: (payload: ReactPayload, ack: (reply: Ack<ReactAck>) => void) => void;
+  startCall: (payload: { to: Id; media: "audio" | "video"; offer: SessionDescription }, ack: (reply: Ack<{ call: CallObject }>) => void) => void;
+  acceptCall: (payload: { callId: Id; answer: SessionDescription }, ack: (reply: Ack<{ call: CallObject }>) => void) => void;
+  declineCall: (payload: { callId: Id }, ack: (reply: Ack<object>) => void) => void;
+  iceCandidate: (payload: { callId: Id; candidates: IceCandidateInit[] }, ack: (reply: Ack<object>) => void) => void;
+  endCall: (payload: { callId: Id }, ack: (reply: Ack<object>) => void) => void;
   ping: (payload: PingPayload, ack: (reply: Ack<PongPayload>) => void) => void;
 }
 
@@ -372,6 +397,10 @@ export interface ServerToClientEvents {
   messageUpdated: (payload: MessageUpdatedPayload) => void;
   messageDeleted: (payload: MessageDeletedPayload) => void;
   reactionsChanged: (payload: ReactionsChangedPayload) => void;
+  incomingCall: (payload: { call: CallObject; offer: SessionDescription }) => void;
+  callAccepted: (payload: { callId: Id; answer: SessionDescription }) => void;
+  callEnded: (payload: { callId: Id; reason: CallEndReason }) => void;
+  iceCandidate: (payload: { callId: Id; candidates: IceCandidateInit[] }) => void;
   messageDelivered: (payload: MessageDeliveredPayload) => void;
   messagesRead: (payload: MessagesReadPayload) => void;
   userTyping: (payload: UserTypingPayload) => void;
