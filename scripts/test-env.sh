@@ -25,6 +25,18 @@ ensure_chromium() {
     export CHROMIUM_PATH
 }
 
+# Makes sure coturn's turnserver and turnutils_uclient are on PATH (the TURN tests of SPEC §14).
+ensure_coturn() {
+    if ! command -v turnserver >/dev/null || ! command -v turnutils_uclient >/dev/null; then
+        echo "coturn is missing; installing it from the system packages" >&2
+        install_system_package coturn
+        if ! command -v turnserver >/dev/null || ! command -v turnutils_uclient >/dev/null; then
+            echo "error: coturn was installed but turnserver or turnutils_uclient is still missing" >&2
+            return 1
+        fi
+    fi
+}
+
 # Exports CRAFTCODE_BIN as an absolute path: $1, relative to the current folder, must exist.
 export_craftcode_bin() {
     local bin=$1

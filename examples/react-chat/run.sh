@@ -10,6 +10,7 @@ source "$here/../../scripts/test-env.sh"
 # A relative CRAFTCODE_BIN is relative to where the script was called from.
 export_craftcode_bin "${CRAFTCODE_BIN:-$here/../../target/debug/craftcode}"
 ensure_chromium
+ensure_coturn
 
 # The example depends on the package by path (file:../../clients/js): it must be built first.
 (cd "$here/../../clients/js" && npm ci --no-audit --no-fund && npm run build)

@@ -32,6 +32,8 @@ export type CallEndReason =
 export interface CallEvents {
   /** `ringing` → `active` → `ended`. */
   state: (state: CallObject["state"]) => void;
+  /** The peer connection's ICE state (`checking`, `connected`, `disconnected`, …). */
+  connection: (state: RTCIceConnectionState) => void;
   /** The other side's media, once it arrives. */
   remoteStream: (stream: MediaStream) => void;
   /** The call is over; its peer connection is closed and the local tracks stopped. */
@@ -182,6 +184,7 @@ export class Call {
       this.#outbox.push(e.candidate.toJSON());
       void this.#flush();
     };
+    pc.oniceconnectionstatechange = () => this.#emit("connection", pc.iceConnectionState);
     pc.ontrack = (e) => {
       const remote = e.streams[0] ?? new MediaStream([e.track]);
       if (this.remoteStream !== remote) {

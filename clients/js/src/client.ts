@@ -151,6 +151,11 @@ export interface ConnectOptions {
   /** socket.io-client's reconnection delays. Defaults 500 ms and 5 s. */
   reconnectionDelay?: number;
   reconnectionDelayMax?: number;
+  /**
+   * Added to every call's RTCPeerConnection settings after the server's ICE servers, e.g.
+   * `{iceTransportPolicy: "relay"}` to send media through TURN only.
+   */
+  rtcConfiguration?: Partial<RTCConfiguration>;
   /** Anything else for socket.io-client's `io()` (transports, extraHeaders in Node, …). */
   socketOptions?: Partial<ManagerOptions & SocketOptions>;
 }
@@ -235,6 +240,7 @@ export class RealtimeClient {
     >
   >;
   #getToken: ConnectOptions["getToken"];
+  #rtc: Partial<RTCConfiguration>;
   #token: string | null;
   #refetchedToken = false;
   #status: ConnectionStatus = "connecting";
@@ -290,6 +296,7 @@ export class RealtimeClient {
       typingIdleMs: options.typingIdleMs ?? 4_000,
     };
     this.#getToken = options.getToken;
+    this.#rtc = options.rtcConfiguration ?? {};
     this.#url = options.url.replace(/\/$/, "");
     this.#token = options.token ?? null;
     this.#cursor = options.since ?? null;
@@ -611,7 +618,7 @@ export class RealtimeClient {
       prepare: async (media, given) => {
         const { iceServers } = await this.#rest<{ iceServers: RTCIceServer[] }>("GET", "/api/calls/ice-servers");
         const stream = given ?? (await navigator.mediaDevices.getUserMedia({ audio: true, video: media === "video" }));
-        return { stream, config: { iceServers } };
+        return { stream, config: { iceServers, ...this.#rtc } };
       },
     };
   }

@@ -9,6 +9,7 @@ import { useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } 
 import {
   connect,
   login,
+  type Call,
   type Conversation as ConversationObject,
   type ConnectionStatus,
   type DirectoryEntry,
@@ -113,6 +114,8 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
   /** Bumped on every read receipt of a group, so an open group asks who has read again. */
   const [groupReads, setGroupReads] = useState(0);
   const tokenRef = useRef(session.token);
+  /** The call of this page, ringing, active or just ended. */
+  const [call, setCall] = useState<Call | null>(null);
 
   const addGroupMessages = (group: string, messages: Message[]) =>
     setGroupMessages((all) => ({ ...all, [group]: merge(all[group], messages) }));
@@ -135,7 +138,13 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
   };
 
   useEffect(() => {
-    const c = connect({ url: window.location.origin, token: session.token });
+    // `?relay` sends call media through the TURN server only (to try one out).
+    const relay = new URLSearchParams(window.location.search).has("relay");
+    const c = connect({
+      url: window.location.origin,
+      token: session.token,
+      ...(relay ? { rtcConfiguration: { iceTransportPolicy: "relay" as const } } : {}),
+    });
     const offs = [
       c.on("status", setStatus),
       c.on("presence", (map) => setOnline(new Set(map.keys()))),
@@ -176,6 +185,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
           return next;
         });
       }),
+      c.on("incomingCall", (incoming) => setCall((current) => (current && current.state !== "ended" ? current : incoming))),
       c.on("force_logout", (p: ForceLogoutPayload) => onSignedOut(p.reason)),
       c.on("authError", (p) => onSignedOut(p.code)),
     ];
@@ -270,6 +280,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
         {client && <PushToggle client={client} />}
         <button data-testid="sign-out" onClick={signOut}>Sign out</button>
       </header>
+      {call && <CallPanel call={call} name={names.get(call.peer) ?? "Someone"} onClose={() => setCall(null)} />}
       <main>
         <aside data-testid="people">
           {people.map((p) => {
@@ -333,6 +344,8 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
             names={names}
             typing={typing.has(peer.id)}
             readUpTo={readUpTo[peer.id] ?? null}
+            inCall={call !== null && call.state !== "ended"}
+            onCall={setCall}
           />
         ) : (
           <p className="empty">Pick someone to talk to{names.size === 0 ? " (nobody else has signed up yet)" : ""}.</p>
@@ -350,14 +363,30 @@ function Conversation(props: {
   names: Map<string, string>;
   typing: boolean;
   readUpTo: string | null;
+  inCall: boolean;
+  onCall: (call: Call) => void;
 }) {
-  const { client, me, peer, messages, names, typing, readUpTo } = props;
+  const { client, me, peer, messages, names, typing, readUpTo, inCall, onCall } = props;
+  const [callError, setCallError] = useState<string | null>(null);
+  const place = async (media: "audio" | "video") => {
+    setCallError(null);
+    try {
+      onCall(await client.call(peer.id, { media }));
+    } catch (err) {
+      setCallError((err as Error).message);
+    }
+  };
   const lastMine = [...messages].reverse().find((m) => m.from === me.id);
   const read = lastMine && (lastMine.readAt || (readUpTo !== null && lastMine.id <= readUpTo));
   const receipt = lastMine ? (read ? "Read" : lastMine.deliveredAt ? "Delivered" : "Sent") : null;
 
   return (
     <section className="conversation" data-testid="conversation" data-peer-id={peer.id}>
+      <div className="call-buttons">
+        <button data-testid="audio-call" disabled={inCall} onClick={() => place("audio")}>Audio call</button>
+        <button data-testid="video-call" disabled={inCall} onClick={() => place("video")}>Video call</button>
+        {callError && <span className="error" data-testid="call-error">{callError}</span>}
+      </div>
       <Thread
         client={client}
         me={me}
@@ -531,6 +560,66 @@ function Thread(props: {
       </form>
       {error && <p className="error" data-testid="send-error">{error}</p>}
     </>
+  );
+}
+
+/** A call: who, where it stands, the two videos, and what can be done with it. */
+function CallPanel({ call, name, onClose }: { call: Call; name: string; onClose: () => void }) {
+  const [state, setState] = useState(call.state);
+  const [ice, setIce] = useState<string>("new");
+  const [error, setError] = useState<string | null>(null);
+  const local = useRef<HTMLVideoElement>(null);
+  const remote = useRef<HTMLVideoElement>(null);
+  useEffect(() => {
+    setState(call.state);
+    const show = () => {
+      if (local.current && call.localStream) local.current.srcObject = call.localStream;
+      if (remote.current && call.remoteStream) remote.current.srcObject = call.remoteStream;
+    };
+    show();
+    const offs = [
+      call.on("state", (s) => (setState(s), show())),
+      call.on("remoteStream", show),
+      call.on("connection", setIce),
+    ];
+    return () => offs.forEach((off) => off());
+  }, [call]);
+  const act = (action: () => Promise<void>) => () =>
+    action().then(
+      () => {
+        if (local.current && call.localStream) local.current.srcObject = call.localStream;
+      },
+      (err: Error) => setError(err.message),
+    );
+  const ringing = state === "ringing";
+  const what = call.media === "video" ? "video call" : "call";
+  const status =
+    state === "ended"
+      ? `Call ended (${call.endReason})`
+      : ringing
+        ? call.direction === "incoming"
+          ? `${name} is calling (${what})`
+          : `Calling ${name}…`
+        : `In a ${what} with ${name}`;
+  return (
+    <div className="call-panel" data-testid="call-panel" data-state={state} data-ice={ice} data-call-id={call.id ?? ""}>
+      <span data-testid="call-status">{status}</span>
+      {ringing && call.direction === "incoming" && (
+        <>
+          <button data-testid="accept-call" onClick={act(() => call.accept())}>Accept</button>
+          <button data-testid="decline-call" onClick={act(() => call.decline())}>Decline</button>
+        </>
+      )}
+      {state !== "ended" && !(ringing && call.direction === "incoming") && (
+        <button data-testid="hang-up" onClick={act(() => call.hangUp())}>Hang up</button>
+      )}
+      {state === "ended" && <button data-testid="close-call" onClick={onClose}>Close</button>}
+      {error && <span className="error" data-testid="call-panel-error">{error}</span>}
+      <div className="videos" hidden={state === "ended"}>
+        <video data-testid="remote-video" ref={remote} autoPlay playsInline />
+        <video data-testid="local-video" ref={local} autoPlay playsInline muted />
+      </div>
+    </div>
   );
 }
 

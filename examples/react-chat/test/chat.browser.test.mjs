@@ -2,8 +2,8 @@
 // through the page and chat — a message, the typing indicator, the read receipt — against a real
 // craftcode server behind `vite preview`'s proxy (the built example, dist/). Then the server is
 // restarted: both pages show the reconnect banner, it goes away, and the chat goes on. Groups,
-// replies, edits, reactions and deletions, and Web Push through the service worker, each in a
-// test of their own.
+// replies, edits, reactions and deletions, Web Push through the service worker, and a video call
+// through a real coturn, each in a test of their own.
 //
 // CRAFTCODE_BIN (default ../../target/debug/craftcode) and CHROMIUM_PATH (default
 // /usr/bin/chromium) must exist; `npm test` builds dist/ first. Every wait is Playwright's
@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
+import { Coturn } from "../../../tests/js/coturn.mjs";
 import { PushService } from "../../../tests/js/push-service.mjs";
 import { Server, freePort } from "../../../tests/js/server.mjs";
 
@@ -30,6 +31,7 @@ let server;
 let preview;
 let previewUrl;
 let browser;
+let turn;
 const previewOutput = [];
 /** Uncaught errors in the pages: the test fails on any. */
 const pageErrors = [];
@@ -73,12 +75,12 @@ async function startPreview(port) {
   throw new Error(`vite preview did not answer on ${url}:\n${previewOutput.join("")}`);
 }
 
-/** A fresh browser context signed in as `user`, showing the chat. */
-async function signIn(user) {
+/** A fresh browser context signed in as `user`, showing the chat (the page at `query`). */
+async function signIn(user, query = "") {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.on("pageerror", (err) => pageErrors.push(`${user.name}: ${err.stack}`));
-  await page.goto(previewUrl);
+  await page.goto(`${previewUrl}/${query}`);
   await page.getByTestId("email").fill(user.email);
   await page.getByTestId("password").fill(PASSWORD);
   await page.getByTestId("sign-in").click();
@@ -101,8 +103,15 @@ const person = (page, user) => page.locator(`[data-testid="person"][data-user-id
 
 before(async () => {
   const port = await freePort();
+  turn = await Coturn.start();
   server = await Server.start({
-    env: { CORS_ORIGINS: `http://127.0.0.1:${port}`, PRESENCE_INTERVAL: "200ms", PUSH_DELAY: "500ms" },
+    env: {
+      CORS_ORIGINS: `http://127.0.0.1:${port}`,
+      PRESENCE_INTERVAL: "200ms",
+      PUSH_DELAY: "500ms",
+      TURN_URLS: turn.url,
+      TURN_SECRET: turn.secret,
+    },
   });
   ({ child: preview, url: previewUrl } = await startPreview(port));
   browser = await chromium.launch({
@@ -116,6 +125,9 @@ before(async () => {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      // Calls: a fake camera and microphone, allowed without asking.
+      "--use-fake-device-for-media-stream",
+      "--use-fake-ui-for-media-stream",
     ],
   });
 });
@@ -124,6 +136,7 @@ after(async () => {
   await browser?.close();
   preview?.kill("SIGTERM");
   await server?.dispose();
+  await turn?.stop();
 });
 
 test("two people chat through the React example: message, typing indicator, read receipt, reconnect banner", async (t) => {
@@ -380,4 +393,43 @@ test("Web Push through the React example: the service worker shows a pushed mess
   await tab.getByTestId("message").filter({ hasText: "Lunch tomorrow?" }).waitFor(WAIT);
   assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
   await context.close();
+});
+
+test("a video call through the React example: rings, is answered, connects through TURN with frames arriving, and hangs up", async (t) => {
+  showLogsIfFailed(t);
+  const sam = await register("Sam");
+  const tess = await register("Tess");
+  // `?relay`: media through coturn only, with the credentials the server issued.
+  const s = await signIn(sam, "?relay");
+  const u = await signIn(tess, "?relay");
+  await person(s, tess).click();
+  await person(u, sam).click();
+
+  await s.getByTestId("video-call").click();
+  await s.getByTestId("call-status").filter({ hasText: "Calling Tess" }).waitFor(WAIT);
+  await u.getByTestId("call-status").filter({ hasText: "Sam is calling (video call)" }).waitFor(WAIT);
+  await u.getByTestId("accept-call").click();
+
+  const connected = '[data-testid="call-panel"][data-state="active"]:is([data-ice="connected"], [data-ice="completed"])';
+  await s.locator(connected).waitFor(WAIT);
+  await u.locator(connected).waitFor(WAIT);
+  // Frames of the other side's fake camera arrive, on both pages.
+  for (const page of [s, u]) {
+    await page.waitForFunction(
+      () => {
+        const video = document.querySelector('[data-testid="remote-video"]');
+        return video && video.videoWidth > 0 && video.getVideoPlaybackQuality().totalVideoFrames > 5;
+      },
+      null,
+      WAIT,
+    );
+  }
+  await u.screenshot({ path: path.join(EXAMPLE, "dist", "call-tess.png") });
+
+  await s.getByTestId("hang-up").click();
+  for (const page of [s, u]) {
+    await page.locator('[data-testid="call-panel"][data-state="ended"]').filter({ hasText: "Call ended (ended)" }).waitFor(WAIT);
+    await page.locator('[data-testid="message"][data-kind="system"]').filter({ hasText: "Video call, 0:" }).waitFor(WAIT);
+  }
+  assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
 });
