@@ -350,6 +350,16 @@ test("Web Push through the React example: the service worker shows a pushed mess
   });
   assert.equal(stored.status, 201);
   await page.close();
+  // Pia is away once the server has seen her socket go (else her page could still acknowledge
+  // the message, and a delivered message is not pushed).
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const res = await fetch(`${server.url}/api/users/directory?limit=100`, { headers: { authorization: `Bearer ${omar.token}` } });
+    const { users } = await res.json();
+    if (users.find((u) => u.id === pia.id)?.online === false) break;
+    assert.ok(Date.now() < deadline, "Pia still online 10 s after her page closed");
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const sent = await fetch(`${server.url}/api/messages/send/${pia.id}`, {
     method: "POST",
     headers: { authorization: `Bearer ${omar.token}`, "content-type": "application/json" },
