@@ -269,12 +269,7 @@ pub async fn accept(
     answer: &Value,
 ) -> ApiResult<Call> {
     check_sdp(answer, "answer", "answer")?;
-    let row = state
-        .store
-        .find_call(call_id)
-        .await?
-        .filter(|c| c.callee_id == me.user.id && c.state != "ended")
-        .ok_or_else(call_not_found)?;
+    let row = callee_call(state, me, call_id).await?;
     let row = state
         .store
         .accept_call(row.id, &me.stored(state))
@@ -316,12 +311,7 @@ pub async fn accept(
 
 /// The callee declines a ringing call.
 pub async fn decline(state: &AppState, me: &Device<'_>, call_id: Uuid) -> ApiResult<()> {
-    let row = state
-        .store
-        .find_call(call_id)
-        .await?
-        .filter(|c| c.callee_id == me.user.id && c.state != "ended")
-        .ok_or_else(call_not_found)?;
+    let row = callee_call(state, me, call_id).await?;
     if row.state != "ringing" {
         return Err(call_not_ringing());
     }
@@ -338,12 +328,7 @@ pub async fn candidates(
     candidates: &[Value],
 ) -> ApiResult<()> {
     check_candidates(candidates)?;
-    let row = state
-        .store
-        .find_call(call_id)
-        .await?
-        .filter(|c| c.state != "ended")
-        .ok_or_else(call_not_found)?;
+    let row = live_call(state, call_id).await?;
     let side = device_side(state, &row, me)
         .await?
         .ok_or_else(call_not_found)?;
@@ -370,12 +355,7 @@ pub async fn candidates(
 /// Either side ends the call: `cancelled` before an answer, `ended` after. While it rings the
 /// callee's sockets may end it too (as a decline).
 pub async fn end(state: &AppState, me: &Device<'_>, call_id: Uuid) -> ApiResult<()> {
-    let row = state
-        .store
-        .find_call(call_id)
-        .await?
-        .filter(|c| c.state != "ended")
-        .ok_or_else(call_not_found)?;
+    let row = live_call(state, call_id).await?;
     let ringing = row.state == "ringing";
     let reason = match device_side(state, &row, me).await? {
         Some(_) if ringing => "cancelled",
@@ -385,6 +365,26 @@ pub async fn end(state: &AppState, me: &Device<'_>, call_id: Uuid) -> ApiResult<
     };
     finish(state, row.id, reason).await;
     Ok(())
+}
+
+/// A call that has not ended (`call_not_found` otherwise: an ended call has no devices).
+async fn live_call(state: &AppState, call_id: Uuid) -> ApiResult<CallRow> {
+    state
+        .store
+        .find_call(call_id)
+        .await?
+        .filter(|c| c.state != "ended")
+        .ok_or_else(call_not_found)
+}
+
+/// A call that has not ended whose callee is `me`.
+async fn callee_call(state: &AppState, me: &Device<'_>, call_id: Uuid) -> ApiResult<CallRow> {
+    let row = live_call(state, call_id).await?;
+    if row.callee_id == me.user.id {
+        Ok(row)
+    } else {
+        Err(call_not_found())
+    }
 }
 
 /// Which device of the call `me` is: the recorded socket, or a new socket of the session of a

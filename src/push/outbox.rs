@@ -305,11 +305,7 @@ async fn send(state: &AppState, push: &ClaimedPush) -> Answer {
     match status {
         StatusCode::OK | StatusCode::CREATED | StatusCode::ACCEPTED => Answer::Sent,
         StatusCode::NOT_FOUND | StatusCode::GONE => Answer::Gone,
-        StatusCode::TOO_MANY_REQUESTS => Answer::Retry(
-            retry_after(answer.headers().get("retry-after")),
-            format!("push service answered {status}"),
-        ),
-        s if s.is_server_error() => Answer::Retry(
+        s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => Answer::Retry(
             retry_after(answer.headers().get("retry-after")),
             format!("push service answered {status}"),
         ),

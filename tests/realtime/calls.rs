@@ -390,3 +390,23 @@ db_test! {
         app.stop().await;
     }
 }
+
+db_test! {
+    async fn starting_calls_is_limited_per_user(db: Db) {
+        let app = spawn_realtime_app(db, &[]).await;
+        let ada = app.create_user("Ada").await;
+        let bob = app.create_user("Bob").await;
+        let mut ada_socket = connect(&app, &ada.token).await;
+        // Ten calls a minute: each placed and cancelled at once.
+        for _ in 0..10 {
+            let call = start(&mut ada_socket, &bob, "audio").await;
+            let ended = ada_socket.emit_with_ack("endCall", json!({ "callId": call["id"] })).await;
+            assert_ack_ok(&ended);
+        }
+        let eleventh = ada_socket
+            .emit_with_ack("startCall", json!({ "to": bob.id, "media": "audio", "offer": offer() }))
+            .await;
+        assert_ack_error(&eleventh, "rate_limited");
+        app.stop().await;
+    }
+}

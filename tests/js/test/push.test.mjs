@@ -9,7 +9,7 @@ import { api, apiOk, registerUser, restSend as restSendFull, useServer } from ".
 import { PushService } from "../push-service.mjs";
 
 const PUSH_DELAY_MS = 700;
-const fx = useServer({ PUSH_DELAY: `${PUSH_DELAY_MS}ms`, PUSH_TIMEOUT: "1s" });
+const fx = useServer({ PUSH_DELAY: `${PUSH_DELAY_MS}ms`, PUSH_TIMEOUT: "1s", CALL_RING_TIMEOUT: "30s" });
 let service;
 
 before(async () => {
@@ -146,6 +146,22 @@ test("a notification to a user with no socket is pushed at once", async () => {
   assert.equal(push.payload.title, "Maintenance");
   assert.equal(push.payload.body, body.body.slice(0, 100));
   assert.equal(push.headers.urgency, "normal");
+  noProblems();
+});
+
+test("an incoming call rings an offline device at once, for as long as it rings", async () => {
+  const [olga, pete] = [await person("Olga"), await person("Pete")];
+  const phone = await subscribe(pete);
+  const caller = await fx.connect({ token: olga.token, label: "olga" });
+  const started = await caller.ack("startCall", { to: pete.id, media: "video", offer: { type: "offer", sdp: "v=0\r\n" } });
+  assert.equal(started.ok, true, JSON.stringify(started));
+  const push = await service.next(phone, 0);
+  assert.equal(push.payload.type, "call");
+  assert.equal(push.payload.callId, started.call.id);
+  assert.deepEqual(push.payload.from, { id: olga.id, name: "Olga" });
+  assert.equal(push.payload.body, "Incoming video call");
+  assert.deepEqual([push.headers.urgency, push.headers.ttl], ["high", 30]);
+  assert.equal((await caller.ack("endCall", { callId: started.call.id })).ok, true);
   noProblems();
 });
 
