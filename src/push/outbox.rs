@@ -106,17 +106,17 @@ async fn decide(state: &AppState) -> Result<bool, crate::store::StoreError> {
         .store
         .message_ids_between(from, horizon, DECIDE_BATCH)
         .await?;
+    if ids.is_empty() {
+        // Nothing to decide: the mark stays (moving it would be a write every tick for nothing).
+        return Ok(false);
+    }
     let full = ids.len() as i64 == DECIDE_BATCH;
     let to = if full {
         *ids.last().expect("a full batch")
     } else {
         horizon
     };
-    let candidates = if ids.is_empty() {
-        Vec::new()
-    } else {
-        state.store.push_candidates(from, to).await?
-    };
+    let candidates = state.store.push_candidates(from, to).await?;
     let pushes = decided(state, &candidates, now).await;
     let moved = state
         .store

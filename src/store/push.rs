@@ -370,6 +370,17 @@ impl Store {
         until: Timestamp,
         limit: i64,
     ) -> Result<Vec<ClaimedPush>, StoreError> {
+        // Read first: an idle outbox costs no write.
+        let due: Option<Uuid> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT id FROM push_outbox
+             WHERE due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(pool)
+        .await)?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let claimed = on_pool!(self, pool, Db => {
             sqlx::query(
                 "DELETE FROM push_outbox WHERE subscription_id IN (
