@@ -263,6 +263,17 @@ test("subscriptions: checked, stored once, at most 10 a session, one's own only,
   assert.equal((await del(lea, sub.endpoint)).status, 204);
   assert.equal((await del(lea, sub.endpoint)).status, 404);
   assert.equal((await listed(lea)).length, 9);
+  for (const body of [{}, { endpoint: 7 }, "nope"]) {
+    const res = await api(fx.server, "DELETE", "/api/push/subscriptions", { token: lea.token, body });
+    assert.equal(res.status, 400, JSON.stringify(body));
+  }
+  // A browser subscribed by one user and then by another belongs to the second only.
+  const shared = service.subscribe();
+  assert.equal((await post(lea, shared)).status, 201);
+  assert.equal((await post(max, shared)).status, 201);
+  assert.ok(!(await listed(lea)).some((s) => s.endpoint === shared.endpoint));
+  assert.deepEqual((await listed(max)).map((s) => s.endpoint), [shared.endpoint]);
+  assert.equal((await del(max, shared.endpoint)).status, 204);
 
   // Logging out ends the session and its subscriptions.
   await apiOk(fx.server, "POST", "/api/auth/logout", { token: lea.token, body: {} });
