@@ -130,6 +130,14 @@ impl Local {
         });
     }
 
+    /// Whether no socket of this node is a call's device.
+    fn is_empty(&self) -> bool {
+        self.devices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     fn take_socket(&self, socket: &str) -> Vec<Uuid> {
         let mut devices = self.devices.lock().unwrap_or_else(|e| e.into_inner());
         devices.remove(socket).unwrap_or_default()
@@ -535,12 +543,16 @@ fn capitalized(word: &str) -> String {
 
 /// A socket of this node closed: if it was a call's device, the grace starts. Costs nothing for
 /// a socket in no call.
-pub fn socket_gone(state: &AppState, socket: &str) {
-    let calls = state.calls.take_socket(socket);
+pub fn socket_gone(state: &AppState, socket: impl std::fmt::Display) {
+    if state.calls.is_empty() {
+        return;
+    }
+    let socket = socket.to_string();
+    let calls = state.calls.take_socket(&socket);
     if calls.is_empty() {
         return;
     }
-    let (state, socket) = (state.clone(), socket.to_owned());
+    let state = state.clone();
     tokio::spawn(async move {
         let now = Timestamp::now();
         for call in calls {
@@ -553,11 +565,11 @@ pub fn socket_gone(state: &AppState, socket: &str) {
 
 /// A socket authenticated: if its session is a call's device that went, the call goes on with
 /// this socket. Costs nothing while no call is live anywhere.
-pub fn socket_back(state: &AppState, session_id: Uuid, socket: &str) {
+pub fn socket_back(state: &AppState, session_id: Uuid, socket: impl std::fmt::Display) {
     if !state.calls.any_live.load(Ordering::Relaxed) {
         return;
     }
-    let (state, socket) = (state.clone(), socket.to_owned());
+    let (state, socket) = (state.clone(), socket.to_string());
     tokio::spawn(async move { device_back(&state, session_id, &socket).await });
 }
 

@@ -196,7 +196,7 @@ fn establish<A: Adapter>(
         tokio::spawn(follow_groups(socket, state, identity.user.id, groups));
     }
     if carries(s.ns(), "incomingCall") {
-        crate::calls::socket_back(state, identity.session_id, &s.id.to_string());
+        crate::calls::socket_back(state, identity.session_id, s.id);
     }
     emit_if_carried(s, "authenticated", &authenticated_payload(&identity));
     emit_if_carried(s, "getOnlineUsers", &json!(state.realtime.online_users()));
@@ -389,7 +389,7 @@ async fn on_disconnect<A: Adapter>(
     } = life
     {
         state.realtime.presence().disconnect(user_id, session_id);
-        crate::calls::socket_gone(&state, &s.id.to_string());
+        crate::calls::socket_gone(&state, s.id);
         tracing::debug!(category = "socket", %user_id, socket = %s.id, ?reason, "🔌 socket disconnected");
     }
 }

@@ -401,6 +401,10 @@ async fn serve_refuses_a_bad_setting_with_one_line_naming_it() {
         ("PUSH_PREVIEW", "maybe"),
         ("PUSH_TIMEOUT", "0s"),
         ("VAPID_PRIVATE_KEY", "c2hvcnQ"),
+        ("CALL_RING_TIMEOUT", "2s"),
+        ("STUN_URLS", "https://stun.example.com"),
+        ("TURN_URLS", "turn:turn.example.com:3478"),
+        ("TURN_TTL", "10s"),
     ] {
         let mut env = vec![
             ("PORT", "0"),
