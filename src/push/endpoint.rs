@@ -74,13 +74,19 @@ fn parse_endpoint(raw: &str, production: bool) -> Result<Url, &'static str> {
         }
         _ => return Err("must be an https URL"),
     }
-    if production
-        && let Some(ip) = host_ip(&host)
-        && !is_public(ip)
-    {
+    if production && names_private_address(&url) {
         return Err("must not point into a private network");
     }
     Ok(url)
+}
+
+/// Whether `url`'s host is an IP address outside the public internet (a name is judged when it
+/// is resolved, by [`resolves_publicly`] and [`PublicOnly`]).
+pub fn names_private_address(url: &Url) -> bool {
+    url.host()
+        .as_ref()
+        .and_then(host_ip)
+        .is_some_and(|ip| !is_public(ip))
 }
 
 fn is_loopback_host(host: &Host<&str>) -> bool {

@@ -139,8 +139,7 @@ pub async fn subscribe(
         )
         .await?
         .ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::CONFLICT,
+            ApiError::conflict(
                 ErrorCode::TooManySubscriptions,
                 format!("a session may hold at most {MAX_PER_SESSION} push subscriptions"),
             )
@@ -157,8 +156,7 @@ pub async fn unsubscribe(state: &AppState, user_id: Uuid, endpoint: &str) -> Api
     if state.store.unsubscribe_push(user_id, &endpoint).await? {
         Ok(())
     } else {
-        Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
+        Err(ApiError::not_found(
             ErrorCode::NotFound,
             "no such push subscription",
         ))

@@ -83,10 +83,11 @@ async fn decide_loop(state: AppState) {
 async fn decide(state: &AppState) -> Result<bool, crate::store::StoreError> {
     let now = Timestamp::now();
     let horizon = uuid_v7_floor(now.as_millis() - state.config.push_delay.as_millis() as i64);
-    let mark = state
-        .store
-        .setting_or_insert(MARK, &uuid_v7_floor(now.as_millis()).to_string())
-        .await?;
+    // Set before the node served (`mark_start`): read, never written, while nothing happens.
+    let Some(mark) = state.store.setting(MARK).await? else {
+        mark_start(&state.store).await?;
+        return Ok(false);
+    };
     let Ok(from) = mark.parse::<Uuid>() else {
         tracing::error!(
             category = "error",
@@ -117,7 +118,7 @@ async fn decide(state: &AppState) -> Result<bool, crate::store::StoreError> {
         horizon
     };
     let candidates = state.store.push_candidates(from, to).await?;
-    let pushes = decided(state, &candidates, now).await;
+    let pushes = decided(state, &candidates, now);
     let moved = state
         .store
         .advance_push_mark(MARK, &from.to_string(), &to.to_string(), &pushes)
@@ -131,26 +132,15 @@ async fn decide(state: &AppState) -> Result<bool, crate::store::StoreError> {
 /// The pushes of `candidates`: a group member who is online now got the message live (or from
 /// `sync` when they came back), so only those offline are pushed to; a direct message's
 /// candidates were not acknowledged by any device already.
-async fn decided(state: &AppState, candidates: &[PushCandidate], now: Timestamp) -> Vec<NewPush> {
-    if candidates.is_empty() {
-        return Vec::new();
-    }
+fn decided(state: &AppState, candidates: &[PushCandidate], now: Timestamp) -> Vec<NewPush> {
     let presence = state.realtime.presence();
-    let mut names = std::collections::HashMap::new();
     let mut pushes = Vec::with_capacity(candidates.len());
     for c in candidates {
         let direct = c.conversation_kind == "direct";
         if !direct && presence.is_online(c.user_id) {
             continue;
         }
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(c.sender_id) {
-            let name = match state.store.find_user(c.sender_id).await {
-                Ok(Some(user)) => user.name,
-                _ => "Someone".to_owned(),
-            };
-            slot.insert(name);
-        }
-        let name = &names[&c.sender_id];
+        let name = &c.sender_name;
         let mentioned = serde_json::from_str::<Vec<Uuid>>(&c.mentions)
             .is_ok_and(|ids| ids.contains(&c.user_id));
         let title = match (&c.title, direct) {
@@ -317,14 +307,7 @@ async fn send(state: &AppState, push: &ClaimedPush) -> Answer {
 fn request(state: &AppState, push: &ClaimedPush) -> Result<reqwest::Request, String> {
     let endpoint = url::Url::parse(&push.endpoint)
         .map_err(|_| "a stored endpoint does not parse".to_owned())?;
-    if state.config.production
-        && let Some(ip) = match endpoint.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::from(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::from(ip)),
-            _ => None,
-        }
-        && !endpoint::is_public(ip)
-    {
+    if state.config.production && endpoint::names_private_address(&endpoint) {
         return Err("the endpoint points into a private network".to_owned());
     }
     let key = endpoint::public_key(&push.p256dh).ok_or("a stored key does not parse")?;

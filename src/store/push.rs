@@ -58,6 +58,8 @@ pub struct PushCandidate {
     pub conversation_kind: String,
     pub title: Option<String>,
     pub sender_id: Uuid,
+    /// "Someone" when the sender's account is gone.
+    pub sender_name: String,
     pub content: String,
     pub mentions: String,
     pub user_id: Uuid,
@@ -339,9 +341,11 @@ impl Store {
     ) -> Result<Vec<PushCandidate>, StoreError> {
         let list = on_pool!(self, pool => sqlx::query_as::<_, PushCandidate>(
             "SELECT m.id AS message_id, m.conversation_id, c.kind AS conversation_kind, c.title,
-                    m.sender_id, m.content, m.mentions, cm.user_id, s.id AS subscription_id
+                    m.sender_id, COALESCE(u.name, 'Someone') AS sender_name, m.content,
+                    m.mentions, cm.user_id, s.id AS subscription_id
              FROM messages m
              JOIN conversations c ON c.id = m.conversation_id
+             LEFT JOIN users u ON u.id = m.sender_id
              JOIN conversation_members cm ON cm.conversation_id = m.conversation_id
              JOIN push_subscriptions s ON s.user_id = cm.user_id
              JOIN sessions se ON se.id = s.session_id

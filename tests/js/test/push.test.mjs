@@ -165,13 +165,15 @@ test("an incoming call rings an offline device at once, for as long as it rings"
   noProblems();
 });
 
-test("the push service's answers: 410 deletes, 429 and 500 are retried, a hang times out", async () => {
+test("the push service's answers: 404 and 410 delete, 429 and 500 are retried, a hang times out", async () => {
   const [hank, ivy] = [await person("Hank"), await person("Ivy")];
   const gone = await subscribe(ivy);
+  const unknown = await subscribe(ivy);
   const busy = await subscribe(ivy);
   const hangs = await subscribe(ivy);
   const failing = await subscribe(ivy);
   service.script(gone, { status: 410 });
+  service.script(unknown, { status: 404 });
   service.script(busy, { status: 429, retryAfter: 1 }, { status: 500 });
   service.script(hangs, "hang");
   service.script(failing, { status: 500 }, { status: 503 }, { status: 502 });
@@ -185,6 +187,7 @@ test("the push service's answers: 410 deletes, 429 and 500 are retried, a hang t
   const { subscriptions } = await apiOk(fx.server, "GET", "/api/push/subscriptions", { token: ivy.token });
   const endpoints = subscriptions.map((s) => s.endpoint);
   assert.ok(!endpoints.includes(gone.endpoint), "the gone subscription was deleted");
+  assert.ok(!endpoints.includes(unknown.endpoint), "the unknown subscription was deleted");
   assert.ok(endpoints.includes(busy.endpoint));
   // Three answers of 5xx: given up, counted.
   const metrics = await waitForMetric(/craftcode_pushes_total\{outcome="failed"\} [1-9]/);
