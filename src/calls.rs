@@ -444,8 +444,8 @@ fn side_of(row: &CallRow, me: &Device<'_>) -> Option<CallSide> {
     }
 }
 
-/// Ends a call (once, whichever node gets here first): both devices (or, while it rang, every
-/// socket of the callee) get `callEnded`, and the conversation records it.
+/// Ends a call (once, whichever node gets here first): the conversation records it, then both
+/// devices (or, while it rang, every socket of the callee) get `callEnded`.
 async fn finish(state: &AppState, call_id: Uuid, reason: &str) {
     let ended = match state.store.end_call(call_id, reason).await {
         Ok(Some(ended)) => ended,
@@ -456,6 +456,10 @@ async fn finish(state: &AppState, call_id: Uuid, reason: &str) {
         }
     };
     state.calls.remove_call(call_id);
+    // Recorded first: a device told `callEnded` finds the call in the conversation already.
+    if let Err(e) = record(state, &ended).await {
+        tracing::error!(category = "error", error = %e, "❌ recording a call failed");
+    }
     let payload = json!({ "callId": call_id, "reason": reason });
     let realtime = &state.realtime;
     realtime
@@ -472,9 +476,6 @@ async fn finish(state: &AppState, call_id: Uuid, reason: &str) {
     }
     realtime.leave_call(call_id).await;
     tracing::info!(category = "call", call_id = %call_id, reason, "📞 call ended");
-    if let Err(e) = record(state, &ended).await {
-        tracing::error!(category = "error", error = %e, "❌ recording a call failed");
-    }
 }
 
 /// The system message of an ended call: `call` with its duration when it was answered,
