@@ -35,6 +35,11 @@ pub enum Command {
         /// How many users.
         #[arg(long)]
         users: usize,
+        /// Give every user this many conversation partners (an even number): user n gets a
+        /// direct conversation with the n+1 … n+K/2 next ones in the ids file, cyclically, so
+        /// each has the K/2 before and the K/2 after it (for the `presence` benchmark).
+        #[arg(long, default_value_t = 0)]
+        partners: usize,
         /// Where to write one access token per line.
         #[arg(long)]
         tokens_out: std::path::PathBuf,
@@ -154,6 +159,10 @@ pub struct ServeArgs {
     presence_interval: Option<String>,
     #[arg(long, env = "PRESENCE_TTL")]
     presence_ttl: Option<String>,
+    #[arg(long, env = "PRESENCE_BROADCAST_MAX")]
+    presence_broadcast_max: Option<String>,
+    #[arg(long, env = "PRESENCE_WATCH_MAX")]
+    presence_watch_max: Option<String>,
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
     #[arg(long, env = "LOG_FORMAT")]
@@ -194,6 +203,8 @@ impl ServeArgs {
             "MESSAGE_EDIT_WINDOW" => &self.message_edit_window,
             "PRESENCE_INTERVAL" => &self.presence_interval,
             "PRESENCE_TTL" => &self.presence_ttl,
+            "PRESENCE_BROADCAST_MAX" => &self.presence_broadcast_max,
+            "PRESENCE_WATCH_MAX" => &self.presence_watch_max,
             "METRICS_TOKEN" => &self.metrics_token,
             "LOG_FORMAT" => &self.log_format,
             _ => return std::env::var(var).ok(),
@@ -231,10 +242,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::User(command)) => user(command).await,
         Some(Command::Seed {
             users,
+            partners,
             tokens_out,
             ids_out,
             db,
-        }) => seed(users, &tokens_out, &ids_out, db).await,
+        }) => seed(users, partners, &tokens_out, &ids_out, db).await,
     }
 }
 
@@ -243,6 +255,7 @@ const SEED_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 
 
 async fn seed(
     count: usize,
+    partners: usize,
     tokens_out: &std::path::Path,
     ids_out: &std::path::Path,
     db: DatabaseArgs,
@@ -250,6 +263,9 @@ async fn seed(
     use std::io::Write;
     if count == 0 || count > 1_000_000 {
         bail!("--users must be between 1 and 1000000");
+    }
+    if partners % 2 == 1 || partners >= count.max(1) || partners > 1_000 {
+        bail!("--partners must be an even number below --users and at most 1000");
     }
     // The server's own settings (JWT_SECRET, or the one kept in data/), so its tokens verify.
     let config = Config::load(|var| match var {
@@ -262,6 +278,10 @@ async fn seed(
     let now = crate::timestamp::Timestamp::now();
     let expires_at = now.plus(SEED_TOKEN_TTL.max(config.session_ttl));
     let seeded = store.seed_users(count, expires_at).await?;
+    if partners > 0 {
+        let ids: Vec<uuid::Uuid> = seeded.iter().map(|s| s.user.id).collect();
+        store.seed_partners(&ids, partners / 2).await?;
+    }
     let keys = crate::auth::TokenKeys::new(config.jwt_secret.expose().as_bytes(), SEED_TOKEN_TTL);
     let mut tokens = std::io::BufWriter::new(
         std::fs::File::create(tokens_out)
@@ -279,7 +299,7 @@ async fn seed(
     tokens.flush()?;
     ids.flush()?;
     eprintln!(
-        "seeded {count} users with one session each in {:.1} s",
+        "seeded {count} users with one session each and {partners} partners each in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -77,4 +77,55 @@ impl Store {
         });
         Ok(seeded)
     }
+
+    /// Gives each user of `ids` a direct conversation with the `ahead` users after it
+    /// (cyclically), so every user has `2 * ahead` partners. No messages: the conversations are
+    /// as new as their ids.
+    #[tracing::instrument(skip_all)]
+    pub async fn seed_partners(&self, ids: &[Uuid], ahead: usize) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let pairs: Vec<(Uuid, Uuid, Uuid)> = (0..ids.len())
+            .flat_map(|n| (1..=ahead).map(move |k| (n, (n + k) % ids.len())))
+            .map(|(a, b)| {
+                let (low, high) = if ids[a] < ids[b] {
+                    (ids[a], ids[b])
+                } else {
+                    (ids[b], ids[a])
+                };
+                (Uuid::now_v7(), low, high)
+            })
+            .collect();
+        on_pool!(self, pool, Db => {
+            let mut tx = pool.begin().await?;
+            for chunk in pairs.chunks(BATCH) {
+                let mut conversations = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO conversations (id, kind, direct_low, direct_high, created_at, updated_at) ",
+                );
+                conversations.push_values(chunk, |mut row, (id, low, high)| {
+                    row.push_bind(*id)
+                        .push_bind("direct")
+                        .push_bind(*low)
+                        .push_bind(*high)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                conversations.build().execute(&mut *tx).await?;
+                let mut members = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at) ",
+                );
+                let rows = chunk
+                    .iter()
+                    .flat_map(|(id, low, high)| [(*id, *low), (*id, *high)]);
+                members.push_values(rows, |mut row, (id, user)| {
+                    row.push_bind(id)
+                        .push_bind(user)
+                        .push_bind("member")
+                        .push_bind(now);
+                });
+                members.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
 }
