@@ -123,6 +123,11 @@ pub struct Config {
     pub presence_interval: Duration,
     /// How soon a dead node's sockets stop counting.
     pub presence_ttl: Duration,
+    /// A socket that authenticates while at most this many users are online watches everyone
+    /// (`PRESENCE_BROADCAST_MAX`, default 100); later ones watch their partners and their list.
+    pub presence_broadcast_max: usize,
+    /// The longest `watchPresence` list (`PRESENCE_WATCH_MAX`, default 500).
+    pub presence_watch_max: usize,
     /// When set, `/metrics` needs it as a bearer token.
     pub metrics_token: Option<Secret>,
     pub log_format: LogFormat,
@@ -251,6 +256,19 @@ impl Config {
             get("MAX_CONNECTIONS_PER_USER"),
             20,
         )?;
+        let presence_broadcast_max = parse_number(
+            "PRESENCE_BROADCAST_MAX",
+            get("PRESENCE_BROADCAST_MAX"),
+            100usize,
+        )?;
+        let presence_watch_max =
+            parse_number("PRESENCE_WATCH_MAX", get("PRESENCE_WATCH_MAX"), 500usize)?;
+        if presence_watch_max > 10_000 {
+            return Err(ConfigError::new(
+                "PRESENCE_WATCH_MAX",
+                "must be at most 10000 (a watch list travels in one packet)",
+            ));
+        }
         let group_max_members = parse_number("GROUP_MAX_MEMBERS", get("GROUP_MAX_MEMBERS"), 256)?;
         if group_max_members < 2 {
             return Err(ConfigError::new(
@@ -323,6 +341,8 @@ impl Config {
             message_edit_window,
             presence_interval,
             presence_ttl,
+            presence_broadcast_max,
+            presence_watch_max,
             metrics_token,
             log_format,
             production,
@@ -634,6 +654,8 @@ mod tests {
         assert!(config.allow_signup);
         assert_eq!(config.max_connections_per_user, 20);
         assert_eq!(config.group_max_members, 256);
+        assert_eq!(config.presence_broadcast_max, 100);
+        assert_eq!(config.presence_watch_max, 500);
         assert_eq!(config.message_edit_window, Duration::from_secs(24 * 3600));
         assert!(config.is_allowed_origin("http://127.0.0.1:3000"));
         assert!(!config.is_allowed_origin("http://evil.example"));

@@ -305,6 +305,7 @@ pub async fn create(
     for user in &everyone {
         state.realtime.join_group(*user, id).await;
     }
+    state.realtime.partners_met(&everyone, &everyone).await;
     tracing::info!(category = "message", conversation_id = %id, members = everyone.len(), "👥 group created");
     announce(state, id, &event, &everyone, Some(&message)).await?;
     show(state, me, id).await
@@ -406,6 +407,7 @@ pub async fn add_members(
                 state.realtime.join_group(*user, conversation_id).await;
             }
             let members = state.store.member_ids(conversation_id).await?;
+            state.realtime.partners_met(&added, &members).await;
             let event = message.system.clone().unwrap_or_else(|| event(added));
             announce(state, conversation_id, &event, &members, Some(&message)).await?;
         }

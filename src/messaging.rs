@@ -163,7 +163,10 @@ pub async fn resolve(state: &AppState, me: Uuid, to: Destination) -> ApiResult<P
                     if !recipient.is_active {
                         return Err(ApiError::recipient_disabled());
                     }
-                    state.store.direct_conversation(me, user).await?
+                    let id = state.store.direct_conversation(me, user).await?;
+                    // A new conversation: each watches the other's presence from now on.
+                    state.realtime.partners_met(&[me], &[user]).await;
+                    id
                 }
             };
             Ok(Place::Direct {

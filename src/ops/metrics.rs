@@ -56,7 +56,7 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
 }
 
 async fn render(metrics: &Metrics, state: &AppState) -> String {
-    let online_users = state.realtime.presence().online_users().len();
+    let online_users = state.realtime.presence().online_count();
     // A database that does not answer leaves the gauge at its last reading.
     let outbox = state.store.push_outbox_depth().await.ok();
     metrics.render(state.realtime.sockets_by_namespace(), online_users, outbox)

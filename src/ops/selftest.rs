@@ -117,7 +117,7 @@ async fn self_test(
     let realtime = &state.realtime;
     let by_namespace = realtime.sockets_by_namespace();
     let sockets: usize = by_namespace.iter().map(|(_, n)| n).sum();
-    let users = realtime.presence().online_users().len();
+    let users = realtime.presence().online_count();
     let local_users = realtime.presence().local_users();
 
     let mut checks = vec![
@@ -367,7 +367,7 @@ struct ActionResult {
     recipients: usize,
 }
 
-/// Emits `testMessage` to a user or everyone, or `getOnlineUsers` to everyone (admins only).
+/// Emits `testMessage` to a user or everyone, or each socket's `getOnlineUsers` again (admins only).
 #[utoipa::path(post, path = "/api/socket-test", tag = "operations", request_body = ActionBody, security(("bearer" = []), ("cookie" = [])),
     responses((status = 200, body = ActionResult),
         (status = 400, description = "invalid_action or target_required", body = crate::error::ErrorBody),
@@ -416,12 +416,8 @@ async fn action(
             realtime.emit_to_everyone("testMessage", &payload).await;
             count
         }
-        "emitOnlineUsers" => {
-            let count = realtime.everyone_receivers("getOnlineUsers");
-            let online = realtime.online_users();
-            realtime.emit_to_everyone("getOnlineUsers", &online).await;
-            count
-        }
+        // Each socket gets its own welcome list (what it watches), on every node.
+        "emitOnlineUsers" => realtime.resend_online_users().await,
         _ => {
             return Err(ApiError::bad_request(
                 ErrorCode::InvalidAction,

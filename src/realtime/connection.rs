@@ -10,6 +10,7 @@ use tokio::sync::SetOnce;
 use tokio::task::AbortHandle;
 
 use super::Realtime;
+use super::watch::Scope;
 use crate::ratelimit::EventBudget;
 use crate::store::User;
 use crate::timestamp::Timestamp;
@@ -35,10 +36,13 @@ pub struct Connection {
     life: Mutex<Life>,
     /// The socket's place in the node's connection count.
     counted: Mutex<Option<Counted>>,
-    /// The place held under the per-user limit until presence counts the socket.
+    /// The socket's place under the per-user limit, for its whole life.
     reservation: Mutex<Option<Reservation>>,
     /// The user's groups as read at authentication, until the socket joins their rooms.
     groups: Mutex<Vec<uuid::Uuid>>,
+    /// The presence scope decided at authentication, with the partners read for it, until the
+    /// socket starts watching (`None` on a namespace without presence).
+    watch: Mutex<Option<(Scope, Vec<uuid::Uuid>)>>,
     /// Set once the socket is connected, or gone (see [`Connection::connected`]).
     connected: SetOnce<()>,
 }
@@ -79,19 +83,22 @@ impl Drop for Counted {
     }
 }
 
-/// A place under `MAX_CONNECTIONS_PER_USER` ([`Presence::reserve`]), held from the limit check
-/// until `establish` counts the socket, and given back then or when the socket goes.
-///
-/// [`Presence::reserve`]: super::presence::Presence::reserve
+/// A socket's place under `MAX_CONNECTIONS_PER_USER` (see `places`), taken in the handshake
+/// (or at `authenticate`) and given back when the socket closes, or is dropped without closing.
 pub struct Reservation {
     realtime: Realtime,
     user_id: uuid::Uuid,
 }
 
 impl Reservation {
-    /// `None` when the user has `limit` sockets already.
-    pub fn take(realtime: &Realtime, user_id: uuid::Uuid, limit: usize) -> Option<Self> {
-        realtime.presence().reserve(user_id, limit).then(|| Self {
+    /// `None` when the user has `limit` sockets already, on every node.
+    pub async fn take(realtime: &Realtime, user_id: uuid::Uuid, limit: usize) -> Option<Self> {
+        let taken = realtime
+            .inner
+            .places
+            .take(realtime.cluster(), realtime.presence(), user_id, limit)
+            .await;
+        taken.then(|| Self {
             realtime: realtime.clone(),
             user_id,
         })
@@ -100,7 +107,17 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.realtime.presence().release(self.user_id);
+        let (realtime, user_id) = (&self.realtime, self.user_id);
+        realtime.inner.places.give_back(user_id);
+        let (Some(cluster), Ok(runtime)) =
+            (realtime.cluster(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let (realtime, cluster) = (realtime.clone(), cluster.clone());
+        runtime.spawn(async move {
+            realtime.inner.places.give_back_in(&cluster, user_id).await;
+        });
     }
 }
 
@@ -163,6 +180,15 @@ impl Connection {
     /// Keeps the groups to join when the socket is established.
     pub fn set_groups(&self, groups: Vec<uuid::Uuid>) {
         *self.groups.lock().unwrap_or_else(|e| e.into_inner()) = groups;
+    }
+
+    /// Keeps the presence scope (and partners) until the socket starts watching.
+    pub fn set_watch(&self, scope: Scope, partners: Vec<uuid::Uuid>) {
+        *self.watch.lock().unwrap_or_else(|e| e.into_inner()) = Some((scope, partners));
+    }
+
+    pub fn take_watch(&self) -> Option<(Scope, Vec<uuid::Uuid>)> {
+        self.watch.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     pub fn take_groups(&self) -> Vec<uuid::Uuid> {

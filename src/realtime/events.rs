@@ -1,5 +1,5 @@
 //! Client → server events of an authenticated socket: `sendMessage`, `typing`,
-//! `getOnlineUsers`, `markRead`, `editMessage`, `deleteMessage`, `react`, the calls' `startCall`,
+//! `getOnlineUsers`, `watchPresence`, `markRead`, `editMessage`, `deleteMessage`, `react`, the calls' `startCall`,
 //! `acceptCall`, `declineCall`, `iceCandidate`, `endCall`, `sync`, `ping`. Every one goes through [`admit`] (authenticated,
 //! within the per-socket event budget) and answers its ack as `{ok: true, …}` or
 //! `{ok: false, error: {code, message}}`. A malformed payload gets `invalid_payload`.
@@ -36,6 +36,7 @@ pub fn register<A: Adapter>(s: &SocketRef<A>) {
         s.on("sendMessage", on_send_message::<A>);
         s.on("typing", on_typing::<A>);
         s.on("getOnlineUsers", on_get_online_users::<A>);
+        s.on("watchPresence", on_watch_presence::<A>);
         s.on("markRead", on_mark_read::<A>);
         s.on("editMessage", on_edit_message::<A>);
         s.on("deleteMessage", on_delete_message::<A>);
@@ -241,21 +242,98 @@ async fn on_typing<A: Adapter>(
     reply(ack, outcome);
 }
 
+/// `getOnlineUsers {cursor?, limit?}`: one page of everyone online, by user id.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OnlinePageRequest {
+    cursor: Option<String>,
+    limit: Option<u64>,
+}
+
+/// The default and the largest page of `getOnlineUsers`.
+const ONLINE_PAGE: u64 = 100;
+const ONLINE_PAGE_MAX: u64 = 500;
+
 async fn on_get_online_users<A: Adapter>(
     s: SocketRef<A>,
+    TryData(data): TryData<Value>,
     ack: AckSender<A>,
     AckRequested(wants_ack): AckRequested,
     State(state): State<AppState>,
 ) {
-    let outcome = admit(&s, &state, "getOnlineUsers")
-        .await
-        .map(|_| json!(state.realtime.online_users()));
+    let outcome = async {
+        admit(&s, &state, "getOnlineUsers").await?;
+        let request: OnlinePageRequest = match data {
+            Ok(Value::Null) | Err(_) => OnlinePageRequest::default(),
+            data => parse(data)?,
+        };
+        let limit = request.limit.unwrap_or(ONLINE_PAGE);
+        if !(1..=ONLINE_PAGE_MAX).contains(&limit) {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidPayload,
+                format!("`limit` must be an integer from 1 to {ONLINE_PAGE_MAX}"),
+            ));
+        }
+        let after = request
+            .cursor
+            .as_deref()
+            .map(|c| parse_id(c, "cursor"))
+            .transpose()?;
+        let page = state.realtime.online_page(after, limit as usize);
+        Ok(json!({"users": page.users, "total": page.total, "nextCursor": page.next}))
+    }
+    .await;
     match outcome {
         Ok(payload) if !wants_ack => {
             let _ = s.emit("getOnlineUsers", &payload);
         }
         outcome => reply(ack, outcome),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WatchPresence {
+    user_ids: Vec<String>,
+}
+
+async fn on_watch_presence<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(state): State<AppState>,
+) {
+    let outcome = async {
+        let me = admit(&s, &state, "watchPresence").await?;
+        let input: WatchPresence = parse(data)?;
+        let max = state.config.presence_watch_max;
+        if input.user_ids.len() > max {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidPayload,
+                format!("`userIds` lists at most {max} users"),
+            ));
+        }
+        let mut ids = Vec::with_capacity(input.user_ids.len());
+        for raw in &input.user_ids {
+            let id = parse_id(raw, "userIds")?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        // Unknown ids are left out, of the answer and of the list.
+        let known: std::collections::HashSet<Uuid> = state
+            .store
+            .users_by_id(&ids)
+            .await?
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        ids.retain(|id| known.contains(id));
+        let (online, offline) = state.realtime.watch(s.id, me.user.id, ids);
+        Ok(json!({"online": online, "offline": offline}))
+    }
+    .await;
+    reply(ack, outcome);
 }
 
 #[derive(Deserialize)]

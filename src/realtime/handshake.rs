@@ -1,6 +1,7 @@
 //! Connecting and authenticating sockets: the handshake middleware (origin, limits, token from
 //! `auth.token` or the cookie), the unauthenticated state with `authenticate` and its timeout,
-//! rooms, presence counting, and the token pushed before the old one expires.
+//! rooms, the place under the per-user limit, presence (counting, scope, the welcome list), and
+//! the token pushed before the old one expires.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,7 +15,11 @@ use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 
 use super::connection::{Connection, Counted, Identity, Life, Reservation, connection};
-use super::{AUTHENTICATED_ROOM, carries, events, group_room, session_room, user_room};
+use super::watch::Scope;
+use super::{
+    AUTHENTICATED_ROOM, PARTNERS_MAX, WATCH_ALL_ROOM, carries, events, group_room, session_room,
+    user_room,
+};
 use crate::auth::TokenError;
 use crate::auth::access::{AccessError, check_access};
 use crate::auth::cookies::ACCESS_COOKIE;
@@ -104,11 +109,11 @@ pub async fn handshake<A: Adapter>(
             state.metrics.auth_failure(refusal.0);
             refusal
         })?;
-        // Counted across the cluster (other nodes' sockets as of their last presence round).
-        let reservation =
-            reserve(&state, identity.user.id).ok_or(Refusal(ErrorCode::TooManyConnections))?;
+        let reservation = reserve(&state, identity.user.id)
+            .await
+            .ok_or(Refusal(ErrorCode::TooManyConnections))?;
         connection.hold(reservation);
-        connection.set_groups(groups_of(&state, &s, identity.user.id).await?);
+        prepare(&state, &s, &connection, identity.user.id).await?;
         connection.set_identity(identity);
     } else if s.ns() != "/" {
         // Only the main server has an unauthenticated state.
@@ -162,6 +167,7 @@ fn establish<A: Adapter>(
     identity: Identity,
 ) {
     let mut groups = Vec::new();
+    let mut watching = None;
     let established = {
         let mut life = connection.life();
         let pending = *life == Life::Pending;
@@ -173,6 +179,15 @@ fn establish<A: Adapter>(
             ]);
             groups = connection.take_groups();
             s.join(groups.iter().map(|id| group_room(*id)).collect::<Vec<_>>());
+            if let Some((scope, partners)) = connection.take_watch() {
+                if scope == Scope::All {
+                    s.join(WATCH_ALL_ROOM);
+                }
+                state
+                    .realtime
+                    .start_watching(s.id, identity.user.id, scope, partners);
+                watching = Some(scope);
+            }
             state.realtime.presence().connect(
                 identity.user.id,
                 identity.session_id,
@@ -185,8 +200,6 @@ fn establish<A: Adapter>(
         }
         pending
     };
-    // Presence counts the socket now (or it is gone): the place held for it is not needed.
-    connection.release();
     if !established {
         return;
     }
@@ -199,24 +212,56 @@ fn establish<A: Adapter>(
         crate::calls::socket_back(state, identity.session_id, s.id);
     }
     emit_if_carried(s, "authenticated", &authenticated_payload(&identity));
-    emit_if_carried(s, "getOnlineUsers", &json!(state.realtime.online_users()));
+    if let Some(scope) = watching {
+        let (first, rest) = state.realtime.welcome_frames(s.id, identity.user.id, scope);
+        state.realtime.count_out("getOnlineUsers");
+        let _ = s.emit("getOnlineUsers", &first);
+        for frame in rest {
+            state.realtime.count_out("presenceChanged");
+            let _ = s.emit("presenceChanged", &frame);
+        }
+    }
     schedule_token_refresh(s, state, connection, identity.expires_at);
 }
 
-/// The groups whose rooms a socket of `user_id` joins when it is established (none for a
-/// namespace that carries no messages).
-async fn groups_of<A: Adapter>(
+/// What an authenticating socket of `user_id` needs read before it is established: the groups
+/// whose rooms it joins, and its presence scope with the user's partners when they must be read
+/// for it (nothing on a namespace that carries neither messages nor presence).
+async fn prepare<A: Adapter>(
     state: &AppState,
     s: &SocketRef<A>,
+    connection: &Connection,
     user_id: uuid::Uuid,
-) -> Result<Vec<uuid::Uuid>, Refusal> {
-    if !carries(s.ns(), "newMessage") {
-        return Ok(Vec::new());
-    }
-    state.store.group_ids_of(user_id).await.map_err(|e| {
-        tracing::error!(category = "error", error = %e, "❌ a socket's groups could not be read");
+) -> Result<(), Refusal> {
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::error!(category = "error", error = %e, "❌ a socket's groups or partners could not be read");
         Refusal(ErrorCode::ServerError)
-    })
+    };
+    if carries(s.ns(), "newMessage") {
+        connection.set_groups(
+            state
+                .store
+                .group_ids_of(user_id)
+                .await
+                .map_err(unavailable)?,
+        );
+    }
+    if carries(s.ns(), "presenceChanged") {
+        let (scope, read_partners) = state
+            .realtime
+            .scope_for(user_id, state.config.presence_broadcast_max);
+        let partners = if read_partners {
+            state
+                .store
+                .presence_partners(user_id, PARTNERS_MAX)
+                .await
+                .map_err(unavailable)?
+        } else {
+            Vec::new()
+        };
+        connection.set_watch(scope, partners);
+    }
+    Ok(())
 }
 
 /// Looks at the user's groups once more after the socket joined its rooms: a group the user
@@ -292,14 +337,7 @@ async fn on_authenticate<A: Adapter>(
     };
     match connection.identity() {
         None => {
-            let signed_in = match groups_of(&state, &s, identity.user.id).await {
-                Ok(groups) => {
-                    connection.set_groups(groups);
-                    sign_in(&s, &state, &connection, identity.clone())
-                }
-                Err(refusal) => Err(refusal),
-            };
-            if let Err(refusal) = signed_in {
+            if let Err(refusal) = sign_in(&s, &state, &connection, identity.clone()).await {
                 return refuse_authentication(&s, ack, refusal);
             }
         }
@@ -316,17 +354,19 @@ async fn on_authenticate<A: Adapter>(
     let _ = ack.send(&json!({"ok": true, "user": identity.user, "sessionId": identity.session_id}));
 }
 
-/// An anonymous socket signs in: it counts against the per-user limit as a handshake does, then
-/// is established.
-fn sign_in<A: Adapter>(
+/// An anonymous socket signs in: it takes a place under the per-user limit and reads what it
+/// needs as a handshake does, then is established.
+async fn sign_in<A: Adapter>(
     s: &SocketRef<A>,
     state: &AppState,
     connection: &Connection,
     identity: Identity,
 ) -> Result<(), Refusal> {
-    let reservation =
-        reserve(state, identity.user.id).ok_or(Refusal(ErrorCode::TooManyConnections))?;
+    let reservation = reserve(state, identity.user.id)
+        .await
+        .ok_or(Refusal(ErrorCode::TooManyConnections))?;
     connection.hold(reservation);
+    prepare(state, s, connection, identity.user.id).await?;
     connection.set_identity(identity.clone());
     establish(s, state, connection, identity);
     Ok(())
@@ -389,6 +429,7 @@ async fn on_disconnect<A: Adapter>(
     } = life
     {
         state.realtime.presence().disconnect(user_id, session_id);
+        state.realtime.stop_watching(s.id);
         crate::calls::socket_gone(&state, s.id);
         tracing::debug!(category = "socket", %user_id, socket = %s.id, ?reason, "🔌 socket disconnected");
     }
@@ -478,12 +519,12 @@ async fn refresh_socket_token<A: Adapter>(s: SocketRef<A>, state: AppState) {
     }
 }
 
-/// A place for one more socket of `user_id` under `MAX_CONNECTIONS_PER_USER`, counted across the
-/// cluster (other nodes' sockets as of their last presence round).
-fn reserve(state: &AppState, user_id: uuid::Uuid) -> Option<Reservation> {
+/// A place for one more socket of `user_id` under `MAX_CONNECTIONS_PER_USER`, across the cluster.
+async fn reserve(state: &AppState, user_id: uuid::Uuid) -> Option<Reservation> {
     Reservation::take(
         &state.realtime,
         user_id,
         state.config.max_connections_per_user,
     )
+    .await
 }

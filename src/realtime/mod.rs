@@ -7,7 +7,8 @@
 //! typing, readiness. Room names, the pair of servers and the adapter they run on stay inside this
 //! module. Inside it: `mount` builds the servers and registers the handlers, `handshake` connects
 //! and authenticates sockets, `connection` is each socket's own state, `events` the client events,
-//! `servers` the emits over either adapter, `presence` and `typing` their trackers.
+//! `servers` the emits over either adapter, `presence` (who is online), `watch` (who watches whom
+//! here), `places` (the per-user connection limit) and `typing` their trackers.
 
 /// Runs `$body` with `$pair` bound to the socket servers, whichever adapter they run on (one
 /// body, compiled for both); `None` before [`mount::mount`].
@@ -25,9 +26,11 @@ mod connection;
 mod events;
 mod handshake;
 pub mod mount;
+mod places;
 pub mod presence;
 mod servers;
 mod typing;
+mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -42,9 +45,14 @@ use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::store::User;
 use connection::{Identity, connection};
-use presence::{OnlineUser, Presence};
+use places::Places;
+use presence::{
+    OFFLINE_ENTRY_BYTES, OnlinePage, OnlineUser, Presence, PresenceChange, entry_bytes,
+};
 use servers::Servers;
+use socketioxide::socket::Sid;
 use typing::Typing;
+use watch::{Scope, Watching};
 
 /// Path of the main Socket.IO server.
 pub const SOCKET_PATH: &str = "/api/socket";
@@ -57,8 +65,15 @@ pub const NOTIFICATIONS_NS: &str = "/notifications";
 const TOPIC_NAMESPACES: [&str; 3] = [AUTH_NS, MESSENGER_NS, NOTIFICATIONS_NS];
 /// Socket.IO packets above this are refused.
 const MAX_PACKET: usize = 64 * 1024;
-/// Every authenticated socket is in this room (presence batches go there).
+/// Every authenticated socket is in this room (broadcasts go there).
 const AUTHENTICATED_ROOM: &str = "authenticated";
+/// The sockets of this node that watch everyone (scope `all`), a room of this node only.
+const WATCH_ALL_ROOM: &str = "presence_all";
+/// The most JSON one presence frame carries (SPEC §5: none above 64 KiB, with room for the
+/// packet's own bytes around the payload).
+const PRESENCE_FRAME_BYTES: usize = MAX_PACKET - 1024;
+/// The most partners a socket watches from its user's conversations (SPEC §5).
+const PARTNERS_MAX: usize = 1_000;
 /// How long `server_shutdown` gets to reach the clients before their connections close.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
 
@@ -132,7 +147,11 @@ struct Inner {
     servers: OnceLock<Servers>,
     /// Where emitted events are counted.
     metrics: OnceLock<Arc<Metrics>>,
+    /// The cluster this node is in, if any; set once at start-up by [`mount`].
+    cluster: OnceLock<Cluster>,
     presence: Presence,
+    watching: Watching,
+    places: Places,
     /// Sockets connected to this node, authenticated or not.
     connections: AtomicUsize,
     typing: Typing,
@@ -223,12 +242,179 @@ impl Realtime {
         &self.inner.presence
     }
 
-    /// Who is online, as `getOnlineUsers` answers it.
-    pub fn online_users(&self) -> OnlineUsers {
-        let users = self.presence().online_users();
-        OnlineUsers {
-            total: users.len(),
-            users,
+    fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.get()
+    }
+
+    /// One page of everyone online, ordered by id (the `getOnlineUsers` event).
+    pub fn online_page(&self, after: Option<Uuid>, limit: usize) -> OnlinePage {
+        self.presence().page(after, limit, PRESENCE_FRAME_BYTES)
+    }
+
+    /// Replaces the `watchPresence` list of socket `sid` of `user_id` with those of `users`
+    /// that exist (its own user left out); answers their state.
+    pub fn watch(&self, sid: Sid, user_id: Uuid, users: Vec<Uuid>) -> (Vec<OnlineUser>, Vec<Uuid>) {
+        let users: Vec<Uuid> = users.into_iter().filter(|id| *id != user_id).collect();
+        self.inner.watching.set_list(sid, users.clone());
+        self.presence().split(users)
+    }
+
+    /// The users of `a` and of `b` have a conversation now: each watches the other from now on,
+    /// on every node.
+    pub async fn partners_met(&self, a: &[Uuid], b: &[Uuid]) {
+        self.inner.watching.partners_met(a, b);
+        if let Some(cluster) = self.cluster() {
+            watch::publish_partners(cluster, a, b).await;
+        }
+    }
+
+    /// Sends every socket of this node that gets presence its welcome list again (the
+    /// `emitOnlineUsers` action); other nodes do the same at their next round. Answers how many
+    /// sockets here got it.
+    pub async fn resend_online_users(&self) -> usize {
+        if let Some(cluster) = self.cluster() {
+            self.inner.watching.ask_resend(cluster).await;
+        }
+        self.welcome_everyone()
+    }
+
+    /// The welcome list to every socket here that gets presence.
+    fn welcome_everyone(&self) -> usize {
+        let sockets = self.inner.watching.sockets();
+        for (sid, user_id, scope) in &sockets {
+            self.welcome(*sid, *user_id, *scope);
+        }
+        sockets.len()
+    }
+
+    /// Socket `sid` of `user_id` gets presence from now on: it watches everyone, or its user's
+    /// `partners` (as read for it) and its list.
+    fn start_watching(&self, sid: Sid, user_id: Uuid, scope: Scope, partners: Vec<Uuid>) {
+        self.inner.watching.add(sid, user_id, scope, partners);
+    }
+
+    fn stop_watching(&self, sid: Sid) {
+        self.inner.watching.remove(sid);
+    }
+
+    /// The scope a socket of `user_id` authenticating now gets, with the user's partners when
+    /// they must be read for it (scope `watched`, and no socket here knows them yet).
+    pub fn scope_for(&self, user_id: Uuid, broadcast_max: usize) -> (Scope, bool) {
+        if self.presence().online_count_with(user_id) <= broadcast_max {
+            (Scope::All, false)
+        } else {
+            (
+                Scope::Watched,
+                !self.inner.watching.knows_partners_of(user_id),
+            )
+        }
+    }
+
+    /// `getOnlineUsers {users, total, scope}` to one socket of this node.
+    fn welcome(&self, sid: Sid, user_id: Uuid, scope: Scope) {
+        let (first, rest) = self.welcome_frames(sid, user_id, scope);
+        self.emit_to_local_socket(sid, "getOnlineUsers", &first);
+        for frame in rest {
+            self.emit_to_local_socket(sid, "presenceChanged", &frame);
+        }
+    }
+
+    /// The welcome of socket `sid` of `user_id`: `getOnlineUsers {users, total, scope}` with
+    /// everyone online (scope `all`) or the online users it watches; a list too long for one
+    /// frame goes on in `presenceChanged` frames, the rest of the answer.
+    fn welcome_frames(
+        &self,
+        sid: Sid,
+        user_id: Uuid,
+        scope: Scope,
+    ) -> (Value, Vec<PresenceChange>) {
+        let presence = self.presence();
+        let users = match self.inner.watching.watched_by(sid) {
+            None => presence.online_users(),
+            Some(watched) => presence.split(watched).0,
+        };
+        let users: Vec<OnlineUser> = match scope {
+            Scope::All => users,
+            Scope::Watched => users.into_iter().filter(|u| u.user_id != user_id).collect(),
+        };
+        let mut frames = frames(PresenceChange {
+            online: users,
+            offline: Vec::new(),
+        })
+        .into_iter();
+        let first = frames.next().unwrap_or_default();
+        let total = presence.online_count();
+        let payload = json!({"users": first.online, "total": total, "scope": scope.as_str()});
+        (payload, frames.collect())
+    }
+
+    /// Tells this node's sockets what changed among the users each watches (and new partners'
+    /// state), in frames of at most 64 KiB.
+    async fn tell_presence(&self, change: PresenceChange) {
+        let deliveries = self
+            .inner
+            .watching
+            .deliveries(&change, |id| self.presence().online_user(id));
+        if !change.is_empty() {
+            let except: Vec<String> = deliveries
+                .all_except
+                .iter()
+                .map(|id| user_room(*id))
+                .collect();
+            for frame in frames(change) {
+                self.count_out("presenceChanged");
+                on_servers!(self, |pair| pair
+                    .emit_local_room(WATCH_ALL_ROOM, &except, "presenceChanged", &frame)
+                    .await);
+            }
+        }
+        for (sid, change) in deliveries.sockets {
+            for frame in frames(change) {
+                self.emit_to_local_socket(sid, "presenceChanged", &frame);
+            }
+        }
+    }
+
+    /// Emits to one socket of this node, whichever server it is on.
+    fn emit_to_local_socket<T: Serialize + ?Sized>(&self, sid: Sid, event: &str, data: &T) {
+        self.count_out(event);
+        on_servers!(self, |pair| pair.emit_to_local_socket(sid, event, data));
+    }
+
+    /// One presence round: in a cluster, the Redis part (counts, places, new partners, asks to
+    /// resend); then the batch to this node's sockets.
+    async fn presence_round(&self, redis_ok: &mut bool) {
+        if let Some(cluster) = self.cluster() {
+            let synced = async {
+                self.presence().sync(cluster).await?;
+                self.inner.places.sync(cluster).await?;
+                self.inner.watching.follow(cluster).await
+            }
+            .await;
+            match synced {
+                Ok(resend) => {
+                    if !*redis_ok {
+                        tracing::info!(category = "ok", "✅ cluster presence: Redis answers again");
+                    }
+                    *redis_ok = true;
+                    if resend {
+                        self.welcome_everyone();
+                    }
+                }
+                Err(e) => {
+                    if *redis_ok {
+                        tracing::error!(category = "error", error = %e, "❌ cluster presence: Redis does not answer; this node's counts wait");
+                    }
+                    *redis_ok = false;
+                }
+            }
+        }
+        match self.presence().take_change() {
+            Some(change) => self.tell_presence(change).await,
+            None if self.inner.watching.has_untold() => {
+                self.tell_presence(PresenceChange::default()).await;
+            }
+            None => {}
         }
     }
 
@@ -505,6 +691,7 @@ impl Realtime {
     /// A clean shutdown takes this node out of the cluster: its users go offline at once.
     pub async fn leave_cluster(&self, cluster: &Cluster) {
         self.presence().withdraw(cluster).await;
+        self.inner.places.withdraw(cluster).await;
         cluster.leave().await;
     }
 }
@@ -521,9 +708,76 @@ pub enum TypingIn {
     Group(Uuid),
 }
 
-/// Who is online: the `getOnlineUsers` payload.
-#[derive(Debug, Serialize)]
-pub struct OnlineUsers {
-    pub total: usize,
-    pub users: Vec<OnlineUser>,
+/// `change` in frames of at most [`PRESENCE_FRAME_BYTES`] of JSON each (one when it fits).
+fn frames(change: PresenceChange) -> Vec<PresenceChange> {
+    // `{"online":[],"offline":[]}` around the entries.
+    const ENVELOPE: usize = 32;
+    let budget = PRESENCE_FRAME_BYTES - ENVELOPE;
+    let bytes: usize = change.online.iter().map(entry_bytes).sum::<usize>()
+        + change.offline.len() * OFFLINE_ENTRY_BYTES;
+    if bytes <= budget {
+        return vec![change];
+    }
+    let mut frames = vec![PresenceChange::default()];
+    let mut used = 0;
+    let mut room_for = |size: usize, frames: &mut Vec<PresenceChange>| {
+        if used + size > budget && !frames.last().is_some_and(|f| f.is_empty()) {
+            frames.push(PresenceChange::default());
+            used = 0;
+        }
+        used += size;
+    };
+    for user in change.online {
+        room_for(entry_bytes(&user), &mut frames);
+        frames
+            .last_mut()
+            .expect("one frame at least")
+            .online
+            .push(user);
+    }
+    for id in change.offline {
+        room_for(OFFLINE_ENTRY_BYTES, &mut frames);
+        frames
+            .last_mut()
+            .expect("one frame at least")
+            .offline
+            .push(id);
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_over_64_kib_is_split_into_frames_that_fit() {
+        let change = PresenceChange {
+            online: (0..2_000)
+                .map(|n| OnlineUser {
+                    user_id: Uuid::now_v7(),
+                    name: format!("User number {n} with a name of some length"),
+                })
+                .collect(),
+            offline: (0..3_000).map(|_| Uuid::now_v7()).collect(),
+        };
+        let frames = frames(change.clone());
+        assert!(frames.len() > 2, "{} frames", frames.len());
+        for frame in &frames {
+            let json = serde_json::to_string(frame).unwrap();
+            assert!(json.len() <= PRESENCE_FRAME_BYTES, "{} bytes", json.len());
+        }
+        let online: Vec<OnlineUser> = frames.iter().flat_map(|f| f.online.clone()).collect();
+        let offline: Vec<Uuid> = frames.iter().flat_map(|f| f.offline.clone()).collect();
+        assert_eq!(
+            (online, offline),
+            (change.online, change.offline),
+            "nothing lost, in order"
+        );
+        let small = PresenceChange {
+            online: Vec::new(),
+            offline: vec![Uuid::now_v7()],
+        };
+        assert_eq!(super::frames(small.clone()), vec![small]);
+    }
 }

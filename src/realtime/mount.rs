@@ -46,10 +46,10 @@ pub async fn mount(state: &AppState) -> anyhow::Result<Layers> {
             let pair = SocketServers { main, namespaces };
             // The local adapter starts at once; nothing to wait for.
             drop(register(&pair));
-            state.realtime.presence().lead();
             (Layers::Local([main_layer, ns_layer]), Servers::Local(pair))
         }
         Some(cluster) => {
+            let _ = inner.cluster.set(cluster.clone());
             let redis = |channel: &str| {
                 let config = RedisAdapterConfig::new()
                     .with_prefix(format!("{}:{channel}", cluster.prefix()))
@@ -94,11 +94,10 @@ fn builder(state: &AppState, path: &'static str) -> SocketIoBuilder<LocalAdapter
         .with_state(state.clone())
 }
 
-/// Once per `PRESENCE_INTERVAL`: in a cluster, the Redis round of [`Presence::sync`]; then, on
-/// the node that computes batches, one `presenceChanged` when something changed.
+/// Once per `PRESENCE_INTERVAL`: in a cluster, the Redis round; then this node's sockets hear
+/// what changed among the users they watch.
 async fn run_presence(state: AppState) {
-    let interval = state.config.presence_interval;
-    let mut ticks = tokio::time::interval(interval);
+    let mut ticks = tokio::time::interval(state.config.presence_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut redis_ok = true;
     loop {
@@ -106,32 +105,7 @@ async fn run_presence(state: AppState) {
         if state.realtime.inner.stopping.load(Ordering::Relaxed) {
             return;
         }
-        let presence = state.realtime.presence();
-        let change = match &state.cluster {
-            None => presence.take_change(),
-            Some(cluster) => match presence.sync(cluster, interval * 3).await {
-                Ok(change) => {
-                    if !redis_ok {
-                        tracing::info!(category = "ok", "✅ cluster presence: Redis answers again");
-                    }
-                    redis_ok = true;
-                    change
-                }
-                Err(e) => {
-                    if redis_ok {
-                        tracing::error!(category = "error", error = %e, "❌ cluster presence: Redis does not answer; this node's counts wait");
-                    }
-                    redis_ok = false;
-                    None
-                }
-            },
-        };
-        if let Some(change) = change {
-            state
-                .realtime
-                .emit_to_everyone("presenceChanged", &change)
-                .await;
-        }
+        state.realtime.presence_round(&mut redis_ok).await;
     }
 }
 

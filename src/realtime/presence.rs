@@ -1,17 +1,20 @@
-//! Who is online: connection counts per user and per session, across the cluster, and the
-//! batched `presenceChanged` diff (what changed since clients were last told).
+//! Who is online: connection counts per user and per session, across the cluster, the ordered
+//! index of everyone online (for `getOnlineUsers` pages), and the batched change since this
+//! node's sockets were last told (which `watch` then filters per socket).
 //!
 //! Each node counts its own sockets here, exactly. In cluster mode ([`Presence::sync`], once per
 //! `PRESENCE_INTERVAL`) it also publishes its counts to Redis (`{prefix}:presence:{node}`, one
-//! field per user), reads the other live nodes' counts back into memory, and, on the one node
-//! that holds the presence lease, computes the `presenceChanged` batch for the whole cluster. So
-//! every read here stays synchronous and cheap, other nodes' sockets are seen at most one interval
-//! late, and a node that dies stops counting as soon as its heartbeat is too old (see
-//! [`Cluster::live_nodes`]).
+//! field per user) and reads the other live nodes' counts back into memory. So every read here
+//! stays synchronous and cheap, other nodes' sockets are seen at most one interval late, and a
+//! node that dies stops counting as soon as its heartbeat is too old (see
+//! [`Cluster::live_nodes`]). Every node computes its own batch from what it has told its own
+//! sockets: a node keeps no state of another node's sockets, and a socket's welcome list and the
+//! batches after it come from the same view.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -33,6 +36,12 @@ pub struct PresenceChange {
     pub offline: Vec<Uuid>,
 }
 
+impl PresenceChange {
+    pub fn is_empty(&self) -> bool {
+        self.online.is_empty() && self.offline.is_empty()
+    }
+}
+
 /// One user's sockets on one node, by session (as stored in Redis, too).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct UserConnections {
@@ -52,19 +61,25 @@ struct NodeView {
     users: HashMap<Uuid, UserConnections>,
 }
 
+/// Someone online somewhere.
+struct Online {
+    name: String,
+    /// On how many nodes (this one included) the user has a socket.
+    nodes: u32,
+}
+
 #[derive(Default)]
 struct State {
     /// This node's sockets.
     local: HashMap<Uuid, UserConnections>,
-    /// Sockets per user admitted under the per-user limit and not yet counted by `connect`
-    /// (see [`Presence::reserve`]).
-    reserved: HashMap<Uuid, usize>,
     /// The other live nodes' sockets (cluster mode).
     remote: HashMap<String, NodeView>,
-    /// The online set clients were last told about.
-    announced: HashMap<Uuid, String>,
-    /// Something connected or disconnected since the last batch.
-    dirty: bool,
+    /// Everyone online on any node, ordered by id (pages of `getOnlineUsers`).
+    everyone: BTreeMap<Uuid, Online>,
+    /// Who this node's sockets were last told is online.
+    announced: HashSet<Uuid>,
+    /// Users whose online state may differ from `announced`.
+    changed: HashSet<Uuid>,
     /// Users whose local counts changed since they were last written to Redis.
     unpublished: HashSet<Uuid>,
     /// Redis lost what this node wrote (or never had it): write every user again.
@@ -73,8 +88,6 @@ struct State {
     published: Option<i64>,
     /// When the other nodes' counts were last read successfully.
     refreshed: Option<Instant>,
-    /// This node holds the presence lease and computes the batches.
-    leader: bool,
 }
 
 pub struct Presence {
@@ -102,16 +115,79 @@ impl State {
         )
     }
 
-    /// Everyone online anywhere, with a name.
-    fn online(&self) -> HashMap<Uuid, &str> {
-        let mut online = HashMap::new();
-        for users in std::iter::once(&self.local).chain(self.remote.values().map(|n| &n.users)) {
-            for (id, user) in users {
-                online.entry(*id).or_insert(user.name.as_str());
+    /// The user now has sockets on one more node.
+    fn appear(&mut self, user_id: Uuid, name: &str) {
+        let online = self.everyone.entry(user_id).or_insert_with(|| Online {
+            name: String::new(),
+            nodes: 0,
+        });
+        if online.name != name {
+            name.clone_into(&mut online.name);
+        }
+        online.nodes += 1;
+        if online.nodes == 1 {
+            self.changed.insert(user_id);
+        }
+    }
+
+    /// The user has no socket left on one node.
+    fn vanish(&mut self, user_id: Uuid) {
+        if let Some(online) = self.everyone.get_mut(&user_id) {
+            online.nodes = online.nodes.saturating_sub(1);
+            if online.nodes == 0 {
+                self.everyone.remove(&user_id);
+                self.changed.insert(user_id);
             }
         }
-        online
     }
+
+    /// Another node's users are now `users` (or gone, for `None`).
+    fn replace_node(&mut self, node: &str, view: Option<NodeView>) {
+        let old = match view {
+            Some(view) => self.remote.insert(node.to_owned(), view),
+            None => self.remote.remove(node),
+        };
+        let old_users = old.map(|v| v.users).unwrap_or_default();
+        let appeared: Vec<(Uuid, String)> = self
+            .remote
+            .get(node)
+            .map(|v| {
+                v.users
+                    .iter()
+                    .filter(|(id, _)| !old_users.contains_key(id))
+                    .map(|(id, u)| (*id, u.name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now = self.remote.get(node).map(|v| &v.users);
+        let vanished: Vec<Uuid> = old_users
+            .keys()
+            .filter(|id| now.is_none_or(|users| !users.contains_key(id)))
+            .copied()
+            .collect();
+        for (id, name) in appeared {
+            self.appear(id, &name);
+        }
+        for id in vanished {
+            self.vanish(id);
+        }
+    }
+
+    fn user(&self, user_id: Uuid) -> Option<OnlineUser> {
+        self.everyone.get(&user_id).map(|o| OnlineUser {
+            user_id,
+            name: o.name.clone(),
+        })
+    }
+}
+
+/// One page of everyone online, ordered by id.
+#[derive(Debug)]
+pub struct OnlinePage {
+    pub users: Vec<OnlineUser>,
+    pub total: usize,
+    /// The last id of this page when more follow.
+    pub next: Option<Uuid>,
 }
 
 impl Presence {
@@ -122,36 +198,13 @@ impl Presence {
     /// Counts one more socket of this user's session on this node.
     pub fn connect(&self, user_id: Uuid, session_id: Uuid, name: &str) {
         let mut state = self.lock();
+        let first_here = !state.local.contains_key(&user_id);
         let user = state.local.entry(user_id).or_default();
         name.clone_into(&mut user.name);
         *user.sessions.entry(session_id).or_default() += 1;
         state.unpublished.insert(user_id);
-        state.dirty = true;
-    }
-
-    /// Holds a place for one more socket of this user, unless their sockets on every node and
-    /// the places already held here come to `limit`. The check and the hold are one step, so
-    /// handshakes of one user at the same moment cannot all pass it. The caller gives the place
-    /// back with [`Presence::release`] once the socket is counted by `connect`, or is gone.
-    pub fn reserve(&self, user_id: Uuid, limit: usize) -> bool {
-        let mut state = self.lock();
-        let open: usize = state.views(user_id).map(UserConnections::sockets).sum();
-        let held = state.reserved.get(&user_id).copied().unwrap_or(0);
-        if open + held >= limit {
-            return false;
-        }
-        *state.reserved.entry(user_id).or_default() += 1;
-        true
-    }
-
-    /// Gives back a place [`Presence::reserve`] held.
-    pub fn release(&self, user_id: Uuid) {
-        let mut state = self.lock();
-        if let Some(held) = state.reserved.get_mut(&user_id) {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
-                state.reserved.remove(&user_id);
-            }
+        if first_here {
+            state.appear(user_id, name);
         }
     }
 
@@ -169,20 +222,60 @@ impl Presence {
         }
         if user.sessions.is_empty() {
             state.local.remove(&user_id);
+            state.vanish(user_id);
         }
         state.unpublished.insert(user_id);
-        state.dirty = true;
     }
 
     /// Whether the user has a socket on any node.
     pub fn is_online(&self, user_id: Uuid) -> bool {
-        self.lock().views(user_id).next().is_some()
+        self.lock().everyone.contains_key(&user_id)
+    }
+
+    /// The user, with their name, when they are online.
+    pub fn online_user(&self, user_id: Uuid) -> Option<OnlineUser> {
+        self.lock().user(user_id)
+    }
+
+    /// Those of `users` who are online (in that order), and those who are not.
+    pub fn split(&self, users: impl IntoIterator<Item = Uuid>) -> (Vec<OnlineUser>, Vec<Uuid>) {
+        let state = self.lock();
+        let (mut online, mut offline) = (Vec::new(), Vec::new());
+        for id in users {
+            match state.user(id) {
+                Some(user) => online.push(user),
+                None => offline.push(id),
+            }
+        }
+        (online, offline)
+    }
+
+    /// How many users are online, on every node.
+    pub fn online_count(&self) -> usize {
+        self.lock().everyone.len()
+    }
+
+    /// How many users would be online with `user_id` (the scope rule of SPEC §5 counts the
+    /// user who is authenticating).
+    pub fn online_count_with(&self, user_id: Uuid) -> usize {
+        let state = self.lock();
+        state.everyone.len() + usize::from(!state.everyone.contains_key(&user_id))
     }
 
     /// Sockets this user has open, on every node.
     pub fn user_connections(&self, user_id: Uuid) -> usize {
         self.lock()
             .views(user_id)
+            .map(UserConnections::sockets)
+            .sum()
+    }
+
+    /// Sockets this user has open on the other nodes.
+    pub fn remote_connections(&self, user_id: Uuid) -> usize {
+        self.lock()
+            .remote
+            .values()
+            .filter_map(|n| n.users.get(&user_id))
             .map(UserConnections::sockets)
             .sum()
     }
@@ -208,69 +301,77 @@ impl Presence {
         self.lock().local.len()
     }
 
-    /// Everyone online, by name.
+    /// Everyone online, ordered by id.
     pub fn online_users(&self) -> Vec<OnlineUser> {
-        let state = self.lock();
-        let mut users: Vec<OnlineUser> = state
-            .online()
-            .into_iter()
-            .map(|(user_id, name)| OnlineUser {
-                user_id,
-                name: name.to_owned(),
+        self.lock()
+            .everyone
+            .iter()
+            .map(|(id, o)| OnlineUser {
+                user_id: *id,
+                name: o.name.clone(),
             })
-            .collect();
-        users.sort_by(|a, b| a.name.cmp(&b.name).then(a.user_id.cmp(&b.user_id)));
-        users
+            .collect()
     }
 
-    /// Whether this node computes the batches (always, on a single node).
-    pub fn is_leader(&self) -> bool {
-        self.lock().leader
+    /// Up to `limit` users online after `after` (by id), no more than `max_bytes` of JSON.
+    pub fn page(&self, after: Option<Uuid>, limit: usize, max_bytes: usize) -> OnlinePage {
+        let state = self.lock();
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut users = Vec::new();
+        let mut bytes = 0;
+        let mut more = false;
+        for (id, online) in state.everyone.range((from, Bound::Unbounded)) {
+            let user = OnlineUser {
+                user_id: *id,
+                name: online.name.clone(),
+            };
+            let size = entry_bytes(&user);
+            if users.len() == limit || (bytes + size > max_bytes && !users.is_empty()) {
+                more = true;
+                break;
+            }
+            bytes += size;
+            users.push(user);
+        }
+        OnlinePage {
+            next: more.then(|| users.last().map(|u| u.user_id)).flatten(),
+            total: state.everyone.len(),
+            users,
+        }
     }
 
-    /// The difference between who is online now and who clients were last told about, if any;
-    /// what it returns counts as told. A user who left and came back within one batch is no
-    /// change at all.
+    /// The difference between who is online now and who this node's sockets were last told
+    /// about, if any; what it returns counts as told. A user who left and came back within one
+    /// batch is no change at all.
     pub fn take_change(&self) -> Option<PresenceChange> {
         let mut state = self.lock();
-        if !state.dirty {
+        if state.changed.is_empty() {
             return None;
         }
-        state.dirty = false;
-        let now = state.online();
-        let online: Vec<OnlineUser> = now
-            .iter()
-            .filter(|(id, _)| !state.announced.contains_key(id))
-            .map(|(id, name)| OnlineUser {
-                user_id: *id,
-                name: (*name).to_owned(),
-            })
-            .collect();
-        let offline: Vec<Uuid> = state
-            .announced
-            .keys()
-            .filter(|id| !now.contains_key(id))
-            .copied()
-            .collect();
-        let announced = now.into_iter().map(|(id, n)| (id, n.to_owned())).collect();
-        state.announced = announced;
-        (!online.is_empty() || !offline.is_empty()).then_some(PresenceChange { online, offline })
+        let changed: Vec<Uuid> = state.changed.drain().collect();
+        let mut change = PresenceChange::default();
+        for id in changed {
+            let now = state.user(id);
+            let was = state.announced.contains(&id);
+            match now {
+                Some(user) if !was => {
+                    state.announced.insert(id);
+                    change.online.push(user);
+                }
+                None if was => {
+                    state.announced.remove(&id);
+                    change.offline.push(id);
+                }
+                _ => {}
+            }
+        }
+        (!change.is_empty()).then_some(change)
     }
 
-    /// Makes this node the one that computes batches (a single node is always).
-    pub fn lead(&self) {
-        self.lock().leader = true;
-    }
-
-    /// One round of cluster presence: publish this node's changed counts, read the other live
-    /// nodes' counts, and hold (or try to take) the presence lease. Answers the batch to send
-    /// when this node holds the lease and something changed. Redis failures are logged once per
-    /// outage by the caller; what was not written is written again once Redis answers.
-    pub async fn sync(
-        &self,
-        cluster: &Cluster,
-        lease: Duration,
-    ) -> redis::RedisResult<Option<PresenceChange>> {
+    /// One round of cluster presence: publish this node's changed counts and read the other live
+    /// nodes' counts. Redis failures are logged once per outage by the caller; what was not
+    /// written is written again once Redis answers.
+    pub async fn sync(&self, cluster: &Cluster) -> redis::RedisResult<()> {
         let published = self.publish(cluster).await;
         let refreshed = match published {
             Ok(()) => self.refresh(cluster).await,
@@ -279,35 +380,19 @@ impl Presence {
         if let Err(e) = refreshed {
             let mut state = self.lock();
             state.republish = true;
-            state.leader = false;
             // Without Redis, other nodes' counts age; past the node timeout they are dropped.
             if state
                 .refreshed
                 .is_none_or(|at| at.elapsed() > cluster.node_timeout())
-                && !state.remote.is_empty()
             {
-                state.remote.clear();
-                state.dirty = true;
+                let nodes: Vec<String> = state.remote.keys().cloned().collect();
+                for node in nodes {
+                    state.replace_node(&node, None);
+                }
             }
             return Err(e);
         }
-        if !self.hold_lease(cluster, lease).await? {
-            return Ok(None);
-        }
-        let Some(change) = self.take_change() else {
-            return Ok(None);
-        };
-        let key = cluster.key(&["presence", "announced"]);
-        let mut pipe = redis::pipe();
-        for user in &change.online {
-            pipe.hset(&key, user.user_id.to_string(), &user.name)
-                .ignore();
-        }
-        for id in &change.offline {
-            pipe.hdel(&key, id.to_string()).ignore();
-        }
-        pipe.query_async::<()>(&mut cluster.conn()).await?;
-        Ok(Some(change))
+        Ok(())
     }
 
     /// Writes the users whose counts changed (all of them after an outage) to this node's hash.
@@ -412,41 +497,20 @@ impl Presence {
             fresh.push((node, NodeView { version, users }));
         }
         let mut state = self.lock();
-        let before = state.remote.len();
-        state.remote.retain(|node, _| others.contains(node));
-        let mut dirty = state.remote.len() != before;
-        for (node, view) in fresh {
-            state.remote.insert(node, view);
-            dirty = true;
+        let gone: Vec<String> = state
+            .remote
+            .keys()
+            .filter(|node| !others.contains(node))
+            .cloned()
+            .collect();
+        for node in gone {
+            state.replace_node(&node, None);
         }
-        state.dirty |= dirty;
+        for (node, view) in fresh {
+            state.replace_node(&node, Some(view));
+        }
         state.refreshed = Some(Instant::now());
         Ok(())
-    }
-
-    /// Keeps or takes the presence lease; a new holder first learns what was last announced.
-    async fn hold_lease(&self, cluster: &Cluster, lease: Duration) -> redis::RedisResult<bool> {
-        let held: bool = redis::Script::new(LEASE_SCRIPT)
-            .key(cluster.key(&["presence", "leader"]))
-            .arg(cluster.node_id())
-            .arg(lease.as_millis() as u64)
-            .invoke_async(&mut cluster.conn())
-            .await?;
-        let was_leader = self.lock().leader;
-        if held && !was_leader {
-            let announced: HashMap<String, String> = redis::cmd("HGETALL")
-                .arg(cluster.key(&["presence", "announced"]))
-                .query_async(&mut cluster.conn())
-                .await?;
-            let mut state = self.lock();
-            state.announced = announced
-                .into_iter()
-                .filter_map(|(id, name)| Some((id.parse().ok()?, name)))
-                .collect();
-            state.dirty = true;
-        }
-        self.lock().leader = held;
-        Ok(held)
     }
 
     /// Forgets this node's counts in Redis (a clean shutdown: its users go offline at once).
@@ -461,21 +525,42 @@ impl Presence {
     }
 }
 
-/// Keeps the lease when this node holds it, takes it when nobody does; answers 1 when held.
-const LEASE_SCRIPT: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 1
-end
-return 0
-";
+/// The bytes of one `{userId, name}` entry in JSON, as serde_json writes it.
+pub fn entry_bytes(user: &OnlineUser) -> usize {
+    let name: usize = user
+        .name
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum();
+    r#"{"userId":"","name":""},"#.len() + 36 + name
+}
+
+/// The bytes of one offline id in JSON (`"…",`).
+pub const OFFLINE_ENTRY_BYTES: usize = 39;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn remote_view(users: &[(Uuid, Uuid, usize)]) -> NodeView {
+        NodeView {
+            version: 1,
+            users: users
+                .iter()
+                .map(|(user, session, n)| {
+                    let connections = UserConnections {
+                        name: "Remote".into(),
+                        sessions: HashMap::from([(*session, *n)]),
+                    };
+                    (*user, connections)
+                })
+                .collect(),
+        }
+    }
 
     #[test]
     fn a_user_with_several_tabs_is_one_online_user() {
@@ -484,31 +569,14 @@ mod tests {
         presence.connect(user, session, "Ada");
         presence.connect(user, session, "Ada");
         assert_eq!(presence.online_users().len(), 1);
+        assert_eq!(presence.online_count(), 1);
         assert_eq!(presence.user_connections(user), 2);
         assert_eq!(presence.session_connections(user, session), 2);
         presence.disconnect(user, session);
         assert!(presence.is_online(user));
         presence.disconnect(user, session);
         assert!(!presence.is_online(user));
-    }
-
-    #[test]
-    fn places_held_under_the_limit_count_until_given_back() {
-        let presence = Presence::default();
-        let (ada, bob, session) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        presence.connect(ada, session, "Ada");
-        assert!(presence.reserve(ada, 3));
-        assert!(presence.reserve(ada, 3));
-        assert!(!presence.reserve(ada, 3), "one socket and two held places");
-        assert!(presence.reserve(bob, 3), "the limit is per user");
-        // A held place becomes a counted socket: still three.
-        presence.connect(ada, session, "Ada");
-        presence.release(ada);
-        assert!(!presence.reserve(ada, 3));
-        // A place given back without a socket (the client left) frees it.
-        presence.release(ada);
-        assert!(presence.reserve(ada, 3));
-        assert!(!presence.is_online(bob), "a held place is not online");
+        assert_eq!(presence.online_count(), 0);
     }
 
     #[test]
@@ -544,25 +612,86 @@ mod tests {
         let presence = Presence::default();
         let (ada, session) = (Uuid::now_v7(), Uuid::now_v7());
         presence.connect(ada, session, "Ada");
-        let remote = UserConnections {
-            name: "Ada".into(),
-            sessions: HashMap::from([(session, 2)]),
-        };
-        presence.lock().remote.insert(
-            "node-b".into(),
-            NodeView {
-                version: 1,
-                users: HashMap::from([(ada, remote)]),
-            },
-        );
+        presence
+            .lock()
+            .replace_node("node-b", Some(remote_view(&[(ada, session, 2)])));
         assert_eq!(presence.user_connections(ada), 3);
+        assert_eq!(presence.remote_connections(ada), 2);
         assert_eq!(presence.session_connections(ada, session), 3);
         assert_eq!(presence.online_users().len(), 1, "one user on two nodes");
 
         presence.disconnect(ada, session);
         assert!(presence.is_online(ada), "still on node b");
         assert_eq!(presence.local_connections(ada), 0);
-        presence.lock().remote.clear();
+        presence.lock().replace_node("node-b", None);
         assert!(!presence.is_online(ada));
+        assert_eq!(
+            presence.take_change(),
+            None,
+            "online and offline in one batch"
+        );
+    }
+
+    #[test]
+    fn a_user_on_another_node_appears_and_leaves_in_this_nodes_batches() {
+        let presence = Presence::default();
+        let (bob, session) = (Uuid::now_v7(), Uuid::now_v7());
+        presence
+            .lock()
+            .replace_node("node-b", Some(remote_view(&[(bob, session, 1)])));
+        assert_eq!(presence.take_change().unwrap().online[0].user_id, bob);
+        presence
+            .lock()
+            .replace_node("node-b", Some(remote_view(&[])));
+        assert_eq!(presence.take_change().unwrap().offline, vec![bob]);
+    }
+
+    #[test]
+    fn pages_visit_everyone_once_in_id_order() {
+        let presence = Presence::default();
+        let session = Uuid::now_v7();
+        let mut ids: Vec<Uuid> = (0..7).map(|_| Uuid::now_v7()).collect();
+        for id in &ids {
+            presence.connect(*id, session, "Someone");
+        }
+        ids.sort();
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = presence.page(cursor, 3, usize::MAX);
+            assert_eq!(page.total, 7);
+            assert!(page.users.len() <= 3);
+            seen.extend(page.users.iter().map(|u| u.user_id));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids);
+    }
+
+    #[test]
+    fn a_page_stops_before_its_byte_budget() {
+        let presence = Presence::default();
+        let session = Uuid::now_v7();
+        for _ in 0..10 {
+            presence.connect(Uuid::now_v7(), session, &"n".repeat(100));
+        }
+        let one = entry_bytes(&presence.online_users()[0]);
+        let page = presence.page(None, 100, one * 4);
+        assert_eq!(page.users.len(), 4);
+        assert_eq!(page.next, Some(page.users[3].user_id));
+    }
+
+    #[test]
+    fn entry_bytes_match_serde_json() {
+        for name in ["Ada", "Zoë \"the\" \\ best\n", "\u{1}\u{1f}", "日本語"] {
+            let user = OnlineUser {
+                user_id: Uuid::now_v7(),
+                name: name.into(),
+            };
+            let json = serde_json::to_string(&user).unwrap();
+            assert_eq!(entry_bytes(&user), json.len() + 1, "{json}");
+        }
     }
 }

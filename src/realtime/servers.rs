@@ -14,6 +14,7 @@ use serde_json::Value;
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
 use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
+use socketioxide::socket::Sid;
 use socketioxide::{AckError, BroadcastError, SocketIo};
 
 use super::{NAMESPACES_PATH, namespaces_of};
@@ -254,6 +255,31 @@ impl<A: Adapter> SocketServers<A> {
             }
         }
         ok
+    }
+
+    /// Emits to one socket of this node, on whichever server and namespace carries `event`.
+    pub fn emit_to_local_socket<T: Serialize + ?Sized>(&self, sid: Sid, event: &str, data: &T) {
+        for operator in self.operators(event) {
+            if let Some(socket) = operator.get_socket(sid) {
+                let _ = socket.emit(event, data);
+            }
+        }
+    }
+
+    /// Emits to a room of this node only, but not to the sockets also in one of `except`.
+    pub async fn emit_local_room<T: Serialize + ?Sized>(
+        &self,
+        room: &str,
+        except: &[String],
+        event: &str,
+        data: &T,
+    ) {
+        for operator in self.operators(event) {
+            let to = operator.local().to(room.to_owned()).except(except.to_vec());
+            if let Err(e) = to.emit(event, data).await {
+                tracing::warn!(category = "error", event, error = %e, "❌ emit failed");
+            }
+        }
     }
 
     /// Emits to every socket of this node only.

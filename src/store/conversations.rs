@@ -391,6 +391,42 @@ impl Store {
         Ok(ids)
     }
 
+    /// The other members of `user`'s most recently active conversations, direct and group, most
+    /// recent first (a conversation is as recent as its last message, or its creation: both ids
+    /// are time-ordered), at most `limit` users: whom `user`'s sockets watch (SPEC §5).
+    #[tracing::instrument(skip_all)]
+    pub async fn presence_partners(
+        &self,
+        user: Uuid,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        // Rows are (partner, conversation); a partner of several conversations comes once, at
+        // its most recent. Enough rows for `limit` partners unless groups repeat many of them.
+        let rows = on_pool!(self, pool => sqlx::query_scalar::<_, Uuid>(
+            "WITH mine AS (
+                 SELECT cm.conversation_id,
+                        COALESCE((SELECT m.id FROM messages m WHERE m.conversation_id = cm.conversation_id
+                                  ORDER BY m.id DESC LIMIT 1), cm.conversation_id) AS active
+                 FROM conversation_members cm WHERE cm.user_id = $1
+             )
+             SELECT other.user_id FROM mine
+             JOIN conversation_members other ON other.conversation_id = mine.conversation_id
+             WHERE other.user_id <> $1
+             ORDER BY mine.active DESC
+             LIMIT $2",
+        )
+        .bind(user)
+        .bind((limit * 20) as i64)
+        .fetch_all(pool)
+        .await)?;
+        let mut seen = std::collections::HashSet::with_capacity(rows.len().min(limit));
+        Ok(rows
+            .into_iter()
+            .filter(|id| seen.insert(*id))
+            .take(limit)
+            .collect())
+    }
+
     /// The groups `user` is a member of.
     #[tracing::instrument(skip_all)]
     pub async fn group_ids_of(&self, user: Uuid) -> Result<Vec<Uuid>, StoreError> {

@@ -49,7 +49,7 @@ db_test! {
         assert_eq!(second, "getOnlineUsers");
         assert_eq!(
             online,
-            json!({ "users": [{ "userId": ada.id, "name": "Ada" }], "total": 1 })
+            json!({ "users": [{ "userId": ada.id, "name": "Ada" }], "total": 1, "scope": "all" })
         );
     }
 

@@ -187,7 +187,7 @@ async fn each_namespace_accepts_a_valid_token_and_greets_only_on_its_topic(db: D
     let online = messenger.next_event("getOnlineUsers").await;
     assert_eq!(
         online,
-        json!({ "users": [{ "userId": ada.id, "name": "Ada" }], "total": 1 })
+        json!({ "users": [{ "userId": ada.id, "name": "Ada" }], "total": 1, "scope": "all" })
     );
     messenger.expect_no_event("authenticated").await;
 
