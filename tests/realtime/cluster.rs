@@ -16,17 +16,23 @@ const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 impl Cluster {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Three nodes with `extra` settings on each.
+    async fn start_with(extra: &[(&str, &str)]) -> Self {
         let prefix = format!("craftcode_test_{}", uuid::Uuid::now_v7().simple());
         let secret = format!(
             "{}{}",
             uuid::Uuid::now_v7().simple(),
             uuid::Uuid::now_v7().simple()
         );
-        let cluster = [
+        let mut cluster = vec![
             ("REDIS_URL", REDIS_URL),
             ("REDIS_PREFIX", prefix.as_str()),
             ("JWT_SECRET", secret.as_str()),
         ];
+        cluster.extend_from_slice(extra);
         let first = spawn_realtime_app(Db::Postgres, &cluster).await;
         let url = first.database.url.clone();
         let mut shared = cluster.to_vec();
@@ -308,5 +314,95 @@ async fn edits_reactions_and_deletions_made_on_one_node_reach_the_members_on_the
     for event in ["messageUpdated", "reactionsChanged", "messageDeleted"] {
         carol_socket.expect_no_event(event).await;
     }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_on_node_1_hears_of_its_partners_on_node_3_and_of_nobody_else() {
+    let cluster = Cluster::start_with(&[("PRESENCE_BROADCAST_MAX", "0")]).await;
+    let ada = cluster.node(1).create_user("Ada").await;
+    let bob = cluster.node(1).create_user("Bob").await;
+    let carol = cluster.node(1).create_user("Carol").await;
+    let dan = cluster.node(1).create_user("Dan").await;
+    send_over_rest(cluster.node(2), &bob, &ada, "partners").await;
+    let mut adas = connect(cluster.node(1), &ada.token).await;
+    assert_eq!(adas.next_event("getOnlineUsers").await["scope"], "watched");
+
+    // Carol (a stranger) then Bob (a partner) come online on node 3.
+    let _carols = connect(cluster.node(3), &carol.token).await;
+    let bobs = connect(cluster.node(3), &bob.token).await;
+    let change = adas
+        .next_event_where("presenceChanged", |c| {
+            c["online"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|u| u["userId"] == json!(bob.id)))
+        })
+        .await;
+    assert_eq!(
+        change["online"],
+        json!([{ "userId": bob.id, "name": "Bob" }])
+    );
+
+    // Dan, on node 2, starts a conversation with Ada: she watches him from then on.
+    let mut dans = connect(cluster.node(2), &dan.token).await;
+    send_message(&mut dans, &ada, "hello from node 2").await;
+    adas.next_event_where("presenceChanged", |c| {
+        c["online"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|u| u["userId"] == json!(dan.id)))
+    })
+    .await;
+
+    bobs.disconnect().await;
+    adas.next_event_where("presenceChanged", |c| c["offline"] == json!([bob.id]))
+        .await;
+    let changes = adas.take_events("presenceChanged").await;
+    assert!(
+        !changes
+            .iter()
+            .any(|c| c.to_string().contains(&carol.id.to_string())),
+        "Ada does not watch Carol: {changes:?}"
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_user_limit_refuses_the_next_handshake_on_every_node_at_once() {
+    let cluster = Cluster::start_with(&[("MAX_CONNECTIONS_PER_USER", "3")]).await;
+    let ada = cluster.node(1).create_user("Ada").await;
+    // The allowed three, one on each node, each counted the moment its handshake passes.
+    let mut held = Vec::new();
+    for n in 1..=3 {
+        held.push(connect(cluster.node(n), &ada.token).await);
+    }
+    // Then one more on every node at the same moment: none passes, whatever the rounds say.
+    let attempts = tokio::join!(
+        handshake(cluster.node(1)).token(&ada.token).connect(),
+        handshake(cluster.node(2)).token(&ada.token).connect(),
+        handshake(cluster.node(3)).token(&ada.token).connect(),
+    );
+    let attempts = [attempts.0, attempts.1, attempts.2];
+    for (n, attempt) in attempts.into_iter().enumerate() {
+        match attempt {
+            Ok(socket) => panic!("node {} accepted a fourth socket ({})", n + 1, socket.sid),
+            Err(message) => assert_eq!(message, "too_many_connections", "node {}", n + 1),
+        }
+    }
+
+    // A socket that closes gives its place back: exactly one more passes, on any node.
+    held.pop().expect("three sockets").disconnect().await;
+    let mut again = None;
+    for _ in 0..100 {
+        match handshake(cluster.node(2)).token(&ada.token).connect().await {
+            Ok(socket) => {
+                again = Some(socket);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    assert!(again.is_some(), "the place closed on node 3 was given back");
+    let refused = handshake(cluster.node(1)).token(&ada.token).connect().await;
+    assert_eq!(refused.err().as_deref(), Some("too_many_connections"));
     cluster.stop().await;
 }
