@@ -256,7 +256,7 @@ impl Realtime {
     pub fn watch(&self, sid: Sid, user_id: Uuid, users: Vec<Uuid>) -> (Vec<OnlineUser>, Vec<Uuid>) {
         let users: Vec<Uuid> = users.into_iter().filter(|id| *id != user_id).collect();
         self.inner.watching.set_list(sid, users.clone());
-        self.presence().split(users)
+        self.presence().split_told(users)
     }
 
     /// The users of `a` and of `b` have a conversation now: each watches the other from now on,
@@ -328,10 +328,20 @@ impl Realtime {
         user_id: Uuid,
         scope: Scope,
     ) -> (Value, Vec<PresenceChange>) {
+        // As last told: the next batch is a difference against that (see `Presence::told`).
         let presence = self.presence();
         let users = match self.inner.watching.watched_by(sid) {
-            None => presence.online_users(),
-            Some(watched) => presence.split(watched).0,
+            None => {
+                let mut everyone = presence.told_users();
+                // The user is online, being here, though maybe not told of yet.
+                if let Err(at) = everyone.binary_search_by_key(&user_id, |u| u.user_id)
+                    && let Some(me) = presence.online_user(user_id)
+                {
+                    everyone.insert(at, me);
+                }
+                everyone
+            }
+            Some(watched) => presence.split_told(watched).0,
         };
         let users: Vec<OnlineUser> = match scope {
             Scope::All => users,
@@ -354,7 +364,7 @@ impl Realtime {
         let deliveries = self
             .inner
             .watching
-            .deliveries(&change, |id| self.presence().online_user(id));
+            .deliveries(&change, |id| self.presence().told(id));
         if !change.is_empty() {
             let except: Vec<String> = deliveries
                 .all_except

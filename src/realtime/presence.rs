@@ -76,8 +76,10 @@ struct State {
     remote: HashMap<String, NodeView>,
     /// Everyone online on any node, ordered by id (pages of `getOnlineUsers`).
     everyone: BTreeMap<Uuid, Online>,
-    /// Who this node's sockets were last told is online.
-    announced: HashSet<Uuid>,
+    /// Who this node's sockets were last told is online, by name. What a socket is told
+    /// outside a batch (its welcome, a `watchPresence` answer) comes from here too, so that the
+    /// next batch, a difference against this, brings it up to date whatever happened between.
+    announced: HashMap<Uuid, String>,
     /// Users whose online state may differ from `announced`.
     changed: HashSet<Uuid>,
     /// Users whose local counts changed since they were last written to Redis.
@@ -181,6 +183,13 @@ impl State {
     }
 }
 
+fn told(state: &State, user_id: Uuid) -> Option<OnlineUser> {
+    state.announced.get(&user_id).map(|name| OnlineUser {
+        user_id,
+        name: name.clone(),
+    })
+}
+
 /// One page of everyone online, ordered by id.
 #[derive(Debug)]
 pub struct OnlinePage {
@@ -237,17 +246,42 @@ impl Presence {
         self.lock().user(user_id)
     }
 
-    /// Those of `users` who are online (in that order), and those who are not.
-    pub fn split(&self, users: impl IntoIterator<Item = Uuid>) -> (Vec<OnlineUser>, Vec<Uuid>) {
+    /// The user as this node's sockets were last told: `Some` when told online.
+    pub fn told(&self, user_id: Uuid) -> Option<OnlineUser> {
+        let state = self.lock();
+        told(&state, user_id)
+    }
+
+    /// Those of `users` this node's sockets were last told are online (in that order), and the
+    /// others.
+    pub fn split_told(
+        &self,
+        users: impl IntoIterator<Item = Uuid>,
+    ) -> (Vec<OnlineUser>, Vec<Uuid>) {
         let state = self.lock();
         let (mut online, mut offline) = (Vec::new(), Vec::new());
         for id in users {
-            match state.user(id) {
+            match told(&state, id) {
                 Some(user) => online.push(user),
                 None => offline.push(id),
             }
         }
         (online, offline)
+    }
+
+    /// Everyone this node's sockets were last told is online, ordered by id.
+    pub fn told_users(&self) -> Vec<OnlineUser> {
+        let state = self.lock();
+        let mut users: Vec<OnlineUser> = state
+            .announced
+            .iter()
+            .map(|(id, name)| OnlineUser {
+                user_id: *id,
+                name: name.clone(),
+            })
+            .collect();
+        users.sort_by_key(|u| u.user_id);
+        users
     }
 
     /// How many users are online, on every node.
@@ -352,10 +386,10 @@ impl Presence {
         let mut change = PresenceChange::default();
         for id in changed {
             let now = state.user(id);
-            let was = state.announced.contains(&id);
+            let was = state.announced.contains_key(&id);
             match now {
                 Some(user) if !was => {
-                    state.announced.insert(id);
+                    state.announced.insert(id, user.name.clone());
                     change.online.push(user);
                 }
                 None if was => {

@@ -64,8 +64,8 @@ struct State {
     partner_of: HashMap<Uuid, Vec<Uuid>>,
     /// Watched user → the sockets here that list them in `watchPresence`.
     listed_by: HashMap<Uuid, Vec<Sid>>,
-    /// The users with a socket in scope `all` here, and how many.
-    watch_all: HashMap<Uuid, usize>,
+    /// The users with a socket in scope `all` here, and those sockets.
+    watch_all: HashMap<Uuid, Vec<Sid>>,
     /// Partners added since the last batch (watcher, partner), whose state the watcher's
     /// sockets have not been told.
     untold: Vec<(Uuid, Uuid)>,
@@ -152,7 +152,7 @@ impl Watching {
             return;
         }
         match scope {
-            Scope::All => *state.watch_all.entry(user).or_default() += 1,
+            Scope::All => state.watch_all.entry(user).or_default().push(sid),
             Scope::Watched => {
                 if let Some(watching) = state.users.get_mut(&user) {
                     watching.sockets.push(sid);
@@ -181,14 +181,7 @@ impl Watching {
         state.unlist(sid, &watcher.list);
         let user = watcher.user;
         match watcher.scope {
-            Scope::All => {
-                if let Entry::Occupied(mut n) = state.watch_all.entry(user) {
-                    *n.get_mut() -= 1;
-                    if *n.get() == 0 {
-                        n.remove();
-                    }
-                }
-            }
+            Scope::All => remove_from(&mut state.watch_all, user, &sid),
             Scope::Watched => {
                 let Some(watching) = state.users.get_mut(&user) else {
                     return;
@@ -267,12 +260,12 @@ impl Watching {
         !self.lock().untold.is_empty()
     }
 
-    /// Who is told what of `change`, plus the state of new partners (`online_user` looks one
-    /// up when online). A user's own sockets are never told about the user.
+    /// Who is told what of `change`, plus the state of new partners (`told` answers a user as
+    /// last told, `Some` when online). A user's own sockets are never told about the user.
     pub fn deliveries(
         &self,
         change: &PresenceChange,
-        online_user: impl Fn(Uuid) -> Option<OnlineUser>,
+        told: impl Fn(Uuid) -> Option<OnlineUser>,
     ) -> Deliveries {
         let mut state = self.lock();
         let untold = std::mem::take(&mut state.untold);
@@ -320,7 +313,7 @@ impl Watching {
             if changed.contains(&partner) {
                 continue;
             }
-            let Some(user) = online_user(partner) else {
+            let Some(user) = told(partner) else {
                 continue;
             };
             for sid in state
@@ -338,24 +331,23 @@ impl Watching {
             .filter(|id| state.watch_all.contains_key(id))
             .copied()
             .collect();
-        for (sid, watcher) in &state.sockets {
-            if watcher.scope == Scope::All && all_except.contains(&watcher.user) {
-                let me = watcher.user;
-                let without = PresenceChange {
-                    online: change
-                        .online
-                        .iter()
-                        .filter(|u| u.user_id != me)
-                        .cloned()
-                        .collect(),
-                    offline: change
-                        .offline
-                        .iter()
-                        .filter(|id| **id != me)
-                        .copied()
-                        .collect(),
-                };
-                out.insert(*sid, without);
+        for me in &all_except {
+            let without = PresenceChange {
+                online: change
+                    .online
+                    .iter()
+                    .filter(|u| u.user_id != *me)
+                    .cloned()
+                    .collect(),
+                offline: change
+                    .offline
+                    .iter()
+                    .filter(|id| *id != me)
+                    .copied()
+                    .collect(),
+            };
+            for sid in state.watch_all.get(me).into_iter().flatten() {
+                out.insert(*sid, without.clone());
             }
         }
         Deliveries {

@@ -275,6 +275,9 @@ db_test! {
         let dan = app.create_user("Dan").await;
         let mut adas = connect(&app, &ada.token).await;
         let _bobs = connect(&app, &bob.token).await;
+        // Answers say what the node's sockets were last told: Bob, once a batch has named him.
+        let presence = app.state.realtime.presence();
+        wait_until("Bob's arrival is announced", || presence.told(bob.id).is_some()).await;
 
         let unknown = uuid::Uuid::now_v7();
         let ack = adas
@@ -333,6 +336,9 @@ db_test! {
         let _bobs = connect(&app, &bob.token).await;
         let _carols = connect(&app, &carol.token).await;
         let _first = connect(&app, &ada.token).await;
+        // The welcome says what the node's sockets were last told: Bob, once a batch named him.
+        let presence = app.state.realtime.presence();
+        wait_until("Bob's arrival is announced", || presence.told(bob.id).is_some()).await;
         let mut second = connect(&app, &ada.token).await;
         let welcome = second.next_event("getOnlineUsers").await;
         assert_eq!(
@@ -417,5 +423,50 @@ db_test! {
         }
         assert!(adas.take_events("presenceChanged").await.is_empty());
         assert_eq!(sorted(told), sorted(arrived.iter().map(|id| json!(id)).collect()));
+    }
+}
+
+db_test! {
+    async fn a_partner_who_leaves_and_returns_while_a_watcher_arrives_is_shown_online(db: Db) {
+        // Helper of the bench found it: the watcher's welcome and the batch after it must come
+        // from the same view, or a partner who flickers around the watcher's arrival is lost.
+        let app = spawn_realtime_app(
+            db,
+            &[("PRESENCE_BROADCAST_MAX", "0"), ("PRESENCE_INTERVAL", "1s")],
+        )
+        .await;
+        let ada = app.create_user("Ada").await;
+        let bob = app.create_user("Bob").await;
+        let carol = app.create_user("Carol").await;
+        send_over_rest(&app, &bob, &ada, "partners").await;
+        send_over_rest(&app, &carol, &ada, "partners too").await;
+        let bobs = connect(&app, &bob.token).await;
+        let presence = app.state.realtime.presence();
+        wait_until("Bob's arrival is announced", || presence.told(bob.id).is_some()).await;
+
+        // Within one interval: Bob leaves, Ada arrives, Bob is back.
+        bobs.disconnect().await;
+        wait_for_server_count(&app, bob.id, 0).await;
+        let mut adas = connect(&app, &ada.token).await;
+        let welcome = adas.next_event("getOnlineUsers").await;
+        let _bob_again = connect(&app, &bob.token).await;
+
+        // Carol comes after: once Ada hears of her, every batch about Bob has reached Ada.
+        let _carols = connect(&app, &carol.token).await;
+        let with_carol = adas
+            .next_event_where("presenceChanged", |c| lists(c, "online", carol.id))
+            .await;
+        let mut changes = adas.take_events("presenceChanged").await;
+        changes.push(with_carol);
+        let mut online = lists(&json!({ "online": welcome["users"] }), "online", bob.id);
+        for change in &changes {
+            if lists(change, "online", bob.id) {
+                online = true;
+            }
+            if lists(change, "offline", bob.id) {
+                online = false;
+            }
+        }
+        assert!(online, "Ada shows Bob offline while he is connected: {welcome} {changes:?}");
     }
 }
