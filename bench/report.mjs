@@ -1,6 +1,8 @@
 // Turns the result lines of bench/run.sh into the markdown comparison: for every scenario, our
 // figure, the Node reference's, their ratio, and how far ours moved since the previous run; then
-// the targets of issue 9, met or not, with the measured gap.
+// the targets of issue 9, met or not, with the measured gap. `presence` is ours alone (the Node
+// reference has no scoped presence): one column per online count it stepped through, and the
+// targets of issue 16.
 //
 // Usage: node bench/report.mjs latest.json [previous.json] > latest.md
 import { existsSync, readFileSync } from "node:fs";
@@ -191,6 +193,63 @@ for (const [scenario, metrics] of Object.entries(METRICS)) {
   }
 }
 
+// [label, better, value of one step of a presence result line]
+const PRESENCE_STEP_METRICS = [
+  ["online sockets (mean over the window)", "", (s) => s.online_avg],
+  ["reconnects per second", "", (s) => s.churn_rate],
+  ["presence changes measured", "", (s) => s.changes],
+  ["presenceChanged frames per socket per second", "lower", (s) => s.presence_frames_per_socket_per_sec],
+  ["presenceChanged bytes per socket per second", "lower", (s) => s.presence_bytes_per_socket_per_sec],
+  ["all bytes received per socket per second", "lower", (s) => s.rx_bytes_per_socket_per_sec],
+  ["users told per change", "lower", (s) => s.told_per_change],
+  ["presenceChanged bytes per change, all watchers", "lower", (s) => s.presence_bytes_per_change],
+  ["welcome list bytes per reconnect", "lower", (s) => s.welcome_bytes_per_reconnect],
+  ["server CPU per change (µs, handshakes included)", "lower", (s) => s.server_cpu_us_per_change],
+  ["server CPU (% of a core)", "lower", (s) => s.server_cpu_percent],
+  ["server RSS (MiB)", "lower", (s) => mib(s.server_rss_kib)],
+  ["server RSS per socket (KiB)", "lower", (s) => kib(s.server_rss_per_socket_bytes)],
+  ["views not matching who is online after the step", "lower", (s) => s.stale_views],
+];
+
+const presence = find(latest, "presence", "craftcode");
+const presenceBefore = find(previous, "presence", "craftcode");
+if (presence) {
+  const steps = presence.steps ?? [];
+  const last = steps.at(-1);
+  const lastBefore = (presenceBefore?.steps ?? []).find((s) => s.online_target === last?.online_target);
+  out.push("");
+  out.push("## presence: scoped presence under churn (craftcode only: the Node reference has no scoped presence)");
+  out.push("");
+  out.push(
+    `${fmt(presence.users)} users, each with ${fmt(presence.partners)} conversation partners; ` +
+      `${fmt(presence.rate_target)} reconnects/s with all of them online, in proportion at each step ` +
+      `(every user reconnects as often); ${fmt(presence.offline_secs)} s away each time; ` +
+      `${fmt(presence.window_secs)} s measured per step. “since previous” compares the last column.`,
+  );
+  out.push("");
+  out.push(`| metric | better | ${steps.map((s) => `${fmt(s.online_target)} online`).join(" | ")} | since previous |`);
+  out.push(`| --- | --- | ${steps.map(() => "---:").join(" | ")} | ---: |`);
+  for (const [label, better, get] of PRESENCE_STEP_METRICS) {
+    const arrow = better === "higher" ? "↑" : better === "lower" ? "↓" : "";
+    const cells = steps.map((s) => fmt(get(s)));
+    const moved = last && lastBefore ? change(get(last), get(lastBefore), better) : "—";
+    out.push(`| ${label} | ${arrow} | ${cells.join(" | ")} | ${moved} |`);
+  }
+  out.push("");
+  out.push(
+    `Sockets: ${fmt(presence.connected)} connected, ${fmt(presence.failed)} failed, ${fmt(presence.dropped)} dropped; ` +
+      `${fmt(presence.reconnects)} reconnects, ${fmt(presence.reconnect_failed)} failed ` +
+      `(${fmt(presence.rescoped)} of them to leave scope all); scopes at the end: ` +
+      `${fmt(presence.scope_watched)} watched, ${fmt(presence.scope_all)} all. ` +
+      `Told about a user they do not watch: ${fmt(presence.outside_partners)}; about their own user: ${fmt(presence.about_self)}.`,
+  );
+  const failures = Object.entries({ ...(presence.failures ?? {}), ...(presence.reconnect_failures ?? {}) });
+  if (failures.length) {
+    out.push("");
+    out.push(`craftcode connect failures: ${failures.map(([k, v]) => `${k} × ${v}`).join(", ")}`);
+  }
+}
+
 const sweep = latest.filter((r) => r.server === "craftcode-sweep" && r.scenario === "dm" && !r.error);
 const sustained = (r) =>
   r &&
@@ -306,6 +365,48 @@ out.push("");
 out.push("| target | craftcode | Node | verdict | gap |");
 out.push("| --- | --- | --- | --- | --- |");
 for (const r of rows) out.push(`| ${r.join(" | ")} |`);
+
+// The targets of issue 16.
+if (presence) {
+  const steps = presence.steps ?? [];
+  const first = steps[0];
+  const last = steps.at(-1);
+  const k = presence.partners;
+  const targets = [];
+  const a = first?.presence_bytes_per_socket_per_sec;
+  const b = last?.presence_bytes_per_socket_per_sec;
+  targets.push([
+    `presence bytes per socket flat from ${fmt(first?.online_target)} to ${fmt(last?.online_target)} online (within 25%)`,
+    `${fmt(a)} → ${fmt(b)} B/s`,
+    verdict(steps.length < 2 || a == null || b == null ? null : b <= 1.25 * a),
+    a && b != null ? `${fmt(b / a)}× the first step` : "—",
+  ]);
+  const told = steps.map((s) => s.told_per_change).filter((t) => t != null);
+  targets.push([
+    `a change is told to its watchers only: users told per change ≤ K = ${fmt(k)} (+10% for the window's edges)`,
+    told.map(fmt).join(" / "),
+    verdict(told.length ? Math.max(...told) <= 1.1 * k : null),
+    told.length ? `at most ${fmt(Math.max(...told) / k)}× K` : "—",
+  ]);
+  targets.push([
+    "no socket told about a user it does not watch, or about its own",
+    `${fmt(presence.outside_partners)} + ${fmt(presence.about_self)}`,
+    verdict(presence.outside_partners === 0 && presence.about_self === 0),
+    "—",
+  ]);
+  targets.push([
+    "every socket's view of its partners matches who is online after each step",
+    `${fmt(presence.stale_views)} stale`,
+    verdict(presence.stale_views === 0),
+    "—",
+  ]);
+  out.push("");
+  out.push(`## Targets of issue 16${meta.quick ? " (a quick run: sizes too small to judge them)" : ""}`);
+  out.push("");
+  out.push("| target | craftcode | verdict | gap |");
+  out.push("| --- | --- | --- | --- |");
+  for (const r of targets) out.push(`| ${r.join(" | ")} |`);
+}
 
 const errors = latest.filter((r) => r.error);
 if (errors.length) {

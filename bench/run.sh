@@ -5,6 +5,9 @@
 # Writes every result line to $BENCH_OUT/latest.json and the comparison table (ours, Node's,
 # ratio) to $BENCH_OUT/latest.md; the previous latest.json is kept as previous.json and the
 # table shows how far each of our figures moved since.
+# `presence` (issue 16) runs on our server only: the Node reference has no conversations and no
+# scoped presence, so there is nothing of its to compare with. Its users are seeded apart, with
+# `craftcode seed --partners K`, so the other scenarios' users stay without conversations.
 #
 # Usage: bench/run.sh [--quick]
 #   --quick   a few hundred sockets for a few seconds (the smoke test's size)
@@ -16,9 +19,15 @@
 #   BENCH_REST_M (20000 requests), BENCH_REST_C (64 connections)
 #   BENCH_GROUP_GROUPS (100), BENCH_GROUP_MEMBERS (50), BENCH_GROUP_RATE (1000 msg/s in all),
 #   BENCH_GROUP_SECS (20): `group`, every member of every group connected
+#   BENCH_PRESENCE_N (19000)   users of `presence`, seeded in a ring where each has
+#                              BENCH_PRESENCE_K (20) conversation partners (K/2 each side)
+#   BENCH_PRESENCE_STEPS ("2000 10000 19000")   online counts measured, up to BENCH_PRESENCE_N
+#   BENCH_PRESENCE_RATE (500 reconnects/s with all N online; a step with n online churns
+#   rate × n / N, so each user reconnects as often at every step), BENCH_PRESENCE_SECS (20 s
+#   measured per step), BENCH_PRESENCE_OFFLINE (2 s a reconnecting user stays away)
 #   BENCH_DM_SWEEP ("")    extra `dm` rates to try on our server after the set, e.g. "10000 20000"
 #                          (each with enough pairs that every user sends at most 10 msg/s)
-#   BENCH_SERVERS ("craftcode node"), BENCH_SCENARIOS ("idle dm fanout rest group")
+#   BENCH_SERVERS ("craftcode node"), BENCH_SCENARIOS ("idle dm fanout rest group presence")
 #   BENCH_PROFILE (release | debug), BENCH_OUT (bench/results), BENCH_PAUSE (3 s between runs)
 #   BENCH_CRAFTCODE_BIN    another craftcode binary to measure (and seed with) instead of this
 #                          checkout's, e.g. a release build of an older commit for an A/B
@@ -33,7 +42,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
         -h | --help)
-            sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -56,6 +65,12 @@ if ((QUICK)); then
     GROUP_MEMBERS="${BENCH_GROUP_MEMBERS:-10}"
     GROUP_RATE="${BENCH_GROUP_RATE:-40}"
     GROUP_SECS="${BENCH_GROUP_SECS:-3}"
+    # Above PRESENCE_BROADCAST_MAX (100) online even while some are away: scope `watched`.
+    PRESENCE_N="${BENCH_PRESENCE_N:-300}"
+    PRESENCE_K="${BENCH_PRESENCE_K:-4}"
+    PRESENCE_FIRST_STEPS="150"
+    PRESENCE_RATE="${BENCH_PRESENCE_RATE:-20}"
+    PRESENCE_SECS="${BENCH_PRESENCE_SECS:-4}"
     HOLD=2
 else
     IDLE_N="${BENCH_IDLE_N:-19000}"
@@ -70,11 +85,26 @@ else
     GROUP_MEMBERS="${BENCH_GROUP_MEMBERS:-50}"
     GROUP_RATE="${BENCH_GROUP_RATE:-1000}"
     GROUP_SECS="${BENCH_GROUP_SECS:-20}"
+    PRESENCE_N="${BENCH_PRESENCE_N:-19000}"
+    PRESENCE_K="${BENCH_PRESENCE_K:-20}"
+    PRESENCE_FIRST_STEPS="2000 10000"
+    PRESENCE_RATE="${BENCH_PRESENCE_RATE:-500}"
+    PRESENCE_SECS="${BENCH_PRESENCE_SECS:-20}"
     HOLD=5
 fi
+# The steps below N, then N itself.
+presence_steps() {
+    local n
+    for n in $PRESENCE_FIRST_STEPS; do
+        if ((n < PRESENCE_N)); then printf '%s ' "$n"; fi
+    done
+    printf '%s' "$PRESENCE_N"
+}
+PRESENCE_STEPS="${BENCH_PRESENCE_STEPS:-$(presence_steps)}"
+PRESENCE_OFFLINE="${BENCH_PRESENCE_OFFLINE:-2}"
 DM_SWEEP="${BENCH_DM_SWEEP:-}"
 SERVERS="${BENCH_SERVERS:-craftcode node}"
-SCENARIOS="${BENCH_SCENARIOS:-idle dm fanout rest group}"
+SCENARIOS="${BENCH_SCENARIOS:-idle dm fanout rest group presence}"
 PROFILE="${BENCH_PROFILE:-release}"
 OUT="${BENCH_OUT:-$ROOT/bench/results}"
 PAUSE="${BENCH_PAUSE:-3}"
@@ -146,6 +176,26 @@ DATABASE_URL="$DATABASE" "$CRAFTCODE" seed --users "$USERS" --tokens-out "$TOKEN
 printf '%s' "$ADMIN_PASSWORD" | DATABASE_URL="$DATABASE" "$CRAFTCODE" user create \
     --email "$ADMIN_EMAIL" --name "Bench admin" --admin --password-stdin >/dev/null
 
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+
+# `presence` has users of its own: user i of the ids file has direct conversations with the
+# K/2 users before it and the K/2 after it (cyclically). A craftcode without `seed --partners`
+# (an older BENCH_CRAFTCODE_BIN) cannot run it: the run goes on without, and says so.
+PRESENCE_TOKENS="$WORK/presence-tokens.txt"
+PRESENCE_IDS="$WORK/presence-ids.txt"
+if [[ " $SCENARIOS " == *" presence "* && " $SERVERS " == *" craftcode "* ]]; then
+    say "seeding $PRESENCE_N users with $PRESENCE_K conversation partners each (presence)"
+    if ! DATABASE_URL="$DATABASE" "$CRAFTCODE" seed --users "$PRESENCE_N" --partners "$PRESENCE_K" \
+        --tokens-out "$PRESENCE_TOKENS" --ids-out "$PRESENCE_IDS"; then
+        printf '{"scenario":"presence","server":"craftcode","error":"craftcode seed --partners failed: not run"}\n' \
+            >>"$RESULTS"
+        without=""
+        for name in $SCENARIOS; do [[ "$name" == presence ]] || without+="$name "; done
+        SCENARIOS="$without"
+    fi
+fi
+
 free_port() {
     node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
 }
@@ -189,9 +239,6 @@ admin_token() {
         }).catch((e) => { console.error(e.message); process.exit(1); });'
 }
 
-RESULTS="$WORK/results.jsonl"
-: >"$RESULTS"
-
 # Runs one scenario; its JSON line goes to the results, or an error line if it failed.
 scenario() {
     local label="$1" name="$2"
@@ -229,6 +276,15 @@ run_scenarios() {
             group) scenario "$label" group "${common[@]}" --tokens "$TOKENS" --ids "$IDS" \
                 --groups "$GROUP_GROUPS" --members "$GROUP_MEMBERS" --rate "$GROUP_RATE" \
                 --duration "$GROUP_SECS" ;;
+            presence)
+                if [[ "$label" == node ]]; then
+                    say "node: presence skipped (the reference has no conversations or scoped presence)"
+                    continue
+                fi
+                scenario "$label" presence "${common[@]}" --tokens "$PRESENCE_TOKENS" \
+                    --ids "$PRESENCE_IDS" --partners "$PRESENCE_K" --steps "${PRESENCE_STEPS// /,}" \
+                    --rate "$PRESENCE_RATE" --window "$PRESENCE_SECS" --offline "$PRESENCE_OFFLINE"
+                ;;
             *) die "unknown scenario $name" ;;
         esac
     done
@@ -271,7 +327,7 @@ mkdir -p "$OUT"
         COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         DIRTY="$(git status --porcelain -- src migrations build.rs Cargo.toml Cargo.lock bench ':!bench/results' 2>/dev/null | head -c 1)" \
         PROFILE="$PROFILE" QUICK="$QUICK" USERS="$USERS" \
-        PARAMS="idle n=$IDLE_N; dm pairs=$DM_PAIRS rate=$DM_RATE secs=$DM_SECS; fanout n=$FANOUT_N k=$FANOUT_K; rest m=$REST_M c=$REST_C; group g=$GROUP_GROUPS m=$GROUP_MEMBERS rate=$GROUP_RATE secs=$GROUP_SECS" \
+        PARAMS="idle n=$IDLE_N; dm pairs=$DM_PAIRS rate=$DM_RATE secs=$DM_SECS; fanout n=$FANOUT_N k=$FANOUT_K; rest m=$REST_M c=$REST_C; group g=$GROUP_GROUPS m=$GROUP_MEMBERS rate=$GROUP_RATE secs=$GROUP_SECS; presence n=$PRESENCE_N k=$PRESENCE_K steps=$PRESENCE_STEPS rate=$PRESENCE_RATE secs=$PRESENCE_SECS offline=$PRESENCE_OFFLINE" \
         node -e '
         const os = require("os");
         let socketio = null;

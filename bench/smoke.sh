@@ -2,7 +2,10 @@
 # The benchmark's smoke test: every scenario of bench/run.sh in quick mode (a few hundred
 # sockets, a few seconds) against our server only, debug build, then checks the counts: every
 # socket connected, no message lost, every send acknowledged, every broadcast delivered, every
-# REST send answered 2xx, every group message at every other member. Never a timing threshold. Exits non-zero on any failure.
+# REST send answered 2xx, every group message at every other member; for presence, every
+# reconnect made, every socket in scope `watched`, presence told to watchers and only about
+# their partners, and every socket's view of its partners matching who is online after each
+# step. Never a timing threshold. Exits non-zero on any failure.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -71,6 +74,29 @@ if (group) {
   check("group: every send acknowledged ok", group.acked === group.sent && group.errors === 0 && group.unacked === 0, group);
   check("group: every message reached every other member", group.lost === 0 && group.deliveries === group.deliveries_expected, group);
   check("group: nobody else got one", group.misdelivered === 0, group.misdelivered);
+}
+const presence = get("presence");
+check("presence: a result line", !!presence, null);
+if (presence) {
+  const steps = presence.steps ?? [];
+  check("presence: every socket connected", presence.connected === presence.sockets && presence.failed === 0, presence.failures);
+  check("presence: every step measured", steps.length > 0 && steps.every((s) => s.changes > 0), steps);
+  check("presence: users reconnected", presence.reconnects > 0, presence.reconnects);
+  check("presence: every reconnect succeeded", presence.reconnect_failed === 0, presence.reconnect_failures);
+  check("presence: no socket dropped", presence.dropped === 0, presence.dropped);
+  check(
+    "presence: every socket in scope watched",
+    presence.scope_watched === presence.sockets,
+    { watched: presence.scope_watched, all: presence.scope_all, unsaid: presence.scope_unsaid, none: presence.scope_none },
+  );
+  check("presence: watchers were told of changes", presence.presence_frames > 0 && presence.presence_entries > 0, presence);
+  check("presence: nobody told about a user it does not watch", presence.outside_partners === 0, presence.outside_partners);
+  check("presence: nobody told about their own user", presence.about_self === 0, presence.about_self);
+  check(
+    "presence: every socket's view of its partners matches who is online",
+    presence.stale_views === 0,
+    steps.map((s) => s.stale_views),
+  );
 }
 console.log(`\nsmoke: ${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

@@ -1,12 +1,15 @@
 //! `craftcode-loadgen`: drives a CraftCode Realtime server (or the Node.js reference) over
-//! loopback with one of four scenarios and prints one JSON line of results on stdout (progress
+//! loopback with one of six scenarios and prints one JSON line of results on stdout (progress
 //! goes to stderr):
 //!
 //! - `idle`: N authenticated sockets held open: connect rate, server memory per socket;
 //! - `dm`: pairs of users exchanging `sendMessage` at a set rate: delivery and ack latency,
 //!   losses, server CPU;
 //! - `fanout`: N sockets, K broadcasts through `POST /api/socket-test`: time to the last delivery;
-//! - `rest`: `POST /api/messages/send/{id}` throughput and latency.
+//! - `group`: groups of connected members sending group messages: delivery to the last member;
+//! - `rest`: `POST /api/messages/send/{id}` throughput and latency;
+//! - `presence`: users with conversation partners, connected in steps, reconnecting at a set
+//!   rate: bytes and server CPU per presence change, bytes per socket as the online count grows.
 //!
 //! Every socket is one task with a 4 KiB read buffer, so one process holds 19,000 of them.
 
@@ -17,6 +20,7 @@ mod fleet;
 mod group;
 mod http;
 mod idle;
+mod presence;
 mod protocol;
 mod rest;
 mod stats;
@@ -54,6 +58,8 @@ enum Scenario {
     Group(group::GroupArgs),
     /// M `POST /api/messages/send/{id}` with C connections.
     Rest(rest::RestArgs),
+    /// Users with K conversation partners connect in steps and reconnect at R/s: presence cost.
+    Presence(presence::PresenceArgs),
 }
 
 /// Options every scenario takes.
@@ -159,6 +165,7 @@ fn main() {
         Scenario::Fanout(a) => &a.common,
         Scenario::Group(a) => &a.common,
         Scenario::Rest(a) => &a.common,
+        Scenario::Presence(a) => &a.common,
     };
     if let Some(limit) = stats::raise_open_files_limit() {
         progress!("open files limit: {limit}");
@@ -187,6 +194,7 @@ fn main() {
             Scenario::Fanout(args) => fanout::run(args).await,
             Scenario::Group(args) => group::run(args).await,
             Scenario::Rest(args) => rest::run(args).await,
+            Scenario::Presence(args) => presence::run(args).await,
         }
     });
     // Sockets still open are closed with the process; don't wait for their tasks.
