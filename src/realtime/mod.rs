@@ -256,7 +256,9 @@ impl Realtime {
     pub fn watch(&self, sid: Sid, user_id: Uuid, users: Vec<Uuid>) -> (Vec<OnlineUser>, Vec<Uuid>) {
         let users: Vec<Uuid> = users.into_iter().filter(|id| *id != user_id).collect();
         self.inner.watching.set_list(sid, users.clone());
-        self.presence().split_told(users)
+        let view = self.presence().view(users);
+        self.inner.watching.recheck(sid, view.unsettled);
+        (view.online, view.offline)
     }
 
     /// The users of `a` and of `b` have a conversation now: each watches the other from now on,
@@ -328,24 +330,19 @@ impl Realtime {
         user_id: Uuid,
         scope: Scope,
     ) -> (Value, Vec<PresenceChange>) {
-        // As last told: the next batch is a difference against that (see `Presence::told`).
         let presence = self.presence();
-        let users = match self.inner.watching.watched_by(sid) {
-            None => {
-                let mut everyone = presence.told_users();
-                // The user is online, being here, though maybe not told of yet.
-                if let Err(at) = everyone.binary_search_by_key(&user_id, |u| u.user_id)
-                    && let Some(me) = presence.online_user(user_id)
-                {
-                    everyone.insert(at, me);
-                }
-                everyone
-            }
-            Some(watched) => presence.split_told(watched).0,
+        let view = match self.inner.watching.watched_by(sid) {
+            None => presence.view_everyone(),
+            Some(watched) => presence.view(watched),
         };
+        self.inner.watching.recheck(sid, view.unsettled);
         let users: Vec<OnlineUser> = match scope {
-            Scope::All => users,
-            Scope::Watched => users.into_iter().filter(|u| u.user_id != user_id).collect(),
+            Scope::All => view.online,
+            Scope::Watched => view
+                .online
+                .into_iter()
+                .filter(|u| u.user_id != user_id)
+                .collect(),
         };
         let mut frames = frames(PresenceChange {
             online: users,

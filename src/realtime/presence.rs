@@ -76,9 +76,8 @@ struct State {
     remote: HashMap<String, NodeView>,
     /// Everyone online on any node, ordered by id (pages of `getOnlineUsers`).
     everyone: BTreeMap<Uuid, Online>,
-    /// Who this node's sockets were last told is online, by name. What a socket is told
-    /// outside a batch (its welcome, a `watchPresence` answer) comes from here too, so that the
-    /// next batch, a difference against this, brings it up to date whatever happened between.
+    /// Who this node's sockets were last told is online, by name (what the next batch is a
+    /// difference against).
     announced: HashMap<Uuid, String>,
     /// Users whose online state may differ from `announced`.
     changed: HashSet<Uuid>,
@@ -183,11 +182,15 @@ impl State {
     }
 }
 
-fn told(state: &State, user_id: Uuid) -> Option<OnlineUser> {
-    state.announced.get(&user_id).map(|name| OnlineUser {
-        user_id,
-        name: name.clone(),
-    })
+/// Some users as they are now, for a socket told outside a batch (its welcome, a
+/// `watchPresence` answer). Those `unsettled` changed since the last batch: the batch, a
+/// difference against what was told before, would not correct the socket about one who
+/// changed back meanwhile, so the socket hears of them again with it.
+#[derive(Debug, Default)]
+pub struct View {
+    pub online: Vec<OnlineUser>,
+    pub offline: Vec<Uuid>,
+    pub unsettled: Vec<Uuid>,
 }
 
 /// One page of everyone online, ordered by id.
@@ -249,39 +252,45 @@ impl Presence {
     /// The user as this node's sockets were last told: `Some` when told online.
     pub fn told(&self, user_id: Uuid) -> Option<OnlineUser> {
         let state = self.lock();
-        told(&state, user_id)
+        state.announced.get(&user_id).map(|name| OnlineUser {
+            user_id,
+            name: name.clone(),
+        })
     }
 
-    /// Those of `users` this node's sockets were last told are online (in that order), and the
-    /// others.
-    pub fn split_told(
-        &self,
-        users: impl IntoIterator<Item = Uuid>,
-    ) -> (Vec<OnlineUser>, Vec<Uuid>) {
+    /// `users` as they are now: those online (in that order), those not, and those whose state
+    /// may differ from what this node's sockets were last told (see [`View`]).
+    pub fn view(&self, users: impl IntoIterator<Item = Uuid>) -> View {
         let state = self.lock();
-        let (mut online, mut offline) = (Vec::new(), Vec::new());
+        let mut view = View::default();
         for id in users {
-            match told(&state, id) {
-                Some(user) => online.push(user),
-                None => offline.push(id),
+            match state.user(id) {
+                Some(user) => view.online.push(user),
+                None => view.offline.push(id),
+            }
+            if state.changed.contains(&id) {
+                view.unsettled.push(id);
             }
         }
-        (online, offline)
+        view
     }
 
-    /// Everyone this node's sockets were last told is online, ordered by id.
-    pub fn told_users(&self) -> Vec<OnlineUser> {
+    /// Everyone online now, ordered by id, and everyone whose state may differ from what this
+    /// node's sockets were last told.
+    pub fn view_everyone(&self) -> View {
         let state = self.lock();
-        let mut users: Vec<OnlineUser> = state
-            .announced
-            .iter()
-            .map(|(id, name)| OnlineUser {
-                user_id: *id,
-                name: name.clone(),
-            })
-            .collect();
-        users.sort_by_key(|u| u.user_id);
-        users
+        View {
+            online: state
+                .everyone
+                .iter()
+                .map(|(id, o)| OnlineUser {
+                    user_id: *id,
+                    name: o.name.clone(),
+                })
+                .collect(),
+            offline: Vec::new(),
+            unsettled: state.changed.iter().copied().collect(),
+        }
     }
 
     /// How many users are online, on every node.

@@ -69,6 +69,9 @@ struct State {
     /// Partners added since the last batch (watcher, partner), whose state the watcher's
     /// sockets have not been told.
     untold: Vec<(Uuid, Uuid)>,
+    /// Users a socket was told of outside a batch while their state was unsettled (see
+    /// `presence::View`): the socket hears of them again with the next batch.
+    recheck: Vec<(Sid, Uuid)>,
 }
 
 struct Watcher {
@@ -255,9 +258,19 @@ impl Watching {
             .collect()
     }
 
-    /// Whether anything is to be told even without a change (new partners).
+    /// Socket `sid` was told of `users` while their state was unsettled.
+    pub fn recheck(&self, sid: Sid, users: Vec<Uuid>) {
+        if !users.is_empty() {
+            self.lock()
+                .recheck
+                .extend(users.into_iter().map(|user| (sid, user)));
+        }
+    }
+
+    /// Whether anything is to be told even without a change (new partners, rechecks).
     pub fn has_untold(&self) -> bool {
-        !self.lock().untold.is_empty()
+        let state = self.lock();
+        !state.untold.is_empty() || !state.recheck.is_empty()
     }
 
     /// Who is told what of `change`, plus the state of new partners (`told` answers a user as
@@ -269,6 +282,7 @@ impl Watching {
     ) -> Deliveries {
         let mut state = self.lock();
         let untold = std::mem::take(&mut state.untold);
+        let recheck = std::mem::take(&mut state.recheck);
         let state = &*state;
         let mut out: HashMap<Sid, PresenceChange> = HashMap::new();
         // Through the users who have them as partner, then through the sockets that list them
@@ -348,6 +362,19 @@ impl Watching {
             };
             for sid in state.watch_all.get(me).into_iter().flatten() {
                 out.insert(*sid, without.clone());
+            }
+        }
+        // Users told outside the last batch while unsettled: their state as told now, unless
+        // this batch carries it (or it is the socket's own user).
+        for (sid, user) in recheck {
+            let watcher = state.sockets.get(&sid);
+            if changed.contains(&user) || watcher.is_none_or(|w| w.user == user) {
+                continue;
+            }
+            let told_now = out.entry(sid).or_default();
+            match told(user) {
+                Some(online) => told_now.online.push(online),
+                None => told_now.offline.push(user),
             }
         }
         Deliveries {
@@ -552,5 +579,22 @@ mod tests {
             watching.lock().partner_of.is_empty(),
             "no index left behind"
         );
+    }
+
+    #[test]
+    fn a_socket_told_of_an_unsettled_user_hears_of_them_again_with_the_next_batch() {
+        let watching = Watching::default();
+        let (ada, bob, carol) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let tab = sid();
+        watching.add(tab, ada, Scope::Watched, vec![bob, carol]);
+        // Ada's welcome said Bob online and Carol offline while both were changing; Bob went
+        // back (no flip in the batch), Carol's flip is in it.
+        watching.recheck(tab, vec![bob, carol, ada]);
+        assert!(watching.has_untold());
+        let d = watching.deliveries(&came_online(&[carol]), |_| None);
+        let told = told(&d, tab).unwrap();
+        assert_eq!(told.online, vec![online(carol)], "the flip, once");
+        assert_eq!(told.offline, vec![bob], "as told now; never herself");
+        assert!(!watching.has_untold());
     }
 }
