@@ -2,7 +2,9 @@
 // process on a fresh SQLite database: an admin signs in and watches their own connection, a
 // second user (whose name is an HTML payload) comes online from node's socket.io-client, the
 // test actions and the self-test run from the page's buttons, a non-admin is refused, the cookie
-// alone signs the admin in, a revoked session is shown, and a stopped server is noticed.
+// alone signs the admin in, the online list is paged through (`?pageSize=2`) and listed again on
+// demand for a socket whose presence scope is "watched", a revoked session is shown, and a
+// stopped server is noticed.
 //
 // Nothing is built here: CRAFTCODE_BIN (default ../../target/debug/craftcode) must exist.
 // Every wait is Playwright's auto-waiting (locator.waitFor, page.waitForFunction) or an event,
@@ -34,6 +36,12 @@ const WAIT = { timeout: 15_000 };
 const ADMIN = { email: "ada@example.com", password: "correct horse battery", name: "Ada Admin" };
 const EVIL_NAME = "<img src=x onerror=alert(1)>";
 const MEMBER = { email: "bob@example.com", password: "correct horse battery", name: EVIL_NAME };
+/**
+ * Sockets that authenticate while more users than this are online only watch some users
+ * (presence scope "watched", SPEC §5): the admin's first page (alone, then with Bob) sees
+ * everybody live, a tab opened once five are online does not.
+ */
+const PRESENCE_BROADCAST_MAX = 3;
 
 /** A regular expression that matches exactly `text`. */
 const exactly = (text) => new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
@@ -106,6 +114,7 @@ async function startServer() {
       DATABASE_URL: `sqlite://${dir}/db.sqlite`,
       JWT_SECRET: randomBytes(32).toString("hex"),
       PRESENCE_INTERVAL: "200ms",
+      PRESENCE_BROADCAST_MAX: String(PRESENCE_BROADCAST_MAX),
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -173,6 +182,8 @@ describe("the Socket Monitor in a real Chromium", () => {
   let admin;
   let member;
   let memberSocket;
+  /** Sockets of more users, for the paging test. */
+  const crowd = [];
   const problems = [];
   let failed = false;
   /** A test whose failure also prints the server's output at the end. */
@@ -211,6 +222,7 @@ describe("the Socket Monitor in a real Chromium", () => {
 
   after(async () => {
     memberSocket?.disconnect();
+    for (const socket of crowd) socket.disconnect();
     await browser?.close();
     if (server) {
       if (server.child.exitCode === null && server.child.signalCode === null) {
@@ -293,7 +305,8 @@ describe("the Socket Monitor in a real Chromium", () => {
   it("emitOnlineUsers answers how many sockets got the list", async () => {
     const received = nextEvent(memberSocket, "getOnlineUsers");
     await page.getByTestId("action-emit-online-users").click();
-    const { users } = await received;
+    const { users, scope } = await received;
+    assert.equal(scope, "all", "two users online: Bob's socket watches everybody");
     assert.deepEqual(users.map((u) => u.name).sort(), [ADMIN.name, EVIL_NAME].sort());
     const answer = resultBody(page, "answer").filter({ hasText: /^emitOnlineUsers: \d+ recipients?$/ });
     await answer.first().waitFor(WAIT);
@@ -335,6 +348,46 @@ describe("the Socket Monitor in a real Chromium", () => {
     await tab.getByTestId("action-emit-online-users").click();
     await seeResult(tab, "answer", /^emitOnlineUsers: \d+ recipients?$/);
     await tab.close();
+  });
+
+  it("the online list pages through every online user, and a watched-scope tab lists them again on Refresh", async () => {
+    // The first page's socket came in while the admin was alone: it watches everybody.
+    await seeText(page, "presence-scope", /^Live: every user's changes/);
+    const names = ["Cleo", "Dan", "Eve"];
+    for (const name of names) {
+      const user = { email: `${name.toLowerCase()}@example.com`, password: "correct horse battery", name };
+      const { token } = await register(server, user);
+      const socket = io(server.url, { path: "/api/socket", auth: { token }, transports: ["websocket"] });
+      crowd.push(socket);
+      await nextEvent(socket, "authenticated");
+    }
+    const everybody = [ADMIN.name, EVIL_NAME, ...names];
+    await seeText(page, "online-count", String(everybody.length));
+
+    // Five online, more than PRESENCE_BROADCAST_MAX: this tab's socket only watches some users,
+    // so its list must come from paging, two users a page.
+    const tab = await openPage(context, problems);
+    try {
+      await tab.goto(`${server.url}/monitor?pageSize=2`);
+      await seeText(tab, "conn-state", "connected");
+      await tab.locator('[data-testid="presence-scope"][data-scope="watched"]').waitFor(WAIT);
+      await seeText(tab, "online-count", String(everybody.length));
+      await seeText(tab, "online-summary", /^Last listed at [\d:]+ \(5 online then, 3 pages of up to 2\)$/);
+      const listed = await tab.getByTestId("online-user").locator(".name").allTextContents();
+      assert.deepEqual(listed.sort(), [...everybody].sort(), "each online user listed exactly once");
+
+      // Eve leaves: the first page hears it live; the tab lists again when asked.
+      crowd.pop().disconnect();
+      await seeText(page, "online-count", String(everybody.length - 1));
+      await page.getByTestId("online-list").getByText("Eve", { exact: true }).waitFor({ state: "detached", ...WAIT });
+      await tab.getByTestId("online-refresh").click();
+      await seeText(tab, "online-summary", /^Last listed at [\d:]+ \(4 online then, 2 pages of up to 2\)$/);
+      await seeText(tab, "online-count", String(everybody.length - 1));
+      const after = await tab.getByTestId("online-user").locator(".name").allTextContents();
+      assert.deepEqual(after.sort(), everybody.filter((n) => n !== "Eve").sort());
+    } finally {
+      await tab.close();
+    }
   });
 
   it("a non-admin is refused, and signing out forgets them", async () => {

@@ -4,6 +4,16 @@
 //
 // Every string that comes from the server or a user reaches the page through textContent (the
 // `h` helper below), never as HTML: user names are chosen by users.
+//
+// Presence is scoped (SPEC §5 "Presence"): this socket's welcome `getOnlineUsers` and its
+// `presenceChanged` only cover the users it watches — everybody when the server says scope
+// "all", far fewer when it says "watched". So the list of online users is never taken from the
+// welcome: it is paged through with `getOnlineUsers {cursor, limit}` (on connect, with the
+// list's Refresh button, and every few seconds), and the `presenceChanged` this socket does get
+// are applied on top. Listing again matters most with "watched" (strangers' changes never
+// come), but also with "all": a page says who is online now, while `presenceChanged` tells
+// changes since the last batch, so a user who came and went within one batch around a listing
+// would otherwise stay listed.
 
 import { io } from "socket.io-client";
 
@@ -11,6 +21,16 @@ const SOCKET_PATH = "/api/socket";
 const PING_EVERY_MS = 5_000;
 const PING_TIMEOUT_MS = 5_000;
 const REFRESH_EVERY_MS = 10_000;
+/** How long one `getOnlineUsers` page may take before the listing counts as failed. */
+const PAGE_TIMEOUT_MS = 10_000;
+/**
+ * Online users asked for per `getOnlineUsers` page: `?pageSize=` of the page's address (1–500,
+ * the server's range), else the server's default of 100.
+ */
+const PAGE_SIZE = (() => {
+  const asked = Number(new URLSearchParams(window.location.search).get("pageSize"));
+  return Number.isInteger(asked) && asked >= 1 && asked <= 500 ? asked : 100;
+})();
 /** Entries kept in the results panel and in the error log. */
 const LOG_LIMIT = 200;
 
@@ -20,10 +40,21 @@ const current = {
   token: null,
   user: null,
   socket: null,
-  /** userId → name, from `getOnlineUsers` and `presenceChanged`. */
+  /** userId → name: the last listing of every online user, with `presenceChanged` applied. */
   online: new Map(),
+  /** This socket's presence scope from its welcome `getOnlineUsers`: "all", "watched" or null. */
+  scope: null,
+  /**
+   * The listing under way: the `presenceChanged` that arrive while its pages come in, applied
+   * again on top of its result (they are newer than the pages fetched before them).
+   */
+  listing: null,
+  /** What the last complete listing found: `{total, pages, at}`. */
+  listed: null,
   pingTimer: null,
   refreshTimer: null,
+  /** Lists the online users again every few seconds. */
+  onlineTimer: null,
   /** The server ended our session (`force_logout`): no reconnecting. */
   signedOutBy: null,
   /** Self-test requests under way (figures refresh or the button). */
@@ -213,12 +244,19 @@ function enter(user) {
   connect();
   // The first figures come once this socket is in (see `authenticated`), so they count it.
   current.refreshTimer = setInterval(refreshServer, REFRESH_EVERY_MS);
+  current.onlineTimer = setInterval(() => {
+    // A long listing (many users) is left to finish rather than started over.
+    if (!current.listing) listOnline();
+  }, REFRESH_EVERY_MS);
 }
 
 /** Closes the socket and stops every timer; the page keeps what it shows. */
 function stop() {
   clearInterval(current.refreshTimer);
   current.refreshTimer = null;
+  clearInterval(current.onlineTimer);
+  current.onlineTimer = null;
+  current.listing = null;
   stopPinging();
   const socket = current.socket;
   if (socket) {
@@ -240,8 +278,7 @@ async function signOut() {
   current.token = null;
   current.user = null;
   current.socket = null;
-  current.online.clear();
-  renderOnline();
+  forgetOnline();
   showBanner("");
   byTestId("results").replaceChildren();
   byTestId("error-log").replaceChildren();
@@ -272,8 +309,7 @@ function connect() {
     current.socket.io.off();
     current.socket.off();
   }
-  current.online.clear();
-  renderOnline();
+  forgetOnline();
   const socket = io(window.location.origin, {
     path: SOCKET_PATH,
     // Without a token the handshake carries the craftcode_token cookie instead.
@@ -297,8 +333,7 @@ function connect() {
   socket.on("disconnect", (reason) => {
     stopPinging();
     for (const id of ["conn-id", "conn-transport", "conn-ping"]) setText(id, "–");
-    current.online.clear();
-    renderOnline();
+    forgetOnline();
     const why = current.signedOutBy ? `signed out by the server: ${current.signedOutBy}` : reason;
     setState(socket.active ? "reconnecting" : "disconnected", why);
   });
@@ -313,16 +348,21 @@ function connect() {
     // The server takes events once it has said `authenticated`, not as soon as it says connect.
     startPinging(socket);
     refreshServer();
+    listOnline();
   });
   socket.on("authError", ({ code, message } = {}) => logError(`authError ${code}: ${message}`));
-  socket.on("getOnlineUsers", ({ users = [], total } = {}) => {
-    current.online = new Map(users.map((u) => [u.userId, u.name]));
-    renderOnline();
-    logResult("event", `getOnlineUsers: ${total ?? users.length} online`);
+  socket.on("getOnlineUsers", (payload = {}) => {
+    // Only the welcome (and `emitOnlineUsers`) carries `scope`; a page has `nextCursor` instead,
+    // and this page asks for its pages with an ack, so those never come as events here.
+    if (!("scope" in payload)) return;
+    current.scope = payload.scope;
+    renderOnlineSummary();
+    const listed = Array.isArray(payload.users) ? payload.users.length : 0;
+    logResult("event", `getOnlineUsers: ${payload.total ?? listed} online, scope ${payload.scope} (${listed} listed)`);
   });
-  socket.on("presenceChanged", ({ online = [], offline = [] } = {}) => {
-    for (const u of online) current.online.set(u.userId, u.name);
-    for (const id of offline) current.online.delete(id);
+  socket.on("presenceChanged", (change = {}) => {
+    current.listing?.changes.push(change);
+    applyPresence(change);
     renderOnline();
   });
   socket.on("testMessage", ({ message, action, sentAt } = {}) => {
@@ -389,6 +429,86 @@ function ping(socket) {
   });
 }
 
+/** Applies one `presenceChanged` to the list. */
+function applyPresence({ online = [], offline = [] }) {
+  for (const u of online) current.online.set(u.userId, u.name);
+  for (const id of offline) current.online.delete(id);
+}
+
+/** Empties the list (signed out, or the socket is gone: nothing it shows is live any more). */
+function forgetOnline() {
+  current.online.clear();
+  current.scope = null;
+  current.listing = null;
+  current.listed = null;
+  byTestId("online-refresh").disabled = false;
+  renderOnline();
+}
+
+/**
+ * Pages through every online user with `getOnlineUsers {cursor, limit}` and replaces the list
+ * with what the pages said, plus the `presenceChanged` that came meanwhile. A newer listing (or a
+ * lost socket) makes an older one stop and drop its result.
+ */
+async function listOnline() {
+  const socket = current.socket;
+  if (!socket?.connected) return;
+  const listing = { changes: [] };
+  current.listing = listing;
+  byTestId("online-refresh").disabled = true;
+  const users = new Map();
+  let total = 0;
+  let pages = 0;
+  let cursor = null;
+  try {
+    do {
+      const ask = cursor === null ? { limit: PAGE_SIZE } : { cursor, limit: PAGE_SIZE };
+      const reply = await socket.timeout(PAGE_TIMEOUT_MS).emitWithAck("getOnlineUsers", ask);
+      if (current.listing !== listing) return;
+      if (reply?.ok !== true) {
+        throw new Error(`${reply?.error?.code ?? "no_answer"} — ${reply?.error?.message ?? "no page"}`);
+      }
+      for (const u of reply.users ?? []) users.set(u.userId, u.name);
+      total = Number(reply.total) || users.size;
+      pages += 1;
+      // A cursor that does not move would page forever.
+      cursor = reply.nextCursor && reply.nextCursor !== cursor ? reply.nextCursor : null;
+    } while (cursor !== null);
+  } catch (e) {
+    if (current.listing === listing) logError(`getOnlineUsers: ${e.message}`);
+    return;
+  } finally {
+    if (current.listing === listing) {
+      current.listing = null;
+      byTestId("online-refresh").disabled = false;
+    }
+  }
+  current.online = users;
+  for (const change of listing.changes) applyPresence(change);
+  current.listed = { total, pages, at: clock() };
+  renderOnline();
+}
+
+/** Where the list comes from: the last listing, and which changes reach it live. */
+function renderOnlineSummary() {
+  const listed = current.listed;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  setText(
+    "online-summary",
+    listed
+      ? `Last listed at ${listed.at} (${listed.total} online then, ${plural(listed.pages, "page")} of up to ${PAGE_SIZE})`
+      : "",
+  );
+  const scope = byTestId("presence-scope");
+  scope.dataset.scope = current.scope ?? "";
+  scope.textContent =
+    current.scope === "all"
+      ? `Live: every user's changes; listed again every ${REFRESH_EVERY_MS / 1000} s.`
+      : current.scope === "watched"
+        ? `Live: only the users this socket watches; listed again every ${REFRESH_EVERY_MS / 1000} s.`
+        : "";
+}
+
 function renderOnline() {
   const users = [...current.online].sort(([, a], [, b]) => String(a).localeCompare(String(b)));
   byTestId("online-list").replaceChildren(
@@ -403,6 +523,7 @@ function renderOnline() {
     ),
   );
   setText("online-count", String(users.length));
+  renderOnlineSummary();
 
   const picker = byTestId("action-target");
   const chosen = picker.value;
@@ -536,6 +657,7 @@ function start() {
     current.socket?.connect();
   });
   byTestId("server-refresh").addEventListener("click", refreshServer);
+  byTestId("online-refresh").addEventListener("click", listOnline);
   byTestId("run-self-test").addEventListener("click", runSelfTest);
   byTestId("action-send-to-user").addEventListener("click", () => runAction("sendToUser"));
   byTestId("action-broadcast").addEventListener("click", () => runAction("broadcast"));

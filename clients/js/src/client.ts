@@ -4,7 +4,10 @@
 // authentication failure, catches up with `sync` after every reconnect so that each message
 // reaches the `newMessage` / `messageSent` listeners exactly once and in order, retries sends
 // across reconnects under one `clientId`, tells edits, deletions and reactions (live, and those
-// missed while away from `sync`'s `changed`), and keeps presence and typing state.
+// missed while away from `sync`'s `changed`), and keeps presence and typing state. Presence is
+// scoped (SPEC §5): the map follows the users this socket watches — everybody with scope `all`,
+// else its conversation partners and its `watchPresence` list, which is sent again after every
+// reconnect.
 
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 
@@ -28,8 +31,10 @@ import type {
   Notification,
   NotificationsReadPayload,
   OnlineUser,
-  OnlineUsersAck,
+  OnlineUsersPage,
+  OnlineUsersPayload,
   PongPayload,
+  PresenceScope,
   Reaction,
   ReactionsChangedPayload,
   ServerShutdownPayload,
@@ -40,6 +45,7 @@ import type {
   User,
   UserStatusChangedPayload,
   UserTypingPayload,
+  WatchPresenceAck,
 } from "./types.js";
 
 /** Where the connection stands. `loggedOut` and `disconnected` are final: make a new client. */
@@ -97,7 +103,10 @@ export interface RealtimeEvents {
   conversationRemoved: (payload: ConversationRemovedPayload) => void;
   /** The live map of this user's conversations, after every change (`loadConversations` fills it). */
   conversations: (conversations: ReadonlyMap<Id, Conversation>) => void;
-  /** The live map of online users, after every change. */
+  /**
+   * The live map of online users this socket watches (`client.online`), after every change:
+   * the welcome list, `presenceChanged`, a `watchPresence` answer.
+   */
   presence: (online: ReadonlyMap<Id, OnlineUser>) => void;
   /** A notification for this user: each one once, live or caught up by `sync`. */
   notification: (notification: Notification, info: DeliveryInfo) => void;
@@ -180,6 +189,8 @@ const SEEN_LIMIT = 10_000;
 const PEER_TYPING_EXPIRY_MS = 7_000;
 /** Codes worth retrying a send for, after a pause. */
 const RETRYABLE_SEND_CODES = new Set(["rate_limited", "internal_error", "unavailable"]);
+/** The largest `getOnlineUsers` page the server gives (SPEC §5). */
+const ONLINE_PAGE_MAX = 500;
 
 /** A fresh `clientId`: a random UUID (browsers on https/localhost, Node ≥ 19). */
 export function newClientId(): string {
@@ -268,6 +279,17 @@ export class RealtimeClient {
   #syncAgain = false;
 
   #online = new Map<Id, OnlineUser>();
+  /** This socket's presence scope, from its welcome `getOnlineUsers`; null before the first. */
+  #scope: PresenceScope | null = null;
+  /** The last `watchPresence` list the app asked for: the server's copy of it is per socket. */
+  #watched: Id[] = [];
+  /** `watchPresence` requests go one at a time, so the server keeps the newest list. */
+  #watchQueue: Promise<unknown> = Promise.resolve();
+  /**
+   * The list is on its way again after a reconnect: until its answer, the new welcome (which
+   * cannot know it yet) leaves those users as they were instead of dropping them.
+   */
+  #rewatching = false;
   #conversations = new Map<Id, Conversation>();
   /** Whether the app asked for the map (`loadConversations`): then new conversations join it. */
   #conversationsLoaded = false;
@@ -341,9 +363,25 @@ export class RealtimeClient {
   get lastMessageId(): Id | null {
     return this.#cursor;
   }
-  /** Online users by id, kept live from `getOnlineUsers` and `presenceChanged`. */
+  /**
+   * Online users by id, among those this socket watches: everybody with scope `all`, else this
+   * user's conversation partners and the `watchPresence` list. Kept live from the welcome
+   * `getOnlineUsers`, `presenceChanged` and `watchPresence` answers; a user dropped from the
+   * watch list keeps the last state it was told.
+   */
   get online(): ReadonlyMap<Id, OnlineUser> {
     return this.#online;
+  }
+  /**
+   * Which users this socket hears about: `all`, or `watched` when the server had more than
+   * `PRESENCE_BROADCAST_MAX` users online as it authenticated; null before the first welcome.
+   */
+  get scope(): PresenceScope | null {
+    return this.#scope;
+  }
+  /** The last list given to `watchPresence` (sent again after every reconnect). */
+  get watchedUsers(): readonly Id[] {
+    return this.#watched;
   }
   isOnline(userId: Id): boolean {
     return this.#online.has(userId);
@@ -646,13 +684,90 @@ export class RealtimeClient {
     if (this.#early.size > 20) this.#early.delete(this.#early.keys().next().value!);
   }
 
-  /** Asks the server for the online users and refreshes the presence map with the answer. */
-  async getOnlineUsers(): Promise<OnlineUsersAck> {
-    await this.ready();
-    const reply = await this.#request("getOnlineUsers", undefined);
-    if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message);
-    this.#replacePresence(reply.users);
-    return { users: reply.users, total: reply.total };
+  /**
+   * One page of all online users (not only those this socket watches), ordered by user id:
+   * `limit` 1–500 (the server's default is 100), `cursor` the previous page's `nextCursor`, which
+   * is null on the last page. The presence map is left as it is.
+   */
+  async getOnlineUsers(options: { cursor?: string | null; limit?: number } = {}): Promise<OnlineUsersPage> {
+    const reply = await this.#ask("getOnlineUsers", {
+      ...(options.cursor ? { cursor: options.cursor } : {}),
+      ...(options.limit !== undefined ? { limit: options.limit } : {}),
+    });
+    return { users: reply.users, total: reply.total, nextCursor: reply.nextCursor ?? null };
+  }
+
+  /** Every online user, paged through `getOnlineUsers` 500 at a time; the map is left alone. */
+  async allOnlineUsers(): Promise<OnlineUser[]> {
+    const users = new Map<Id, OnlineUser>();
+    let cursor: string | null = null;
+    do {
+      const page: OnlineUsersPage = await this.getOnlineUsers({ cursor, limit: ONLINE_PAGE_MAX });
+      for (const user of page.users) users.set(user.userId, user);
+      // A cursor that does not move would page forever.
+      cursor = page.nextCursor !== cursor ? page.nextCursor : null;
+    } while (cursor);
+    return [...users.values()];
+  }
+
+  /**
+   * Watches these users' presence (replacing the previous list; at most the server's
+   * `PRESENCE_WATCH_MAX`, 500 by default): resolves with the state of each of them that exists
+   * (this user left out), which joins the presence map, and from then on `presenceChanged`
+   * covers them. The list is sent again after every reconnect. With scope `all` everybody is
+   * watched already; calling it does no harm. A refused list (`invalid_payload`) rejects and
+   * leaves the previous one in force.
+   */
+  async watchPresence(userIds: readonly Id[]): Promise<WatchPresenceAck> {
+    const list = [...userIds];
+    const previous = this.#watched;
+    this.#watched = list;
+    try {
+      return await this.#queueWatch(list);
+    } catch (err) {
+      // Refused by the server: it kept the previous list, and so do we.
+      if (err instanceof RealtimeError && this.#watched === list && !this.#stopped) this.#watched = previous;
+      throw err;
+    }
+  }
+
+  #queueWatch(list: Id[]): Promise<WatchPresenceAck> {
+    const run = this.#watchQueue.then(() => this.#watch(list));
+    this.#watchQueue = run.catch(() => {});
+    return run;
+  }
+
+  /** Sends one list; a connection lost meanwhile means trying again once reconnected. */
+  async #watch(list: Id[]): Promise<WatchPresenceAck> {
+    for (let attempt = 1; ; attempt++) {
+      await this.ready();
+      let reply: Ack<WatchPresenceAck>;
+      try {
+        reply = await this.#request("watchPresence", { userIds: list });
+      } catch (err) {
+        if (this.#stopped) throw this.#stopped;
+        if (attempt >= this.#options.sendAttempts) throw err;
+        continue;
+      }
+      if (!reply.ok) throw new RealtimeError(reply.error.code, reply.error.message, reply.error.fields);
+      const answer: WatchPresenceAck = { online: reply.online ?? [], offline: reply.offline ?? [] };
+      for (const user of answer.online) this.#online.set(user.userId, user);
+      for (const userId of answer.offline) this.#online.delete(userId);
+      this.#emit("presence", this.#online);
+      return answer;
+    }
+  }
+
+  /** After a reconnect: the new socket watches nobody explicitly until it is told again. */
+  #rewatch(): void {
+    if (this.#watched.length === 0) return;
+    this.#rewatching = true;
+    const list = this.#watched;
+    this.#queueWatch(list)
+      .catch((err) => this.#emit("error", new Error(`watchPresence after reconnecting failed: ${(err as Error).message}`)))
+      .finally(() => {
+        this.#rewatching = false;
+      });
   }
 
   /** A round trip: the server's answer to `ping`. */
@@ -851,6 +966,7 @@ export class RealtimeClient {
       this.#setStatus("connected");
       for (const waiter of this.#waiters.splice(0)) waiter.resolve();
       this.#emit("authenticated", payload);
+      this.#rewatch();
       if (this.#cursor === null) void this.#startCursor();
       else void this.#runSync();
     });
@@ -884,7 +1000,7 @@ export class RealtimeClient {
       if (payload?.message?.id) this.#deliver(payload.message, "live");
     });
 
-    s.on("getOnlineUsers", (payload) => this.#replacePresence(payload.users));
+    s.on("getOnlineUsers", (payload) => this.#welcome(payload));
     s.on("presenceChanged", (payload) => {
       for (const user of payload.online) this.#online.set(user.userId, user);
       for (const userId of payload.offline) this.#online.delete(userId);
@@ -974,8 +1090,22 @@ export class RealtimeClient {
     s.on("testMessage", (p) => this.#emit("testMessage", p));
   }
 
-  #replacePresence(users: OnlineUser[]): void {
-    this.#online = new Map(users.map((u) => [u.userId, u]));
+  /**
+   * The welcome list (after `authenticated`, and on `emitOnlineUsers`) replaces the map; a page
+   * someone asked for without an ack (it has no `scope`) is not about this socket's watch.
+   */
+  #welcome(payload: OnlineUsersPayload | undefined): void {
+    if (!payload || !("scope" in payload) || !Array.isArray(payload.users)) return;
+    const online = new Map(payload.users.map((u) => [u.userId, u]));
+    if (this.#rewatching && payload.scope === "watched") {
+      // The list being sent again is not in this welcome yet; its answer settles those users.
+      for (const userId of this.#watched) {
+        const known = this.#online.get(userId);
+        if (known && !online.has(userId)) online.set(userId, known);
+      }
+    }
+    this.#scope = payload.scope;
+    this.#online = online;
     this.#emit("presence", this.#online);
   }
 

@@ -143,6 +143,13 @@ export interface OnlineUser {
   name: string;
 }
 
+/**
+ * Which users a socket hears about (SPEC §5 "Presence"): `all` when the cluster had at most
+ * `PRESENCE_BROADCAST_MAX` users online as it authenticated, else `watched` — its user's
+ * conversation partners plus its last `watchPresence` list.
+ */
+export type PresenceScope = "all" | "watched";
+
 // ---------------------------------------------------------------------------------------------
 // Acknowledgements
 
@@ -203,9 +210,19 @@ export interface SendMessageAck {
   message: Message;
   delivered: boolean;
 }
-export interface OnlineUsersAck {
+/** One page of all online users, ordered by user id: the ack of `getOnlineUsers`. */
+export interface OnlineUsersPage {
   users: OnlineUser[];
+  /** Online users in the whole cluster. */
   total: number;
+  /** The `cursor` of the next page; null on the last one. */
+  nextCursor: string | null;
+}
+export type OnlineUsersAck = OnlineUsersPage;
+/** The ack of `watchPresence`: the state of each listed user that exists, the caller left out. */
+export interface WatchPresenceAck {
+  online: OnlineUser[];
+  offline: Id[];
 }
 export interface MarkReadAck {
   count: number;
@@ -271,13 +288,24 @@ export interface ReactPayload {
 export interface PingPayload {
   ts?: unknown;
 }
+export interface GetOnlineUsersPayload {
+  /** The previous page's `nextCursor`; absent for the first page. */
+  cursor?: string;
+  /** Users per page, 1–500; the server's default is 100. */
+  limit?: number;
+}
+export interface WatchPresencePayload {
+  /** Replaces this socket's explicit watch list (at most `PRESENCE_WATCH_MAX`, default 500). */
+  userIds: Id[];
+}
 
 /** What the client emits, with the ack each event answers (socket.io-client typing). */
 export interface ClientToServerEvents {
   authenticate: (payload: AuthenticatePayload, ack: (reply: Ack<AuthenticateAck>) => void) => void;
   sendMessage: (payload: SendMessagePayload, ack: (reply: Ack<SendMessageAck>) => void) => void;
   typing: (payload: TypingPayload, ack?: (reply: Ack<object>) => void) => void;
-  getOnlineUsers: (ack: (reply: Ack<OnlineUsersAck>) => void) => void;
+  getOnlineUsers: (payload: GetOnlineUsersPayload, ack: (reply: Ack<OnlineUsersPage>) => void) => void;
+  watchPresence: (payload: WatchPresencePayload, ack: (reply: Ack<WatchPresenceAck>) => void) => void;
   markRead: (payload: MarkReadPayload, ack: (reply: Ack<MarkReadAck>) => void) => void;
   sync: (payload: SyncPayload, ack: (reply: Ack<SyncAck>) => void) => void;
   editMessage: (payload: EditMessagePayload, ack: (reply: Ack<EditMessageAck>) => void) => void;
@@ -358,10 +386,21 @@ export interface ConversationRemovedPayload {
   conversationId: Id;
   reason: "removed" | "left" | "deleted";
 }
-export interface OnlineUsersPayload {
+/**
+ * The `getOnlineUsers` a socket gets right after `authenticated` and on the admin action
+ * `emitOnlineUsers`: the online users it watches (everybody with scope `all`).
+ */
+export interface OnlineUsersWelcome {
   users: OnlineUser[];
+  /** Online users in the whole cluster. */
   total: number;
+  scope: PresenceScope;
 }
+/**
+ * The `getOnlineUsers` event: the welcome list (it has `scope`), or a page asked for without an
+ * ack (it has `nextCursor` and no `scope`).
+ */
+export type OnlineUsersPayload = OnlineUsersWelcome | OnlineUsersPage;
 export interface PresenceChangedPayload {
   online: OnlineUser[];
   offline: Id[];

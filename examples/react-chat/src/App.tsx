@@ -1,4 +1,6 @@
-// A minimal chat on @craftcode/realtime-client: sign in, the people list with live presence, a
+// A minimal chat on @craftcode/realtime-client: sign in, the people list with live presence (the
+// client's presence map, with the people shown watched through `watchPresence`: on a busy server
+// a socket only hears about the users it watches), a
 // conversation with a typing indicator and read receipts, groups (create, add a member, chat,
 // "read by N"), replies, edits, deletions and reactions in both, and a banner while the
 // connection is down. The page talks to its own origin; Vite forwards /api (REST and the socket)
@@ -15,6 +17,7 @@ import {
   type DirectoryEntry,
   type ForceLogoutPayload,
   type Message,
+  type PresenceScope,
   type RealtimeClient,
   type User,
 } from "@craftcode/realtime-client";
@@ -100,6 +103,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
   const [client, setClient] = useState<RealtimeClient | null>(null);
   const [status, setStatus] = useState<ConnectionStatus>("connecting");
   const [online, setOnline] = useState<Set<string>>(new Set());
+  const [presenceScope, setPresenceScope] = useState<PresenceScope | null>(null);
   const [people, setPeople] = useState<DirectoryEntry[]>([]);
   const [conversations, setConversations] = useState<Conversations>({});
   const [typing, setTyping] = useState<Set<string>>(new Set());
@@ -147,7 +151,10 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
     });
     const offs = [
       c.on("status", setStatus),
-      c.on("presence", (map) => setOnline(new Set(map.keys()))),
+      c.on("presence", (map) => {
+        setOnline(new Set(map.keys()));
+        setPresenceScope(c.scope);
+      }),
       c.on("tokenUpdated", (p) => (tokenRef.current = p.token)),
       // Group messages have no `to`; they are kept by conversation.
       c.on("newMessage", (m) => (m.to === null ? addGroupMessages(m.conversationId, [m]) : addMessages(m.from, [m]))),
@@ -222,6 +229,13 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [session.token]);
 
+  // The people shown are watched: their dots stay live even when this socket does not hear about
+  // everybody (scope "watched"). The client sends the list again after every reconnect.
+  useEffect(() => {
+    if (!client || people.length === 0) return;
+    client.watchPresence(people.map((p) => p.id)).catch(() => {});
+  }, [client, people]);
+
   // Opening a group loads its history (newest 50).
   useEffect(() => {
     if (!selectedGroup) return;
@@ -282,7 +296,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
       </header>
       {call && <CallPanel call={call} name={names.get(call.peer) ?? "Someone"} onClose={() => setCall(null)} />}
       <main>
-        <aside data-testid="people">
+        <aside data-testid="people" data-presence-scope={presenceScope ?? ""}>
           {people.map((p) => {
             const unread = (conversations[p.id] ?? []).filter((m) => m.from === p.id && !m.readAt).length;
             return (

@@ -1,7 +1,10 @@
 // The React example in a real headless Chromium: two browser contexts (Alice and Bob) sign in
 // through the page and chat — a message, the typing indicator, the read receipt — against a real
 // craftcode server behind `vite preview`'s proxy (the built example, dist/). Then the server is
-// restarted: both pages show the reconnect banner, it goes away, and the chat goes on. Groups,
+// restarted: both pages show the reconnect banner, it goes away, and the chat goes on. The server
+// lets a socket hear about everybody only while at most one user is online
+// (PRESENCE_BROADCAST_MAX=1), so the people list's dots come from `watchPresence` for every page
+// but the first; one test follows them live for people who are not conversation partners. Groups,
 // replies, edits, reactions and deletions, Web Push through the service worker, and a video call
 // through a real coturn, each in a test of their own.
 //
@@ -108,6 +111,7 @@ before(async () => {
     env: {
       CORS_ORIGINS: `http://127.0.0.1:${port}`,
       PRESENCE_INTERVAL: "200ms",
+      PRESENCE_BROADCAST_MAX: "1",
       PUSH_DELAY: "500ms",
       TURN_URLS: turn.url,
       TURN_SECRET: turn.secret,
@@ -146,7 +150,10 @@ test("two people chat through the React example: message, typing indicator, read
   const a = await signIn(alice);
   const b = await signIn(bob);
 
-  // The online list: each sees the other online.
+  // The online list: each sees the other online. Alice was alone when she came in, so she hears
+  // about everybody; Bob was not, so Alice's dot on his page comes from watching the people shown.
+  await a.locator('[data-testid="people"][data-presence-scope="all"]').waitFor(WAIT);
+  await b.locator('[data-testid="people"][data-presence-scope="watched"]').waitFor(WAIT);
   await a.locator(`[data-testid="person"][data-user-id="${bob.id}"][data-online="true"]`).waitFor(WAIT);
   await b.locator(`[data-testid="person"][data-user-id="${alice.id}"][data-online="true"]`).waitFor(WAIT);
 
@@ -192,6 +199,32 @@ test("two people chat through the React example: message, typing indicator, read
   }
   assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
   await a.screenshot({ path: path.join(EXAMPLE, "dist", "chat-alice.png") });
+});
+
+test("on a busy server the people list's dots follow the people shown, partners or not", async (t) => {
+  showLogsIfFailed(t);
+  const jade = await register("Jade");
+  const kurt = await register("Kurt");
+  const lena = await register("Lena");
+  /** `user`'s entry in `page`'s people list, once it shows them online (or offline). */
+  const dot = (page, user, online) =>
+    page.locator(`[data-testid="person"][data-user-id="${user.id}"][data-online="${online}"]`).waitFor(WAIT);
+  const l = await signIn(lena);
+  // Lena is online already: Jade's socket only hears about the people it watches.
+  const j = await signIn(jade);
+  await j.locator('[data-testid="people"][data-presence-scope="watched"]').waitFor(WAIT);
+  await dot(j, lena, true);
+  await dot(j, kurt, false);
+
+  // Kurt and Lena, whom Jade has never written to, come and go: her list follows them live.
+  const k = await signIn(kurt);
+  await dot(j, kurt, true);
+  await k.context().close();
+  await dot(j, kurt, false);
+  await l.context().close();
+  await dot(j, lena, false);
+  assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
+  await j.context().close();
 });
 
 test("a group through the React example: create it, add a member, chat, and see it read by N", async (t) => {
