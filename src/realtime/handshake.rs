@@ -237,32 +237,33 @@ async fn prepare<A: Adapter>(
         tracing::error!(category = "error", error = %e, "❌ a socket's groups or partners could not be read");
         Refusal(ErrorCode::ServerError)
     };
-    let groups = async {
-        if !carries(s.ns(), "newMessage") {
-            return Ok(None);
-        }
-        state.store.group_ids_of(user_id).await.map(Some)
-    };
-    let watch = async {
-        if !carries(s.ns(), "presenceChanged") {
-            return Ok(None);
-        }
-        let (scope, read_partners) = state
+    let messages = carries(s.ns(), "newMessage");
+    let watch = carries(s.ns(), "presenceChanged").then(|| {
+        state
             .realtime
-            .scope_for(user_id, state.config.presence_broadcast_max);
-        let partners = if read_partners {
-            state.store.presence_partners(user_id, PARTNERS_MAX).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Some((scope, partners)))
+            .scope_for(user_id, state.config.presence_broadcast_max)
+    });
+    let (groups, partners) = match watch {
+        // One read for both when the partners must be read.
+        Some((_, true)) => state
+            .store
+            .groups_and_partners(user_id, PARTNERS_MAX)
+            .await
+            .map_err(unavailable)?,
+        _ if messages => (
+            state
+                .store
+                .group_ids_of(user_id)
+                .await
+                .map_err(unavailable)?,
+            Vec::new(),
+        ),
+        _ => (Vec::new(), Vec::new()),
     };
-    // Two reads at once: a handshake waits for one round trip, not two.
-    let (groups, watch) = tokio::try_join!(groups, watch).map_err(unavailable)?;
-    if let Some(groups) = groups {
+    if messages {
         connection.set_groups(groups);
     }
-    if let Some((scope, partners)) = watch {
+    if let Some((scope, _)) = watch {
         connection.set_watch(scope, partners);
     }
     Ok(())

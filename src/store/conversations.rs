@@ -391,40 +391,50 @@ impl Store {
         Ok(ids)
     }
 
-    /// The other members of `user`'s most recently active conversations, direct and group, most
-    /// recent first (a conversation is as recent as its last message, or its creation: both ids
-    /// are time-ordered), at most `limit` users: whom `user`'s sockets watch (SPEC §5).
+    /// What a socket of `user` needs when it authenticates, in one read: the groups `user` is a
+    /// member of, and the other members of their most recently active conversations, direct and
+    /// group, most recent first (a conversation is as recent as its last message, or its
+    /// creation: both ids are time-ordered), at most `limit` of them: whom the socket watches
+    /// (SPEC §5).
     #[tracing::instrument(skip_all)]
-    pub async fn presence_partners(
+    pub async fn groups_and_partners(
         &self,
         user: Uuid,
         limit: usize,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        // Rows are (partner, conversation); a partner of several conversations comes once, at
-        // its most recent. Enough rows for `limit` partners unless groups repeat many of them.
-        let rows = on_pool!(self, pool => sqlx::query_scalar::<_, Uuid>(
+    ) -> Result<(Vec<Uuid>, Vec<Uuid>), StoreError> {
+        // One row per (conversation, other member); a conversation with no other member (a
+        // group left to one) still comes once, for the group list.
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, (Uuid, String, Option<Uuid>)>(
             "WITH mine AS (
-                 SELECT cm.conversation_id,
+                 SELECT cm.conversation_id, c.kind,
                         COALESCE((SELECT m.id FROM messages m WHERE m.conversation_id = cm.conversation_id
                                   ORDER BY m.id DESC LIMIT 1), cm.conversation_id) AS active
-                 FROM conversation_members cm WHERE cm.user_id = $1
+                 FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
+                 WHERE cm.user_id = $1
              )
-             SELECT other.user_id FROM mine
-             JOIN conversation_members other ON other.conversation_id = mine.conversation_id
-             WHERE other.user_id <> $1
-             ORDER BY mine.active DESC
-             LIMIT $2",
+             SELECT mine.conversation_id, mine.kind, other.user_id FROM mine
+             LEFT JOIN conversation_members other
+                    ON other.conversation_id = mine.conversation_id AND other.user_id <> $1
+             ORDER BY mine.active DESC",
         )
         .bind(user)
-        .bind((limit * 20) as i64)
         .fetch_all(pool)
         .await)?;
-        let mut seen = std::collections::HashSet::with_capacity(rows.len().min(limit));
-        Ok(rows
-            .into_iter()
-            .filter(|id| seen.insert(*id))
-            .take(limit)
-            .collect())
+        let (mut groups, mut partners) = (Vec::new(), Vec::new());
+        let mut seen = std::collections::HashSet::new();
+        for (conversation, kind, other) in rows {
+            // A conversation's rows come together: its `active` is its own.
+            if kind == "group" && groups.last() != Some(&conversation) {
+                groups.push(conversation);
+            }
+            if let Some(other) = other
+                && partners.len() < limit
+                && seen.insert(other)
+            {
+                partners.push(other);
+            }
+        }
+        Ok((groups, partners))
     }
 
     /// The groups `user` is a member of.

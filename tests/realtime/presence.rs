@@ -465,3 +465,30 @@ db_test! {
         assert!(online, "Ada shows Bob offline while he is connected: {welcome} {changes:?}");
     }
 }
+
+db_test! {
+    async fn a_watched_socket_is_in_its_groups_and_watches_their_members(db: Db) {
+        let app = spawn_realtime_app(db, &[("PRESENCE_BROADCAST_MAX", "0")]).await;
+        let ada = app.create_user("Ada").await;
+        let bob = app.create_user("Bob").await;
+        let carol = app.create_user("Carol").await;
+        let group = create_group(&app, &bob, "Three", &[&ada, &carol]).await;
+        let mut bobs = connect(&app, &bob.token).await;
+        let mut adas = connect(&app, &ada.token).await;
+        // One read gave Ada's socket both its group and its partners.
+        let welcome = adas.next_event("getOnlineUsers").await;
+        assert_eq!(welcome["scope"], "watched", "{welcome}");
+        assert_eq!(
+            welcome["users"],
+            json!([{ "userId": bob.id, "name": "Bob" }]),
+            "{welcome}"
+        );
+        let sent = send_to(&mut bobs, &id_of(&group), "to the group").await;
+        assert_ack_ok(&sent);
+        let message = adas.next_event("newMessage").await;
+        assert_eq!(message["message"]["content"], "to the group");
+        let _carols = connect(&app, &carol.token).await;
+        adas.next_event_where("presenceChanged", |c| lists(c, "online", carol.id))
+            .await;
+    }
+}
