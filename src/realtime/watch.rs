@@ -124,6 +124,14 @@ impl State {
         }
     }
 
+    /// Whether a socket watches `user` (never its own user).
+    fn watches(&self, watcher: &Watcher, user: Uuid) -> bool {
+        watcher.user != user
+            && (watcher.scope == Scope::All
+                || watcher.list.contains(&user)
+                || self.partner_watch(watcher, user))
+    }
+
     /// Whether socket `sid` (of `watcher`) watches `user` through its user's partners.
     fn partner_watch(&self, watcher: &Watcher, user: Uuid) -> bool {
         self.users
@@ -367,8 +375,10 @@ impl Watching {
         // Users told outside the last batch while unsettled: their state as told now, unless
         // this batch carries it (or it is the socket's own user).
         for (sid, user) in recheck {
-            let watcher = state.sockets.get(&sid);
-            if changed.contains(&user) || watcher.is_none_or(|w| w.user == user) {
+            let Some(watcher) = state.sockets.get(&sid) else {
+                continue;
+            };
+            if changed.contains(&user) || !state.watches(watcher, user) {
                 continue;
             }
             let told_now = out.entry(sid).or_default();
@@ -592,9 +602,17 @@ mod tests {
         watching.recheck(tab, vec![bob, carol, ada]);
         assert!(watching.has_untold());
         let d = watching.deliveries(&came_online(&[carol]), |_| None);
-        let told = told(&d, tab).unwrap();
-        assert_eq!(told.online, vec![online(carol)], "the flip, once");
-        assert_eq!(told.offline, vec![bob], "as told now; never herself");
+        let to_ada = told(&d, tab).unwrap();
+        assert_eq!(to_ada.online, vec![online(carol)], "the flip, once");
+        assert_eq!(to_ada.offline, vec![bob], "as told now; never herself");
         assert!(!watching.has_untold());
+
+        // A user dropped from the list meanwhile is no longer told of.
+        let dan = Uuid::now_v7();
+        watching.set_list(tab, vec![dan]);
+        watching.recheck(tab, vec![dan]);
+        watching.set_list(tab, Vec::new());
+        let d = watching.deliveries(&PresenceChange::default(), |_| None);
+        assert!(told(&d, tab).is_none(), "{d:?}");
     }
 }
