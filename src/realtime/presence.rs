@@ -244,11 +244,6 @@ impl Presence {
         self.lock().everyone.contains_key(&user_id)
     }
 
-    /// The user, with their name, when they are online.
-    pub fn online_user(&self, user_id: Uuid) -> Option<OnlineUser> {
-        self.lock().user(user_id)
-    }
-
     /// The user as this node's sockets were last told: `Some` when told online.
     pub fn told(&self, user_id: Uuid) -> Option<OnlineUser> {
         let state = self.lock();
@@ -342,18 +337,6 @@ impl Presence {
     /// How many users have a socket on this node.
     pub fn local_users(&self) -> usize {
         self.lock().local.len()
-    }
-
-    /// Everyone online, ordered by id.
-    pub fn online_users(&self) -> Vec<OnlineUser> {
-        self.lock()
-            .everyone
-            .iter()
-            .map(|(id, o)| OnlineUser {
-                user_id: *id,
-                name: o.name.clone(),
-            })
-            .collect()
     }
 
     /// Up to `limit` users online after `after` (by id), no more than `max_bytes` of JSON.
@@ -611,7 +594,7 @@ mod tests {
         let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
         presence.connect(user, session, "Ada");
         presence.connect(user, session, "Ada");
-        assert_eq!(presence.online_users().len(), 1);
+        assert_eq!(presence.view_everyone().online.len(), 1);
         assert_eq!(presence.online_count(), 1);
         assert_eq!(presence.user_connections(user), 2);
         assert_eq!(presence.session_connections(user, session), 2);
@@ -661,7 +644,11 @@ mod tests {
         assert_eq!(presence.user_connections(ada), 3);
         assert_eq!(presence.remote_connections(ada), 2);
         assert_eq!(presence.session_connections(ada, session), 3);
-        assert_eq!(presence.online_users().len(), 1, "one user on two nodes");
+        assert_eq!(
+            presence.view_everyone().online.len(),
+            1,
+            "one user on two nodes"
+        );
 
         presence.disconnect(ada, session);
         assert!(presence.is_online(ada), "still on node b");
@@ -720,7 +707,7 @@ mod tests {
         for _ in 0..10 {
             presence.connect(Uuid::now_v7(), session, &"n".repeat(100));
         }
-        let one = entry_bytes(&presence.online_users()[0]);
+        let one = entry_bytes(&presence.view_everyone().online[0]);
         let page = presence.page(None, 100, one * 4);
         assert_eq!(page.users.len(), 4);
         assert_eq!(page.next, Some(page.users[3].user_id));
