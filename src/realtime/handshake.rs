@@ -213,13 +213,9 @@ fn establish<A: Adapter>(
     }
     emit_if_carried(s, "authenticated", &authenticated_payload(&identity));
     if let Some(scope) = watching {
-        let (first, rest) = state.realtime.welcome_frames(s.id, identity.user.id, scope);
-        state.realtime.count_out("getOnlineUsers");
-        let _ = s.emit("getOnlineUsers", &first);
-        for frame in rest {
-            state.realtime.count_out("presenceChanged");
-            let _ = s.emit("presenceChanged", &frame);
-        }
+        state.realtime.welcome(s.id, scope, |event, data| {
+            let _ = s.emit(event, data);
+        });
     }
     schedule_token_refresh(s, state, connection, identity.expires_at);
 }

@@ -283,8 +283,10 @@ impl Realtime {
     /// The welcome list to every socket here that gets presence.
     fn welcome_everyone(&self) -> usize {
         let sockets = self.inner.watching.sockets();
-        for (sid, user_id, scope) in &sockets {
-            self.welcome(*sid, *user_id, *scope);
+        for (sid, scope) in &sockets {
+            self.welcome(*sid, *scope, |event, data| {
+                on_servers!(self, |pair| pair.emit_to_local_socket(*sid, event, data));
+            });
         }
         sockets.len()
     }
@@ -312,47 +314,33 @@ impl Realtime {
         }
     }
 
-    /// `getOnlineUsers {users, total, scope}` to one socket of this node.
-    fn welcome(&self, sid: Sid, user_id: Uuid, scope: Scope) {
-        let (first, rest) = self.welcome_frames(sid, user_id, scope);
-        self.emit_to_local_socket(sid, "getOnlineUsers", &first);
-        for frame in rest {
-            self.emit_to_local_socket(sid, "presenceChanged", &frame);
-        }
-    }
-
-    /// The welcome of socket `sid` of `user_id`: `getOnlineUsers {users, total, scope}` with
-    /// everyone online (scope `all`) or the online users it watches; a list too long for one
-    /// frame goes on in `presenceChanged` frames, the rest of the answer.
-    fn welcome_frames(
-        &self,
-        sid: Sid,
-        user_id: Uuid,
-        scope: Scope,
-    ) -> (Value, Vec<PresenceChange>) {
+    /// The welcome of socket `sid` in `scope`, through `emit`: `getOnlineUsers {users, total,
+    /// scope}` with everyone online (scope `all`) or the online users it watches (never its own
+    /// user: partners and lists leave it out); a list too long for one frame goes on in
+    /// `presenceChanged` frames.
+    fn welcome(&self, sid: Sid, scope: Scope, emit: impl Fn(&'static str, &Value)) {
         let presence = self.presence();
         let view = match self.inner.watching.watched_by(sid) {
             None => presence.view_everyone(),
             Some(watched) => presence.view(watched),
         };
         self.inner.watching.recheck(sid, view.unsettled);
-        let users: Vec<OnlineUser> = match scope {
-            Scope::All => view.online,
-            Scope::Watched => view
-                .online
-                .into_iter()
-                .filter(|u| u.user_id != user_id)
-                .collect(),
-        };
         let mut frames = frames(PresenceChange {
-            online: users,
+            online: view.online,
             offline: Vec::new(),
         })
         .into_iter();
         let first = frames.next().unwrap_or_default();
         let total = presence.online_count();
-        let payload = json!({"users": first.online, "total": total, "scope": scope.as_str()});
-        (payload, frames.collect())
+        self.count_out("getOnlineUsers");
+        emit(
+            "getOnlineUsers",
+            &json!({"users": first.online, "total": total, "scope": scope.as_str()}),
+        );
+        for frame in frames {
+            self.count_out("presenceChanged");
+            emit("presenceChanged", &json!(frame));
+        }
     }
 
     /// Tells this node's sockets what changed among the users each watches (and new partners'

@@ -256,13 +256,13 @@ impl Watching {
         Some(watched)
     }
 
-    /// This node's sockets that get presence, with their user and scope.
-    pub fn sockets(&self) -> Vec<(Sid, Uuid, Scope)> {
+    /// This node's sockets that get presence, with their scope.
+    pub fn sockets(&self) -> Vec<(Sid, Scope)> {
         let state = self.lock();
         state
             .sockets
             .iter()
-            .map(|(sid, w)| (*sid, w.user, w.scope))
+            .map(|(sid, w)| (*sid, w.scope))
             .collect()
     }
 
