@@ -52,6 +52,7 @@ macro_rules! system_message {
             .bind("[]")
             .bind(serde_json::to_string($event).expect("a system event serializes"))
             .bind($now)
+            .bind(None::<String>)
     };
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::database::{Store, StoreError, on_pool};
+use super::uploads::Attachment;
 use super::writer::NewMessage;
 use crate::timestamp::Timestamp;
 
@@ -12,7 +13,8 @@ use crate::timestamp::Timestamp;
 macro_rules! message_columns {
     () => {
         "id, conversation_id, kind, sender_id, recipient_id, content, client_id, reply_to_id, \
-         mentions, system, created_at, edited_at, deleted_at, delivered_at, read_at, reactions"
+         mentions, system, created_at, edited_at, deleted_at, delivered_at, read_at, reactions, \
+         attachments"
     };
 }
 pub(super) use message_columns;
@@ -21,13 +23,14 @@ pub(super) use message_columns;
 /// conversation) the recipient is gone or disabled, or this sender already used this `clientId`
 /// (the unique index); answers the row only when it was stored. A direct message names its
 /// recipient and goes to the pair's conversation, whose two members never change: only the
-/// recipient is looked up then, which keeps a DM to one index look-up as before conversations. Binds: id, conversation, kind,
-/// sender, recipient, content, clientId, replyToId, mentions, system, createdAt. Both pools and
-/// the SQLite writer run it (SQLite reads `$N` as the N-th parameter too).
+/// recipient is looked up then, which keeps a DM to one index look-up as before conversations.
+/// Binds: id, conversation, kind, sender, recipient, content, clientId, replyToId, mentions,
+/// system, createdAt, attachments. Both pools and the SQLite writer run it (SQLite reads `$N` as
+/// the N-th parameter too).
 pub(super) const INSERT_MESSAGE: &str = concat!(
     "INSERT INTO messages (id, conversation_id, kind, sender_id, recipient_id, content, client_id,
-                           reply_to_id, mentions, system, created_at)
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+                           reply_to_id, mentions, system, created_at, attachments)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
      WHERE CASE WHEN $5 IS NULL
                THEN EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $2 AND user_id = $4)
                ELSE EXISTS (SELECT 1 FROM users WHERE id = $5 AND is_active)
@@ -117,9 +120,8 @@ pub struct Message {
     pub reply_to_id: Option<Uuid>,
     /// Members this message mentions.
     pub mentions: Vec<Uuid>,
-    /// Files on this message (§12); none yet.
-    #[schema(value_type = Vec<Object>)]
-    pub attachments: Vec<serde_json::Value>,
+    /// Files on this message (§12), in the order they were sent.
+    pub attachments: Vec<Attachment>,
     /// Each emoji once, in order of first use (§11).
     pub reactions: Vec<Reaction>,
     pub system: Option<SystemEvent>,
@@ -218,6 +220,7 @@ pub(super) struct MessageRow {
     pub delivered_at: Option<Timestamp>,
     pub read_at: Option<Timestamp>,
     pub reactions: Option<String>,
+    pub attachments: Option<String>,
 }
 
 /// A changed message and when it last changed (the `sync` cursor of changes).
@@ -245,7 +248,10 @@ impl From<MessageRow> for Message {
             reply_to_id: row.reply_to_id,
             // Only this module writes these columns, from the same types.
             mentions: serde_json::from_str(&row.mentions).unwrap_or_default(),
-            attachments: Vec::new(),
+            attachments: row
+                .attachments
+                .and_then(|a| serde_json::from_str(&a).ok())
+                .unwrap_or_default(),
             reactions: row
                 .reactions
                 .and_then(|r| serde_json::from_str(&r).ok())
@@ -312,6 +318,7 @@ impl Store {
             .bind(&message.mentions)
             .bind(&message.system)
             .bind(message.created_at)
+            .bind(None::<String>)
             .fetch_optional(pool)
             .await)?;
         Ok(row.map(Message::from))
@@ -442,7 +449,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<Message>, StoreError> {
         let row = on_pool!(self, pool => sqlx::query_as::<_, MessageRow>(concat!(
-            "UPDATE messages SET content = '', mentions = '[]', reactions = NULL,
+            "UPDATE messages SET content = '', mentions = '[]', reactions = NULL, attachments = NULL,
                                  deleted_at = $2, changed_at = $2
              WHERE id = $1 AND deleted_at IS NULL
              RETURNING ", message_columns!()

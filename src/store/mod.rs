@@ -12,6 +12,7 @@ mod oauth;
 mod push;
 mod seed;
 mod sessions;
+mod uploads;
 mod users;
 mod writer;
 
@@ -27,4 +28,5 @@ pub use oauth::{NewOAuthState, OAuthIdentity, OAuthState};
 pub use push::{ClaimedPush, NewPush, PushCandidate, Subscription};
 pub use seed::Seeded;
 pub use sessions::{NewSession, RefreshOutcome, Session};
+pub use uploads::{Attachment, Measured, NewUpload, Part, Upload, WithAttachments};
 pub use users::{NewUser, User, UserChanges, UserFlags, UserUpdate, UserWithSessions};

@@ -338,6 +338,8 @@ fn in_transaction(
                 "$9": m.mentions,
                 "$10": m.system,
                 "$11": m.created_at.as_millis(),
+                // Messages with attachments are stored by `Store::insert_with_attachments`.
+                "$12": None::<String>,
             };
             inserted.push(insert.query_row(params, message).optional()?);
         }
@@ -374,6 +376,7 @@ fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
         delivered_at: at(13)?,
         read_at: at(14)?,
         reactions: row.get(15)?,
+        attachments: row.get(16)?,
     };
     Ok(Message::from(stored))
 }
