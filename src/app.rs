@@ -42,6 +42,7 @@ impl Application {
         let push = crate::push::Push::load(&config, &store)
             .await
             .context("loading the VAPID key")?;
+        let storage = crate::attachments::Storage::open(&config.storage)?;
         let listener = TcpListener::bind((config.host, config.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
@@ -76,6 +77,7 @@ impl Application {
             realtime: Realtime::default(),
             metrics: Arc::new(Metrics::default()),
             push: Arc::new(push),
+            storage,
             node_id,
             listen_addr: loopback_addr(listener.local_addr()?),
             started_at: Instant::now(),
@@ -113,10 +115,17 @@ impl Application {
         let store = state.store.clone();
         crate::push::start(&state);
         crate::calls::start_sweeper(&state);
+        crate::attachments::start_sweeper(&state);
         let realtime = state.realtime.clone();
         let leaving = state.clone();
         let cors = crate::http::cors(&state.config);
-        let router = sockets.wrap(crate::http::router(state)).layer(cors);
+        let routes = sockets.wrap(crate::http::router(state));
+        // CORS answers every OPTIONS as a preflight; a plain OPTIONS (tus asks what the server
+        // supports with one) goes to the routes.
+        let router = routes
+            .clone()
+            .layer(cors)
+            .layer(axum::middleware::from_fn_with_state(routes, plain_options));
         tracing::info!(category = "ok", addr = %listener.local_addr()?, "✅ serving");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         // Small socket frames must leave at once, not wait for Nagle's algorithm (it added tens
@@ -156,6 +165,24 @@ impl Application {
         store.close().await;
         Ok(())
     }
+}
+
+/// Sends an OPTIONS request that is not a CORS preflight (no `Access-Control-Request-Method`)
+/// to `routes` without the CORS layer.
+async fn plain_options(
+    axum::extract::State(routes): axum::extract::State<axum::Router>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let preflight = request
+        .headers()
+        .contains_key(axum::http::header::ACCESS_CONTROL_REQUEST_METHOD);
+    if request.method() == axum::http::Method::OPTIONS && !preflight {
+        return tower::ServiceExt::oneshot(routes, request)
+            .await
+            .unwrap_or_else(|never| match never {});
+    }
+    next.run(request).await
 }
 
 /// An address this node can reach itself on: the bound one, with an unspecified IP (`0.0.0.0`)

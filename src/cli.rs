@@ -163,6 +163,16 @@ pub struct ServeArgs {
     presence_broadcast_max: Option<String>,
     #[arg(long, env = "PRESENCE_WATCH_MAX")]
     presence_watch_max: Option<String>,
+    #[arg(long, env = "STORAGE_URL")]
+    storage_url: Option<String>,
+    #[arg(long, env = "S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "S3_REGION")]
+    s3_region: Option<String>,
+    #[arg(long, env = "UPLOAD_MAX_SIZE")]
+    upload_max_size: Option<String>,
+    #[arg(long, env = "UPLOAD_TTL")]
+    upload_ttl: Option<String>,
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
     #[arg(long, env = "LOG_FORMAT")]
@@ -205,6 +215,11 @@ impl ServeArgs {
             "PRESENCE_TTL" => &self.presence_ttl,
             "PRESENCE_BROADCAST_MAX" => &self.presence_broadcast_max,
             "PRESENCE_WATCH_MAX" => &self.presence_watch_max,
+            "STORAGE_URL" => &self.storage_url,
+            "S3_ENDPOINT" => &self.s3_endpoint,
+            "S3_REGION" => &self.s3_region,
+            "UPLOAD_MAX_SIZE" => &self.upload_max_size,
+            "UPLOAD_TTL" => &self.upload_ttl,
             "METRICS_TOKEN" => &self.metrics_token,
             "LOG_FORMAT" => &self.log_format,
             _ => return std::env::var(var).ok(),

@@ -154,6 +154,33 @@ pub struct Config {
     pub turn_secret: Option<Secret>,
     /// How long issued TURN credentials last (`TURN_TTL`, default 1 h).
     pub turn_ttl: Duration,
+    /// Where attachments live (`STORAGE_URL` and the S3 settings, SPEC §12).
+    pub storage: StorageSettings,
+    /// The largest upload in bytes (`UPLOAD_MAX_SIZE`, default 100 MiB).
+    pub upload_max_size: u64,
+    /// How long an unfinished or never attached upload is kept (`UPLOAD_TTL`, default 24 h).
+    pub upload_ttl: Duration,
+}
+
+/// Where attachments live: `STORAGE_URL` (`file://<folder>` or `s3://<bucket>[/<prefix>]`) and,
+/// for S3, the endpoint, region and keys.
+#[derive(Clone, Debug)]
+pub struct StorageSettings {
+    pub location: StorageLocation,
+    /// `S3_ENDPOINT`: an S3-compatible server (SeaweedFS, MinIO, R2…); AWS itself when unset.
+    pub s3_endpoint: Option<Url>,
+    /// `S3_REGION`, default `us-east-1`.
+    pub s3_region: String,
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub s3_credentials: Option<(String, Secret)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageLocation {
+    /// A local folder (one node only).
+    Folder(PathBuf),
+    /// A bucket of an S3-compatible store, and a key prefix inside it (possibly empty).
+    S3 { bucket: String, prefix: String },
 }
 
 impl Config {
@@ -318,6 +345,11 @@ impl Config {
             return Err(ConfigError::new("TURN_TTL", "must be at least 60 s"));
         }
         let log_format = parse_log_format(get("LOG_FORMAT"))?;
+        let storage = StorageSettings::load(&get)?;
+        let upload_max_size =
+            parse_size("UPLOAD_MAX_SIZE", get("UPLOAD_MAX_SIZE"), 100 * 1024 * 1024)?;
+        let upload_ttl =
+            parse_duration("UPLOAD_TTL", get("UPLOAD_TTL"), Duration::from_secs(86400))?;
 
         Ok(Self {
             host,
@@ -356,6 +388,9 @@ impl Config {
             turn_urls,
             turn_secret,
             turn_ttl,
+            storage,
+            upload_max_size,
+            upload_ttl,
         })
     }
 
@@ -372,6 +407,92 @@ impl Config {
     /// Whether an `Origin` header value (or a `Referer` URL) names an allowed origin.
     pub fn is_allowed_origin(&self, origin_or_url: &str) -> bool {
         origin_of(origin_or_url).is_some_and(|o| self.cors_origins.contains(&o))
+    }
+}
+
+impl StorageSettings {
+    fn load(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let url = get("STORAGE_URL").unwrap_or_else(|| "file://data/uploads".to_owned());
+        let location = parse_storage_url(url.trim())?;
+        let s3_endpoint = parse_url("S3_ENDPOINT", get("S3_ENDPOINT"))?;
+        let s3_region = get("S3_REGION").unwrap_or_else(|| "us-east-1".to_owned());
+        let s3_credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => Some((id, Secret::new(secret))),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::new(
+                    "AWS_SECRET_ACCESS_KEY",
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together",
+                ));
+            }
+        };
+        Ok(Self {
+            location,
+            s3_endpoint,
+            s3_region,
+            s3_credentials,
+        })
+    }
+}
+
+/// `file://<folder>` (relative to the working folder unless it starts with `/`) or
+/// `s3://<bucket>[/<prefix>]`.
+fn parse_storage_url(url: &str) -> Result<StorageLocation, ConfigError> {
+    let bad = |why: &str| ConfigError::new("STORAGE_URL", format!("{url:?} {why}"));
+    if let Some(folder) = url.strip_prefix("file://") {
+        if folder.is_empty() {
+            return Err(bad("names no folder"));
+        }
+        return Ok(StorageLocation::Folder(PathBuf::from(folder)));
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(bad("has no valid bucket name (3-63 of a-z, 0-9, '-', '.')"));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|part| part == ".." || part == ".") {
+            return Err(bad("has '.' or '..' in its prefix"));
+        }
+        return Ok(StorageLocation::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        });
+    }
+    Err(bad(
+        "is neither file://<folder> nor s3://<bucket>[/<prefix>]",
+    ))
+}
+
+/// A size in bytes: a bare number, or one with a unit (`KB`, `MB`, `GB` in powers of 1000;
+/// `KiB`, `MiB`, `GiB` in powers of 1024).
+fn parse_size(var: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    let Some(v) = value else { return Ok(default) };
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let multiplier: Option<u64> = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => Some(1),
+        "kb" => Some(1_000),
+        "mb" => Some(1_000_000),
+        "gb" => Some(1_000_000_000),
+        "kib" => Some(1 << 10),
+        "mib" => Some(1 << 20),
+        "gib" => Some(1 << 30),
+        _ => None,
+    };
+    match (number.parse::<u64>().ok(), multiplier) {
+        (Some(n), Some(m)) if n > 0 => n
+            .checked_mul(m)
+            .ok_or_else(|| ConfigError::new(var, format!("{v:?} is too large"))),
+        _ => Err(ConfigError::new(
+            var,
+            format!("{v:?} is not a size such as 100MiB, 1GB or 52428800"),
+        )),
     }
 }
 
@@ -659,6 +780,46 @@ mod tests {
         assert_eq!(config.message_edit_window, Duration::from_secs(24 * 3600));
         assert!(config.is_allowed_origin("http://127.0.0.1:3000"));
         assert!(!config.is_allowed_origin("http://evil.example"));
+        assert_eq!(
+            config.storage.location,
+            StorageLocation::Folder(PathBuf::from("data/uploads"))
+        );
+        assert_eq!(config.upload_max_size, 100 * 1024 * 1024);
+        assert_eq!(config.upload_ttl, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn storage_urls_and_sizes_are_checked() {
+        let config = Config::from_map(&vars(&[
+            ("STORAGE_URL", "s3://chat-files/prod/uploads/"),
+            ("UPLOAD_MAX_SIZE", "1GiB"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.storage.location,
+            StorageLocation::S3 {
+                bucket: "chat-files".into(),
+                prefix: "prod/uploads".into()
+            }
+        );
+        assert_eq!(config.upload_max_size, 1 << 30);
+        for (var, bad) in [
+            ("STORAGE_URL", "ftp://files"),
+            ("STORAGE_URL", "s3://A"),
+            ("STORAGE_URL", "s3://bucket/../etc"),
+            ("STORAGE_URL", "file://"),
+            ("UPLOAD_MAX_SIZE", "lots"),
+            ("UPLOAD_MAX_SIZE", "0"),
+            ("UPLOAD_MAX_SIZE", "99999999999999999999GiB"),
+            ("AWS_ACCESS_KEY_ID", "only-the-id"),
+        ] {
+            let err = Config::from_map(&vars(&[(var, bad)])).unwrap_err();
+            assert!(err.to_string().contains(if var == "AWS_ACCESS_KEY_ID" {
+                "AWS_SECRET_ACCESS_KEY"
+            } else {
+                var
+            }));
+        }
     }
 
     #[test]

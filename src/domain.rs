@@ -149,18 +149,62 @@ impl ClientId {
 }
 
 /// A message to send: its content, the optional client id (each bad one named in one
-/// `validation_failed`) and the message it replies to.
+/// `validation_failed`), the message it replies to and the uploads it carries.
 pub struct Outgoing {
     pub content: Content,
     pub client_id: Option<ClientId>,
     pub reply_to: Option<Uuid>,
+    /// Completed uploads of the sender's (§12), in order; none for a plain message.
+    pub attachments: Vec<Uuid>,
+}
+
+/// The most attachments one message may carry.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+/// 400 `invalid_attachment`.
+pub fn invalid_attachment(why: &str) -> ApiError {
+    ApiError::bad_request(ErrorCode::InvalidAttachment, why)
+}
+
+/// `attachmentIds` of a send: 1 to 10 distinct upload ids (absent or empty: none).
+pub fn attachment_ids(raw: Option<&[String]>) -> ApiResult<Vec<Uuid>> {
+    let raw = raw.unwrap_or_default();
+    if raw.len() > MAX_ATTACHMENTS {
+        return Err(invalid_attachment(
+            "a message carries at most 10 attachments",
+        ));
+    }
+    let mut ids = Vec::with_capacity(raw.len());
+    for id in raw {
+        let id: Uuid = id
+            .parse()
+            .map_err(|_| invalid_attachment("`attachmentIds` must name uploads of yours"))?;
+        if ids.contains(&id) {
+            return Err(invalid_attachment("an upload can be attached once"));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 impl Outgoing {
-    /// A send that replies to nothing; see [`Outgoing::replying_to`].
-    pub fn parse(content: &str, client_id: Option<&str>) -> ApiResult<Self> {
+    /// A send that replies to nothing; see [`Outgoing::replying_to`]. With attachments the
+    /// content may be empty (or absent).
+    pub fn parse(
+        content: Option<&str>,
+        client_id: Option<&str>,
+        attachments: Vec<Uuid>,
+    ) -> ApiResult<Self> {
         let mut fields = BTreeMap::new();
-        let content = Content::parse(content)
+        let content = match content {
+            Some(text) if !attachments.is_empty() && text.trim().is_empty() => {
+                Ok(Content(String::new()))
+            }
+            None if !attachments.is_empty() => Ok(Content(String::new())),
+            Some(text) => Content::parse(text),
+            None => Err("is required"),
+        };
+        let content = content
             .map_err(|m| fields.insert("content".to_owned(), m.to_owned()))
             .ok();
         let client_id = ClientId::parse(client_id)
@@ -171,6 +215,7 @@ impl Outgoing {
                 content,
                 client_id,
                 reply_to: None,
+                attachments,
             }),
             _ => Err(ApiError::validation(fields)),
         }
@@ -480,9 +525,41 @@ mod tests {
         assert_eq!(ClientId::parse(Some("")).unwrap(), None);
         assert!(ClientId::parse(Some(&"x".repeat(MAX_CLIENT_ID_CHARS))).is_ok());
         assert!(ClientId::parse(Some(&"x".repeat(MAX_CLIENT_ID_CHARS + 1))).is_err());
-        let both = Outgoing::parse("", Some(&"x".repeat(200))).err().unwrap();
+        let both = Outgoing::parse(Some(""), Some(&"x".repeat(200)), Vec::new())
+            .err()
+            .unwrap();
         let fields = both.fields.unwrap();
         assert!(fields.contains_key("content") && fields.contains_key("clientId"));
+    }
+
+    #[test]
+    fn attachments_allow_an_empty_content_and_are_bounded() {
+        let id = Uuid::now_v7();
+        assert_eq!(
+            Outgoing::parse(None, None, vec![id])
+                .unwrap()
+                .content
+                .as_str(),
+            ""
+        );
+        assert_eq!(
+            Outgoing::parse(Some("  "), None, vec![id])
+                .unwrap()
+                .content
+                .as_str(),
+            ""
+        );
+        assert!(Outgoing::parse(None, None, Vec::new()).is_err());
+        let eleven: Vec<String> = (0..11).map(|_| Uuid::now_v7().to_string()).collect();
+        for bad in [
+            eleven,
+            vec!["not-an-id".to_owned()],
+            vec![id.to_string(), id.to_string()],
+        ] {
+            let err = attachment_ids(Some(&bad)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidAttachment);
+        }
+        assert_eq!(attachment_ids(Some(&[])).unwrap(), Vec::<Uuid>::new());
     }
 
     #[test]

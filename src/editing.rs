@@ -98,6 +98,9 @@ pub async fn delete(state: &AppState, me: &User, message_id: Uuid) -> ApiResult<
         "deletedAt": deleted.deleted_at,
     });
     tell_members(state, &deleted, "messageDeleted", &payload).await;
+    if !message.attachments.is_empty() {
+        crate::attachments::message_deleted(state, deleted.id).await;
+    }
     tracing::info!(category = "message", message_id = %deleted.id, by = %me.id, "📨 message deleted");
     Ok(())
 }

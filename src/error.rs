@@ -84,6 +84,14 @@ error_codes! {
     InvalidEmoji = "invalid_emoji",
     TooManyReactions = "too_many_reactions",
     InvalidReply = "invalid_reply",
+    // Attachments.
+    UploadNotFound = "upload_not_found",
+    AttachmentNotFound = "attachment_not_found",
+    InvalidAttachment = "invalid_attachment",
+    /// A tus PATCH at an offset the upload is not at.
+    OffsetMismatch = "offset_mismatch",
+    /// A tus request without `Tus-Resumable: 1.0.0`.
+    UnsupportedTusVersion = "unsupported_tus_version",
     // Web Push.
     TooManySubscriptions = "too_many_subscriptions",
     // Calls.

@@ -9,6 +9,7 @@
 //! sockets. The README's "How the code is laid out" draws the whole map.
 
 pub mod app;
+pub mod attachments;
 pub mod auth;
 pub mod calls;
 pub mod cli;

@@ -9,10 +9,14 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{ChangeCursor, ClientId, Outgoing, PageLimit, invalid_reply};
+use crate::domain::{
+    ChangeCursor, ClientId, Outgoing, PageLimit, invalid_attachment, invalid_reply,
+};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
-use crate::store::{DIRECT, Message, MessageKind, Notification, OutgoingMessage, User};
+use crate::store::{
+    DIRECT, Message, MessageKind, Notification, OutgoingMessage, User, WithAttachments,
+};
 use crate::timestamp::Timestamp;
 
 /// How long a recipient's socket has to acknowledge `newMessage` for it to count as delivered.
@@ -100,7 +104,7 @@ pub async fn send(
     // message costs one write (batched with others on SQLite) and no read.
     let mut attempts = 0;
     let message = loop {
-        if let Some(message) = state.store.insert_message(&out).await? {
+        if let Some(message) = insert(state, &out, &outgoing.attachments).await? {
             break message;
         }
         if let Some(sent) = not_stored(state, sender, place, client_id).await? {
@@ -124,6 +128,40 @@ pub async fn send(
         delivered,
         realtime,
     })
+}
+
+/// Stores a message, with its attachments claimed in the same transaction when it has any.
+async fn insert(
+    state: &AppState,
+    out: &OutgoingMessage<'_>,
+    attachments: &[Uuid],
+) -> ApiResult<Option<Message>> {
+    if attachments.is_empty() {
+        return Ok(state.store.insert_message(out).await?);
+    }
+    match state
+        .store
+        .insert_with_attachments(out, attachments)
+        .await?
+    {
+        WithAttachments::Stored(message) => Ok(Some(message)),
+        WithAttachments::NotStored => Ok(None),
+        // A retry of a send that was stored finds its uploads attached already: the caller
+        // answers the stored message.
+        WithAttachments::InvalidAttachments
+            if out.client_id.is_some()
+                && state
+                    .store
+                    .find_message_by_client_id(out.from, out.client_id.unwrap_or_default())
+                    .await?
+                    .is_some() =>
+        {
+            Ok(None)
+        }
+        WithAttachments::InvalidAttachments => Err(invalid_attachment(
+            "each attachment must be a completed upload of yours for this conversation, not attached before",
+        )),
+    }
 }
 
 /// Spends one of the user's message budget (sends, edits, reactions: 20 a second); 429

@@ -37,6 +37,8 @@ pub struct AppState {
     /// The sockets, as REST handlers reach them.
     pub realtime: Realtime,
     pub metrics: Arc<Metrics>,
+    /// Where attachments live (SPEC §12).
+    pub storage: crate::attachments::Storage,
     /// The VAPID key and the client that sends Web Push.
     pub push: Arc<Push>,
     /// This node's unique id, as the self-test reports it.

@@ -21,7 +21,7 @@ use crate::auth::AuthUser;
 use crate::conversations::{
     self, Changes, Conversation, ConversationPage, ReadBy, ReadState, Role,
 };
-use crate::domain::{GroupTitle, mention_ids};
+use crate::domain::{GroupTitle, attachment_ids, mention_ids};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::messaging::{self, Destination, Page, Sent};
 use crate::state::AppState;
@@ -272,6 +272,9 @@ struct SendBody {
     reply_to_id: Option<String>,
     /// Members to mention.
     mentions: Option<Vec<String>>,
+    /// 1–10 completed uploads of the sender's for this conversation (§12); `content` may then
+    /// be empty.
+    attachment_ids: Option<Vec<String>>,
 }
 
 /// Stores a message in the conversation, then pushes `newMessage` to the other members and
@@ -281,7 +284,7 @@ struct SendBody {
     responses(
         (status = 201, body = Sent),
         (status = 200, description = "this clientId was sent before: the same message", body = Sent),
-        (status = 400, description = "validation_failed, invalid_mention or invalid_reply", body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, description = "validation_failed, invalid_mention, invalid_reply or invalid_attachment", body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "recipient_disabled", body = ErrorBody),
         (status = 404, description = "conversation_not_found", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody)))]
@@ -293,6 +296,7 @@ async fn send(
 ) -> ApiResult<(StatusCode, Json<Sent>)> {
     let fields = SendFields {
         mentions: mention_ids(body.mentions.as_deref())?,
+        attachments: attachment_ids(body.attachment_ids.as_deref())?,
         content: body.content,
         client_id: body.client_id,
         reply_to_id: body.reply_to_id,

@@ -17,7 +17,7 @@ use super::json::Json as JsonBody;
 use super::path::{MessagePath, ReactionPath, UserPath};
 use super::query::{optional_id, page_limit};
 use crate::auth::AuthUser;
-use crate::domain::{ChangeCursor, Content, Outgoing};
+use crate::domain::{ChangeCursor, Content, Outgoing, attachment_ids};
 use crate::editing::{self, Reactions};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::messaging::{self, Destination, Page, Sent, SyncPage};
@@ -46,6 +46,9 @@ struct SendBody {
     client_id: Option<String>,
     /// A message of the same conversation this one replies to.
     reply_to_id: Option<String>,
+    /// 1–10 completed uploads of the sender's for this conversation (§12); `content` may then
+    /// be empty.
+    attachment_ids: Option<Vec<String>>,
 }
 
 /// Stores a message, then pushes `newMessage` to the recipient and `messageSent` to the sender.
@@ -70,6 +73,7 @@ async fn send(
         client_id: body.client_id,
         reply_to_id: body.reply_to_id,
         mentions: Vec::new(),
+        attachments: attachment_ids(body.attachment_ids.as_deref())?,
     };
     send_answer(&state, &caller, to, fields).await
 }
@@ -80,6 +84,7 @@ pub(super) struct SendFields {
     pub client_id: Option<String>,
     pub reply_to_id: Option<String>,
     pub mentions: Vec<Uuid>,
+    pub attachments: Vec<Uuid>,
 }
 
 /// A send over REST, by user id or conversation id: 201 with the message, or 200 with the one
@@ -90,11 +95,12 @@ pub(super) async fn send_answer(
     to: Destination,
     fields: SendFields,
 ) -> ApiResult<(StatusCode, Json<Sent>)> {
-    let content = fields
-        .content
-        .ok_or_else(|| ApiError::invalid_field("content", "is required"))?;
-    let outgoing = Outgoing::parse(&content, fields.client_id.as_deref())?
-        .replying_to(fields.reply_to_id.as_deref())?;
+    let outgoing = Outgoing::parse(
+        fields.content.as_deref(),
+        fields.client_id.as_deref(),
+        fields.attachments,
+    )?
+    .replying_to(fields.reply_to_id.as_deref())?;
     let sent = messaging::send(state, &caller.user, to, outgoing, &fields.mentions).await?;
     let status = if sent.created {
         StatusCode::CREATED

@@ -1,6 +1,7 @@
 //! The REST API: one module per area, each with its `router()`, assembled here with the layers
 //! every route shares (body limit, CORS, tracing, panic safety) and JSON 404/405 answers.
 
+pub mod attachments;
 pub mod auth;
 pub mod calls;
 pub mod conversations;
@@ -13,6 +14,7 @@ pub mod path;
 pub mod push;
 pub mod query;
 pub mod sessions;
+pub mod uploads;
 pub mod users;
 
 use std::time::Duration;
@@ -83,6 +85,7 @@ pub fn router(state: AppState) -> Router {
 /// The REST routes registered together with their OpenAPI description.
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(attachments::router())
         .merge(auth::router())
         .merge(calls::router())
         .merge(conversations::router())
@@ -91,6 +94,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(oauth::router())
         .merge(push::router())
         .merge(sessions::router())
+        .merge(uploads::router())
         .merge(users::router())
         .merge(crate::ops::health::router())
         .merge(crate::ops::selftest::router())
@@ -109,12 +113,36 @@ pub fn cors(config: &Config) -> CorsLayer {
         .allow_credentials(true)
         .allow_methods([
             Method::GET,
+            Method::HEAD,
             Method::POST,
             Method::PUT,
             Method::PATCH,
             Method::DELETE,
         ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::RANGE,
+            header::IF_NONE_MATCH,
+            uploads::TUS_RESUMABLE,
+            uploads::UPLOAD_LENGTH,
+            uploads::UPLOAD_OFFSET,
+            uploads::UPLOAD_METADATA,
+        ])
+        // What a browser's tus client and downloads must be able to read.
+        .expose_headers([
+            header::LOCATION,
+            header::CONTENT_RANGE,
+            header::CONTENT_DISPOSITION,
+            header::ETAG,
+            uploads::TUS_RESUMABLE,
+            uploads::TUS_VERSION_HEADER,
+            uploads::TUS_EXTENSION,
+            uploads::TUS_MAX_SIZE,
+            uploads::UPLOAD_LENGTH,
+            uploads::UPLOAD_OFFSET,
+            uploads::UPLOAD_EXPIRES,
+        ])
         .max_age(Duration::from_secs(600))
 }
 

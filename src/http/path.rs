@@ -70,3 +70,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ReactionPath {
         Ok(Self { message_id, emoji })
     }
 }
+
+id_in_path! {
+    /// `{id}` of an upload: 404 `upload_not_found`.
+    UploadPath => crate::attachments::upload_not_found()
+}
+
+id_in_path! {
+    /// `{id}` of an attachment: 404 `attachment_not_found`.
+    AttachmentPath => crate::attachments::attachment_not_found()
+}

@@ -19,7 +19,9 @@ use super::carries;
 use super::connection::{Identity, connection};
 use crate::calls;
 use crate::conversations;
-use crate::domain::{self, ChangeCursor, Content, Emoji, Outgoing, PageLimit, mention_ids};
+use crate::domain::{
+    self, ChangeCursor, Content, Emoji, Outgoing, PageLimit, attachment_ids, mention_ids,
+};
 use crate::editing;
 use crate::error::{ApiError, ErrorCode};
 use crate::messaging::{self, Destination, Place};
@@ -126,10 +128,11 @@ fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
 struct SendMessage {
     to: Option<String>,
     conversation_id: Option<String>,
-    content: String,
+    content: Option<String>,
     client_id: Option<String>,
     reply_to_id: Option<String>,
     mentions: Option<Vec<String>>,
+    attachment_ids: Option<Vec<String>>,
 }
 
 /// The conversation an event names by `to`/`userId` (a user: their direct conversation) or by
@@ -181,8 +184,12 @@ async fn on_send_message<A: Adapter>(
             input.conversation_id.as_deref(),
         )
         .await?;
-        let outgoing = Outgoing::parse(&input.content, input.client_id.as_deref())?
-            .replying_to(input.reply_to_id.as_deref())?;
+        let outgoing = Outgoing::parse(
+            input.content.as_deref(),
+            input.client_id.as_deref(),
+            attachment_ids(input.attachment_ids.as_deref())?,
+        )?
+        .replying_to(input.reply_to_id.as_deref())?;
         let mentions = mention_ids(input.mentions.as_deref())?;
         let sent = messaging::send(&state, &me.user, to, outgoing, &mentions).await?;
         Ok(json!({"message": sent.message, "delivered": sent.delivered}))

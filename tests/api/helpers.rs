@@ -189,6 +189,8 @@ pub struct TestApp {
     users_created: AtomicUsize,
     /// Declared last so it is dropped after the server has been told to stop.
     pub database: TestDatabase,
+    /// The folder attachments are stored in (`STORAGE_URL`, unless a test chose another).
+    pub storage: tempfile::TempDir,
 }
 
 /// Starts a server with the default test settings on a fresh database.
@@ -204,11 +206,17 @@ pub async fn spawn_app_with(db: Db, extra_vars: &[(&str, &str)]) -> TestApp {
     let database = TestDatabase::create(db).await;
     let jwt_secret =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    // Attachments go to a folder of the test's own (never the working folder's data/).
+    let storage = tempfile::tempdir().expect("a temporary folder for attachments");
     let mut vars: HashMap<&str, String> = HashMap::from([
         ("HOST", "127.0.0.1".to_owned()),
         ("PORT", "0".to_owned()),
         ("DATABASE_URL", database.url.clone()),
         ("JWT_SECRET", jwt_secret),
+        (
+            "STORAGE_URL",
+            format!("file://{}", storage.path().display()),
+        ),
     ]);
     for (name, value) in extra_vars {
         vars.insert(name, (*value).to_owned());
@@ -236,6 +244,7 @@ pub async fn spawn_app_with(db: Db, extra_vars: &[(&str, &str)]) -> TestApp {
         server: Some(server),
         users_created: AtomicUsize::new(0),
         database,
+        storage,
     }
 }
 
