@@ -318,9 +318,10 @@ pub async fn delete(state: &AppState, id: Uuid) -> ApiResult<()> {
         keep_an_admin(state, id).await?;
     }
     accounts::end_all_sessions(state, id, "account_deleted").await?;
-    // Their files go with them (the sweep removes them once the account is gone).
+    // Their files go with them.
     state.store.drop_user_attachments(id).await?;
     state.store.delete_user(id).await?;
+    crate::attachments::user_deleted(state, id).await;
     tracing::info!(category = "ok", user_id = %id, "✅ account deleted");
     Ok(())
 }

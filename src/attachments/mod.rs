@@ -430,16 +430,27 @@ async fn remove(state: &AppState, upload: &Upload) -> ApiResult<()> {
 
 /// A deleted message's files go now (the sweep catches what this misses).
 pub async fn message_deleted(state: &AppState, message_id: Uuid) {
-    let uploads = match state.store.uploads_of_message(message_id).await {
+    let uploads = state.store.uploads_of_message(message_id).await;
+    remove_all(state, uploads).await;
+}
+
+/// A deleted user's files go now (the sweep catches what this misses).
+pub async fn user_deleted(state: &AppState, user: Uuid) {
+    let uploads = state.store.uploads_of_user(user).await;
+    remove_all(state, uploads).await;
+}
+
+async fn remove_all(state: &AppState, uploads: Result<Vec<Upload>, crate::store::StoreError>) {
+    let uploads = match uploads {
         Ok(uploads) => uploads,
         Err(e) => {
-            tracing::warn!(category = "warn", error = %e, "⚠️ could not list a deleted message's files; the sweep will remove them");
+            tracing::warn!(category = "warn", error = %e, "⚠️ could not list files to remove; the sweep will remove them");
             return;
         }
     };
     for upload in uploads {
         if let Err(e) = remove(state, &upload).await {
-            tracing::warn!(category = "warn", error = %e.message, "⚠️ could not remove a deleted message's file; the sweep will");
+            tracing::warn!(category = "warn", error = %e.message, "⚠️ could not remove a file; the sweep will");
         }
     }
 }

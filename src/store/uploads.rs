@@ -281,6 +281,21 @@ impl Store {
         Ok(rows)
     }
 
+    /// The uploads of a user, attached or not.
+    #[tracing::instrument(skip_all)]
+    pub async fn uploads_of_user(&self, user: Uuid) -> Result<Vec<Upload>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            upload_columns!(),
+            " FROM uploads WHERE user_id = $1"
+        );
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, Upload>(SQL)
+            .bind(user)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
     /// Stores a message with the completed uploads `attachment_ids` of its sender for its
     /// conversation, none attached before: the uploads are claimed and the message inserted in
     /// one transaction, so an upload is on one message at most and a message has all of its

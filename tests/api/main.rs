@@ -15,4 +15,5 @@ mod push;
 mod refresh;
 mod register;
 mod sessions;
+mod uploads;
 mod users;
