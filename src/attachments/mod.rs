@@ -306,12 +306,14 @@ async fn receive(
 async fn complete(state: &AppState, upload: &Upload) -> ApiResult<Upload> {
     let parts = upload.parts();
     let file = storage::file_key(upload.id);
-    if !parts.is_empty() || upload.size() == 0 {
-        state
-            .storage
-            .join(&parts, &file)
-            .await
-            .map_err(storage_error)?;
+    if (!parts.is_empty() || upload.size() == 0)
+        && let Err(e) = state.storage.join(&parts, &file).await
+    {
+        // Another request (a HEAD after a crash, a retried PATCH) may have completed it.
+        return match state.store.find_upload(upload.id).await? {
+            Some(done) if done.completed_at.is_some() => Ok(done),
+            _ => Err(storage_error(e)),
+        };
     }
     let head = state
         .storage

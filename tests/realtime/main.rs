@@ -12,6 +12,7 @@ mod client;
 mod support;
 
 mod admin;
+mod attachments;
 mod authentication;
 mod calls;
 mod cluster;
