@@ -144,7 +144,7 @@ async fn insert(
         .insert_with_attachments(out, attachments)
         .await?
     {
-        WithAttachments::Stored(message) => Ok(Some(message)),
+        WithAttachments::Stored(message) => Ok(Some(*message)),
         WithAttachments::NotStored => Ok(None),
         // A retry of a send that was stored finds its uploads attached already: the caller
         // answers the stored message.

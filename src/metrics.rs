@@ -60,6 +60,9 @@ pub struct Metrics {
     online_users: Gauge,
     pushes: Family<OutcomeLabels, Counter>,
     push_outbox: Gauge,
+    upload_bytes: Counter,
+    uploads_completed: Counter,
+    uploads_removed: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -80,6 +83,24 @@ impl Default for Metrics {
         let online_users = Gauge::default();
         let pushes = Family::<OutcomeLabels, Counter>::default();
         let push_outbox = Gauge::default();
+        let upload_bytes = Counter::default();
+        let uploads_completed = Counter::default();
+        let uploads_removed = Counter::default();
+        registry.register(
+            "upload_bytes",
+            "Bytes of uploads received and kept by this node",
+            upload_bytes.clone(),
+        );
+        registry.register(
+            "uploads_completed",
+            "Uploads completed (joined, sniffed, measured) by this node",
+            uploads_completed.clone(),
+        );
+        registry.register(
+            "uploads_removed",
+            "Uploads whose files this node removed (abandoned, expired, deleted)",
+            uploads_removed.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -142,6 +163,9 @@ impl Default for Metrics {
             online_users,
             pushes,
             push_outbox,
+            upload_bytes,
+            uploads_completed,
+            uploads_removed,
         }
     }
 }
@@ -170,6 +194,19 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// A PATCH's part was kept: `bytes` more of an upload.
+    pub fn upload_received(&self, bytes: u64) {
+        self.upload_bytes.inc_by(bytes);
+    }
+
+    pub fn upload_completed(&self) {
+        self.uploads_completed.inc();
+    }
+
+    pub fn upload_removed(&self) {
+        self.uploads_removed.inc();
     }
 
     pub fn message_stored(&self) {

@@ -11,6 +11,8 @@
 pub mod media;
 pub mod storage;
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -236,7 +238,6 @@ async fn receive(
     let key = storage::part_key(upload.id, from);
     let mut writer = state.storage.writer(&key).await.map_err(storage_error)?;
     let mut stream = body.into_data_stream();
-    let mut last_told = Instant::now();
     let mut too_long = false;
     while let Some(chunk) = stream.next().await {
         // A body that breaks off (the client went away) ends the part where it broke.
@@ -249,21 +250,7 @@ async fn receive(
             writer.abort().await;
             return Err(storage_error(e));
         }
-        if last_told.elapsed() >= PROGRESS_EVERY {
-            last_told = Instant::now();
-            let now = Timestamp::now();
-            let not_since =
-                Timestamp::from_millis(now.as_millis() - PROGRESS_EVERY.as_millis() as i64);
-            if state
-                .store
-                .take_progress_slot(upload.id, now, not_since)
-                .await?
-            {
-                audience
-                    .tell(&state, &upload, from + writer.written())
-                    .await;
-            }
-        }
+        progress(&state, &audience, &upload, from + writer.written()).await;
     }
     let size = writer.written();
     if too_long {
@@ -288,8 +275,12 @@ async fn receive(
             "the upload moved on while this request was sending; HEAD it for its offset",
         ));
     }
+    state.metrics.upload_received(size);
     let offset = from + size;
-    if offset == upload.size() {
+    if offset < upload.size() {
+        progress(&state, &audience, &upload, offset).await;
+    } else {
+        forget_progress(upload.id);
         let upload = state
             .store
             .find_upload(upload.id)
@@ -299,6 +290,53 @@ async fn receive(
         audience.tell(&state, &upload, offset).await;
     }
     Ok(offset)
+}
+
+/// When this node last tried to tell each unfinished upload's progress. It tries at most once a
+/// second per upload (at any chunk of any PATCH, and at the end of each PATCH), and the
+/// database's slot makes it once a second across nodes.
+static PROGRESS_TRIES: LazyLock<Mutex<HashMap<Uuid, Instant>>> = LazyLock::new(Mutex::default);
+/// Entries older than this are dropped when the map grows past [`PROGRESS_TRIES_MAX`].
+const PROGRESS_TRIES_KEPT: Duration = Duration::from_secs(60);
+const PROGRESS_TRIES_MAX: usize = 10_000;
+
+/// Tells how far an upload is, unless its progress was told less than a second ago.
+async fn progress(state: &AppState, audience: &Audience, upload: &Upload, offset: u64) {
+    let now = Instant::now();
+    {
+        let mut tries = PROGRESS_TRIES.lock().unwrap_or_else(|e| e.into_inner());
+        if tries
+            .get(&upload.id)
+            .is_some_and(|tried| now.duration_since(*tried) < PROGRESS_EVERY)
+        {
+            return;
+        }
+        if tries.len() >= PROGRESS_TRIES_MAX {
+            tries.retain(|_, tried| now.duration_since(*tried) < PROGRESS_TRIES_KEPT);
+        }
+        tries.insert(upload.id, now);
+    }
+    let at = Timestamp::now();
+    let not_since = Timestamp::from_millis(at.as_millis() - PROGRESS_EVERY.as_millis() as i64);
+    // A progress that cannot be told is skipped, never a reason to drop the bytes.
+    match state
+        .store
+        .take_progress_slot(upload.id, at, not_since)
+        .await
+    {
+        Ok(true) => audience.tell(state, upload, offset).await,
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(category = "warn", error = %e, "⚠️ could not take an upload's progress slot");
+        }
+    }
+}
+
+fn forget_progress(id: Uuid) {
+    PROGRESS_TRIES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
 }
 
 /// Joins a fully received upload's parts into its file, finds out what the bytes are (and an
@@ -343,7 +381,9 @@ async fn complete(state: &AppState, upload: &Upload) -> ApiResult<Upload> {
         height: inspected.as_ref().map(|i| i.height),
         thumbnail_type,
     };
-    state.store.complete_upload(upload.id, &measured).await?;
+    if state.store.complete_upload(upload.id, &measured).await? {
+        state.metrics.upload_completed();
+    }
     if !parts.is_empty() {
         let keys: Vec<String> = parts.into_iter().map(|p| p.key).collect();
         if let Err(e) = state.storage.remove(&keys).await {
@@ -427,6 +467,7 @@ async fn remove(state: &AppState, upload: &Upload) -> ApiResult<()> {
         .await
         .map_err(storage_error)?;
     state.store.delete_upload(upload.id).await?;
+    state.metrics.upload_removed();
     Ok(())
 }
 

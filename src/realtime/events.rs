@@ -184,6 +184,12 @@ async fn on_send_message<A: Adapter>(
             input.conversation_id.as_deref(),
         )
         .await?;
+        if input.content.is_none() && input.attachment_ids.as_ref().is_none_or(Vec::is_empty) {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidPayload,
+                "`content` is required (it may be empty only with `attachmentIds`)",
+            ));
+        }
         let outgoing = Outgoing::parse(
             input.content.as_deref(),
             input.client_id.as_deref(),

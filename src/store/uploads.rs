@@ -119,7 +119,7 @@ pub struct Measured<'a> {
 
 /// The outcome of a send with attachments.
 pub enum WithAttachments {
-    Stored(Message),
+    Stored(Box<Message>),
     /// Not stored, as [`Store::insert_message`]'s `None`: a clientId used before, a sender who is
     /// not a member, or a direct recipient gone.
     NotStored,
@@ -356,7 +356,7 @@ impl Store {
             match row {
                 Some(row) => {
                     tx.commit().await?;
-                    WithAttachments::Stored(Message::from(row))
+                    WithAttachments::Stored(Box::new(Message::from(row)))
                 }
                 None => WithAttachments::NotStored,
             }

@@ -460,7 +460,8 @@ async fn every_documented_operation_documents_a_client_error(db: Db) {
     let doc = openapi(&app).await;
     let mut silent = Vec::new();
     for (method, path, operation) in operations(&doc) {
-        if NO_CLIENT_ERRORS.contains(&path.as_str()) {
+        // tus's OPTIONS tells what the server supports, to anyone: it has no client error.
+        if NO_CLIENT_ERRORS.contains(&path.as_str()) || method == "options" {
             continue;
         }
         let responses = operation["responses"]

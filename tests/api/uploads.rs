@@ -1057,3 +1057,136 @@ async fn a_deleted_users_files_are_removed(db: Db) {
     assert_eq!(kept["attachments"], json!([]));
     app.stop().await;
 }
+
+/// `STORAGE_URL` and the S3 settings of a fresh prefix in the test S3 server's bucket (SeaweedFS,
+/// which the test command starts: `source scripts/test-env.sh && ensure_seaweedfs`).
+fn s3_settings() -> Vec<(&'static str, String)> {
+    let var =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let bucket = var("TEST_S3_BUCKET", "craftcode-test");
+    vec![
+        (
+            "STORAGE_URL",
+            format!("s3://{bucket}/test-{}", Uuid::now_v7().simple()),
+        ),
+        (
+            "S3_ENDPOINT",
+            var("TEST_S3_ENDPOINT", "http://127.0.0.1:8333"),
+        ),
+        ("S3_REGION", var("TEST_S3_REGION", "us-east-1")),
+        (
+            "AWS_ACCESS_KEY_ID",
+            var("TEST_S3_ACCESS_KEY", "craftcode-test"),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            var(
+                "TEST_S3_SECRET_KEY",
+                "9eb57d6ada2e4f84e429999f86b15d607ae56e6d",
+            ),
+        ),
+    ]
+}
+
+async fn spawn_on_s3(db: Db) -> TestApp {
+    let settings = s3_settings();
+    let endpoint = &settings[1].1;
+    let reachable = reqwest::Client::new()
+        .get(endpoint.as_str())
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        reachable.is_ok(),
+        "no S3 server answers at {endpoint}: run the test command, or `source scripts/test-env.sh && ensure_seaweedfs`"
+    );
+    let vars: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    spawn_app_with(db, &vars).await
+}
+
+db_test!(on_s3_parts_on_both_sides_of_the_5_mib_minimum_make_one_file);
+async fn on_s3_parts_on_both_sides_of_the_5_mib_minimum_make_one_file(db: Db) {
+    let app = spawn_on_s3(db).await;
+    let (ada, bob, conversation) = pair(&app).await;
+    // 12 MiB in a 5 MiB and a 7 MiB PATCH: each a multipart object of its own, joined at the end.
+    let big: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let big_id = upload(
+        &app,
+        &ada,
+        conversation,
+        "big.bin",
+        "application/octet-stream",
+        &big,
+        5 * 1024 * 1024,
+    )
+    .await;
+    // A small file in one PATCH: its one part is renamed (copied) into place.
+    let image = png(640, 480);
+    let image_id = upload(
+        &app,
+        &ada,
+        conversation,
+        "pic.png",
+        "image/png",
+        &image,
+        image.len(),
+    )
+    .await;
+    let sent = expect_json(
+        send_with(
+            &app,
+            &ada,
+            &bob,
+            json!({"attachmentIds": [big_id, image_id]}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let attachments = &sent["message"]["attachments"];
+    assert_eq!(attachments[0]["size"], big.len());
+    assert_eq!(attachments[1]["width"], 640);
+
+    let whole = download(&app, &bob, &format!("/api/attachments/{big_id}")).await;
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert!(
+        whole.bytes().await.unwrap().as_ref() == &big[..],
+        "the joined file is the bytes sent"
+    );
+    let range = app
+        .client
+        .get(app.url(&format!("/api/attachments/{big_id}")))
+        .bearer_auth(&bob.token)
+        .header("Range", "bytes=5242870-5242889")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(range.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        range.bytes().await.unwrap().as_ref(),
+        &big[5_242_870..5_242_890]
+    );
+    let thumbnail = download(&app, &bob, attachments[1]["thumbnailUrl"].as_str().unwrap()).await;
+    assert_eq!(thumbnail.status(), StatusCode::OK);
+
+    let storage = &app.state.storage;
+    let file = craftcode::attachments::storage::file_key(big_id);
+    assert_eq!(storage.size(&file).await.unwrap(), big.len() as u64);
+    let message = sent["message"]["id"].as_str().unwrap();
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/api/messages/{message}")))
+        .bearer_auth(&ada.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    for key in [
+        file,
+        craftcode::attachments::storage::file_key(image_id),
+        craftcode::attachments::storage::thumbnail_key(image_id),
+    ] {
+        assert!(storage.size(&key).await.is_err(), "{key} is still stored");
+    }
+    app.stop().await;
+}

@@ -70,8 +70,8 @@ fn slow_patch(
     )
 }
 
-/// Sends three pieces: the second more than a second after the first (a progress is due), the
-/// third at once after it (none is), then ends the body (the final one).
+/// Sends three pieces: the second more than a second after the first (a progress is due again),
+/// the third at once after it (none is), then ends the body (the final one).
 async fn upload_slowly(app: &TestApp, user: &TestUser, path: &str) {
     let (feed, patch) = slow_patch(app, user, path);
     feed.send(vec![1; PIECE]).await.unwrap();
@@ -94,10 +94,11 @@ fn check_progress(events: &[Value], upload_id: &str, conversation: &str, from: &
         events.len() >= 2,
         "a progress while it ran and one at the end: {events:?}"
     );
-    // The second piece came after a second; the third at once: one progress before the end
-    // (two only if the machine stalled for a second between the two sends).
+    // Told at the first bytes, when the second piece came more than a second later, and at the
+    // end; the third piece came at once after the second, so nothing for it (a fourth only if
+    // the machine stalled for a second between the two sends).
     assert!(
-        events.len() <= 3,
+        events.len() <= 4,
         "at most one progress a second: {events:?}"
     );
     let mut last = 0;
@@ -112,10 +113,7 @@ fn check_progress(events: &[Value], upload_id: &str, conversation: &str, from: &
         last = offset;
     }
     let first = events[0]["offset"].as_u64().unwrap();
-    assert!(
-        first > PIECE as u64 && first < size,
-        "told mid-way: {events:?}"
-    );
+    assert!(first < size, "told while it ran: {events:?}");
     assert_eq!(last, size, "the last one tells the end");
 }
 
