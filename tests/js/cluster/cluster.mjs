@@ -128,8 +128,18 @@ ${proxy(sticky, "sticky")}
     });
     this.errors = [];
     this.child.stderr.on("data", (c) => this.errors.push(c.toString()));
-    this.exited = new Promise((resolve) => this.child.once("exit", resolve));
+    // A missing nginx is an `error` with no `exit`: fail at once rather than wait for it.
+    let failed = null;
+    this.exited = new Promise((resolve) => {
+      this.child.once("exit", resolve);
+      this.child.once("error", (err) => {
+        failed = err;
+        this.child = null;
+        resolve();
+      });
+    });
     await eventually("nginx forwards to a node", async () => {
+      if (failed) throw new Error(`cannot run nginx: ${failed.message}`);
       try {
         return (await fetch(`${this.roundRobinUrl}/healthz`)).status === 200;
       } catch {
