@@ -12,9 +12,11 @@
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 
 import { Call, type CallTransport } from "./calls.js";
+import { resolveAttachmentUrl, tusUpload, type UploadedFile, type UploadOptions, type UploadSource } from "./uploads.js";
 
 import type {
   Ack,
+  Attachment,
   AuthErrorPayload,
   AuthenticatedPayload,
   ClientToServerEvents,
@@ -45,6 +47,7 @@ import type {
   User,
   UserStatusChangedPayload,
   UserTypingPayload,
+  UploadProgressPayload,
   WatchPresenceAck,
 } from "./types.js";
 
@@ -120,6 +123,14 @@ export interface RealtimeEvents {
   synced: (info: { messages: number; changed: number; pages: number }) => void;
   /** A send attempt got no answer (the connection dropped or timed out); it will be retried. */
   sendRetry: (info: { to: Id; clientId: string; attempt: number; reason: string }) => void;
+  /**
+   * An upload to one of this user's conversations moved on (SPEC §12): others' uploads, and this
+   * user's own (from this device too), at most once a second each while bytes arrive, and a last
+   * time with `offset === size`. `client.uploads` keeps those of others and other devices.
+   */
+  uploadProgress: (progress: UploadProgressPayload) => void;
+  /** The live map of uploads under way that this client is not making itself (`client.uploads`), after every change. */
+  uploads: (uploads: ReadonlyMap<Id, UploadProgressPayload>) => void;
   /** Someone calls this user: `call.accept()` or `call.decline()`; every device rings. */
   incomingCall: (call: Call) => void;
   /** Something went wrong that the client handles by itself (a failed sync, a listener threw). */
@@ -157,6 +168,11 @@ export interface ConnectOptions {
   typingRefreshMs?: number;
   /** After this long without a `typing()` call, `typing: false` is sent. Default 4 s. */
   typingIdleMs?: number;
+  /**
+   * An upload in `client.uploads` that has not been heard of for this long is taken as given up
+   * (its uploader went away) and leaves the map. Default 60 s.
+   */
+  uploadStaleMs?: number;
   /** socket.io-client's reconnection delays. Defaults 500 ms and 5 s. */
   reconnectionDelay?: number;
   reconnectionDelayMax?: number;
@@ -218,6 +234,11 @@ export interface SendOptions {
   mentions?: Id[];
   /** A message of the same conversation this one answers. */
   replyToId?: Id;
+  /**
+   * Finished uploads of this user to this conversation (`upload()`'s ids), 1–10, each attached
+   * once; `content` may then be `""`.
+   */
+  attachmentIds?: Id[];
 }
 
 /** The bytes of a base64url text (a VAPID key). */
@@ -247,7 +268,7 @@ export class RealtimeClient {
   #options: Required<
     Pick<
       ConnectOptions,
-      "syncPageSize" | "ackTimeoutMs" | "sendAttempts" | "typingRefreshMs" | "typingIdleMs"
+      "syncPageSize" | "ackTimeoutMs" | "sendAttempts" | "typingRefreshMs" | "typingIdleMs" | "uploadStaleMs"
     >
   >;
   #getToken: ConnectOptions["getToken"];
@@ -305,6 +326,11 @@ export class RealtimeClient {
   /** Calls of this device by id, and events for a call whose id it does not know yet. */
   #calls = new Map<Id, Call>();
   #early = new Map<Id, Array<[string, unknown]>>();
+  /** Uploads under way that others (or this user's other devices) make, by upload id. */
+  #uploads = new Map<Id, UploadProgressPayload>();
+  #uploadTimers = new Map<Id, ReturnType<typeof setTimeout>>();
+  /** The uploads this client makes (they have their own `onProgress`): kept out of the map. */
+  #ownUploads = new Set<Id>();
 
   constructor(options: ConnectOptions) {
     if (!options.token && !options.getToken) {
@@ -316,6 +342,7 @@ export class RealtimeClient {
       sendAttempts: options.sendAttempts ?? 5,
       typingRefreshMs: options.typingRefreshMs ?? 3_000,
       typingIdleMs: options.typingIdleMs ?? 4_000,
+      uploadStaleMs: options.uploadStaleMs ?? 60_000,
     };
     this.#getToken = options.getToken;
     this.#rtc = options.rtcConfiguration ?? {};
@@ -394,6 +421,21 @@ export class RealtimeClient {
   get conversations(): ReadonlyMap<Id, Conversation> {
     return this.#conversations;
   }
+  /**
+   * Uploads under way to this user's conversations that this client is not making itself (others',
+   * and this user's from other devices), by upload id, as their last `uploadProgress` told. An
+   * upload leaves the map when it completes (`offset === size`), when a message attaches it, or
+   * after `uploadStaleMs` without news.
+   */
+  get uploads(): ReadonlyMap<Id, UploadProgressPayload> {
+    return this.#uploads;
+  }
+  /** The uploads of `uploads` to one conversation, oldest first. */
+  uploadsIn(conversationId: Id): UploadProgressPayload[] {
+    return [...this.#uploads.values()]
+      .filter((u) => u.conversationId === conversationId)
+      .sort((a, b) => (a.uploadId < b.uploadId ? -1 : a.uploadId > b.uploadId ? 1 : 0));
+  }
   /** Whether `userId` is typing to this user right now. */
   isTyping(userId: Id): boolean {
     return this.#typingFrom.has(userId);
@@ -460,6 +502,7 @@ export class RealtimeClient {
       clientId,
       ...(options.mentions ? { mentions: options.mentions } : {}),
       ...(options.replyToId ? { replyToId: options.replyToId } : {}),
+      ...(options.attachmentIds?.length ? { attachmentIds: options.attachmentIds } : {}),
     };
     let lastReason = "";
     for (let attempt = 1; attempt <= this.#options.sendAttempts; attempt++) {
@@ -592,6 +635,102 @@ export class RealtimeClient {
     if (!this.#user) await this.ready();
     await this.#rest("DELETE", `/api/conversations/${id}/members/${this.#user!.id}`);
     this.#forget(id);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Attachments (SPEC §12)
+
+  /**
+   * Uploads a file (a `File` or `Blob`; in Node a `Buffer`, `Uint8Array` or `Blob`) to a
+   * conversation of this user's with tus 1.0.0 (`tus-js-client`, `POST /api/uploads`), sending the
+   * client's newest token with every request; failed requests are tried again (`retryDelays`)
+   * and continue at the server's offset. Resolves once the server has every byte, with the
+   * upload's id to attach: `sendToConversation(conversationId, text, {attachmentIds: [id]})`.
+   * `onProgress(sent, total)` follows the bytes; aborting `signal` deletes the upload. Rejects
+   * with the server's code (`conversation_not_found`, `payload_too_large`, `rate_limited`, …).
+   * The conversation's other members hear of it as `uploadProgress`.
+   */
+  async upload(file: UploadSource, conversationId: Id, options: UploadOptions = {}): Promise<UploadedFile> {
+    if (this.#stopped) throw this.#stopped;
+    return tusUpload(
+      {
+        endpoint: `${this.#url}/api/uploads`,
+        token: async () => this.#token ?? (await this.#currentToken()),
+        refreshToken: (refused) => {
+          if (this.#stopped) return false;
+          if (this.#token && this.#token !== refused) return true;
+          if (!this.#getToken) return false;
+          // As after a refused handshake: `getToken(null)` fetches a fresh one.
+          this.#token = null;
+          return true;
+        },
+        userId: this.#user?.id ?? null,
+      },
+      file,
+      conversationId,
+      options,
+      (id) => {
+        this.#ownUploads.add(id);
+        // Their last `uploadProgress` normally takes them out again; this is for those it misses.
+        if (this.#ownUploads.size > 1_000) this.#ownUploads.delete(this.#ownUploads.values().next().value!);
+      },
+    );
+  }
+
+  /**
+   * An attachment's file, or with `"thumbnail"` its thumbnail (null when it has none), as a URL
+   * against the client's server URL. Fetching it needs the same authentication as the API (the
+   * bearer token, or the `craftcode_token` cookie): use `fetchAttachment()` where cookies are
+   * not used, e.g. for an `<img>` through an object URL.
+   */
+  attachmentUrl(attachment: Pick<Attachment, "url" | "thumbnailUrl">, variant: "file" | "thumbnail" = "file"): string | null {
+    return resolveAttachmentUrl(this.#url, attachment, variant);
+  }
+
+  /**
+   * Downloads an attachment (or its thumbnail) with the client's token: a `Blob` of its bytes,
+   * typed as the server answered. Rejects with the server's code (`attachment_not_found` for one
+   * this user may not see).
+   */
+  async fetchAttachment(
+    attachment: Pick<Attachment, "url" | "thumbnailUrl">,
+    options: { thumbnail?: boolean; signal?: AbortSignal } = {},
+  ): Promise<Blob> {
+    const url = this.attachmentUrl(attachment, options.thumbnail ? "thumbnail" : "file");
+    if (!url) throw new RealtimeError("attachment_not_found", "this attachment has no thumbnail");
+    const token = this.#token ?? (await this.#currentToken());
+    const res = await fetch(url, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    if (!res.ok) {
+      const answer = (await res.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
+      throw new RealtimeError(answer?.error?.code ?? `http_${res.status}`, answer?.error?.message ?? `GET ${url} answered ${res.status}`);
+    }
+    return res.blob();
+  }
+
+  /** Keeps an upload others make in the map, or lets it go once complete. */
+  #uploadProgress(p: UploadProgressPayload): void {
+    this.#emit("uploadProgress", p);
+    if (this.#ownUploads.has(p.uploadId)) {
+      if (p.offset >= p.size) this.#ownUploads.delete(p.uploadId);
+      return;
+    }
+    if (p.offset >= p.size) {
+      this.#dropUpload(p.uploadId);
+      return;
+    }
+    clearTimeout(this.#uploadTimers.get(p.uploadId));
+    this.#uploadTimers.set(p.uploadId, setTimeout(() => this.#dropUpload(p.uploadId), this.#options.uploadStaleMs));
+    this.#uploads.set(p.uploadId, p);
+    this.#emit("uploads", this.#uploads);
+  }
+
+  #dropUpload(id: Id): void {
+    clearTimeout(this.#uploadTimers.get(id));
+    this.#uploadTimers.delete(id);
+    if (this.#uploads.delete(id)) this.#emit("uploads", this.#uploads);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -899,6 +1038,8 @@ export class RealtimeClient {
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
     for (const state of this.#typingTo.values()) clearTimeout(state.idle);
     this.#typingTo.clear();
+    for (const timer of this.#uploadTimers.values()) clearTimeout(timer);
+    this.#uploadTimers.clear();
     this.#clearPeerTyping();
     this.socket.disconnect();
     this.#setStatus(status);
@@ -1088,6 +1229,11 @@ export class RealtimeClient {
     });
     s.on("notificationsRead", (p) => this.#emit("notificationsRead", p));
     s.on("testMessage", (p) => this.#emit("testMessage", p));
+    s.on("uploadProgress", (p) => {
+      if (p?.uploadId && p.conversationId && typeof p.size === "number" && typeof p.offset === "number") {
+        this.#uploadProgress(p);
+      }
+    });
   }
 
   /**
@@ -1167,6 +1313,8 @@ export class RealtimeClient {
 
   #dispatch(message: Message, source: DeliveryInfo["source"]): void {
     if (!this.#remember(message.id)) return;
+    // An upload a message attaches is over, whatever its last progress said.
+    for (const attachment of message.attachments ?? []) this.#dropUpload(attachment.id);
     if (this.#cursor === null || message.id > this.#cursor) this.#cursor = message.id;
     const mine = this.#user !== null && message.from === this.#user.id;
     this.#count(message, mine);

@@ -16,4 +16,5 @@ export {
 } from "./client.js";
 export { Call, type CallEvents } from "./calls.js";
 export { login, type LoginOptions } from "./rest.js";
+export type { UploadedFile, UploadOptions, UploadSource } from "./uploads.js";
 export type * from "./types.js";

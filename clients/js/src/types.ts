@@ -69,6 +69,26 @@ export interface Reaction {
   userIds: Id[];
 }
 
+/**
+ * A file attached to a message (SPEC §12). `url` and `thumbnailUrl` are server paths
+ * (`/api/attachments/{id}`, `…/thumbnail`): resolve them with the client's `attachmentUrl()`, and
+ * fetch them with the same authentication as the API (`fetchAttachment()` does).
+ */
+export interface Attachment {
+  /** The upload's id (the one given in `attachmentIds`). */
+  id: Id;
+  filename: string;
+  size: number;
+  /** What the bytes are, as the server sniffed them (not what the uploader claimed). */
+  contentType: string;
+  /** Images (PNG, JPEG, GIF, WebP) only; null for anything else. */
+  width: number | null;
+  height: number | null;
+  url: string;
+  /** At most 320 px on its long side; null for anything but a decodable image. */
+  thumbnailUrl: string | null;
+}
+
 /** A message of a direct or group conversation (SPEC §2). */
 export interface Message {
   id: Id;
@@ -82,7 +102,8 @@ export interface Message {
   /** The message this one answers, in the same conversation; kept when that one is deleted. */
   replyToId: Id | null;
   mentions: Id[];
-  attachments: unknown[];
+  /** Empty when none (and on a deleted message). */
+  attachments: Attachment[];
   /** In order of first use; empty when none (and on a deleted message). */
   reactions: Reaction[];
   system: SystemEvent | null;
@@ -188,6 +209,10 @@ export type ErrorCode =
   | "too_many_reactions"
   | "invalid_reply"
   | "too_many_subscriptions"
+  | "invalid_attachment"
+  | "attachment_not_found"
+  | "upload_not_found"
+  | "payload_too_large"
   | "call_not_found"
   | "call_not_ringing"
   | "user_busy"
@@ -263,6 +288,8 @@ export type SendMessagePayload = Destination & {
   clientId?: string;
   mentions?: Id[];
   replyToId?: Id;
+  /** 1–10 finished uploads of the sender to this conversation, not attached before (SPEC §12). */
+  attachmentIds?: Id[];
 };
 export type TypingPayload = Destination & { isTyping: boolean };
 export type MarkReadPayload = ({ userId: Id } | { conversationId: Id }) & { upTo: Id };
@@ -419,6 +446,20 @@ export type ForceLogoutReason = "logout" | "session_revoked" | "account_disabled
 export interface ForceLogoutPayload {
   reason: ForceLogoutReason | (string & {});
 }
+/**
+ * How far an upload to one of this user's conversations is (SPEC §12): sent to the uploader's
+ * sockets and the conversation's members at most once a second per upload while bytes arrive, and
+ * once more, with `offset === size`, when it completes.
+ */
+export interface UploadProgressPayload {
+  uploadId: Id;
+  conversationId: Id;
+  /** The uploader's user id. */
+  from: Id;
+  filename: string;
+  size: number;
+  offset: number;
+}
 export interface ServerShutdownPayload {
   reason: string;
   reconnectAfterMs: number;
@@ -453,6 +494,7 @@ export interface ServerToClientEvents {
   pong: (payload: PongPayload) => void;
   force_logout: (payload: ForceLogoutPayload) => void;
   server_shutdown: (payload: ServerShutdownPayload) => void;
+  uploadProgress: (payload: UploadProgressPayload) => void;
 }
 
 // ---------------------------------------------------------------------------------------------

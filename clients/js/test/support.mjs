@@ -4,7 +4,11 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import http from "node:http";
+import net from "node:net";
+import { Transform } from "node:stream";
 import { after, afterEach, before } from "node:test";
+import { deflateSync } from "node:zlib";
 
 import { io } from "socket.io-client";
 
@@ -88,7 +92,7 @@ export class Recorded {
       "newMessage", "messageSent", "messageDelivered", "messagesRead", "userTyping", "presence",
       "notification", "notificationsRead", "server_shutdown", "synced", "sendRetry", "error",
       "conversationUpdated", "conversationRemoved", "conversations",
-      "messageUpdated", "messageDeleted", "reactionsChanged",
+      "messageUpdated", "messageDeleted", "reactionsChanged", "uploadProgress", "uploads",
     ];
     for (const event of events) {
       client.on(event, (...args) => this.#record(event, args));
@@ -215,3 +219,200 @@ export async function handshake(server, token) {
   }
 }
 
+
+/**
+ * An HTTP proxy in front of the server for one client, to see and shape its requests: every
+ * request is recorded (`requests`: method, path, Authorization, Upload-Offset, then the status),
+ * `hold(record)` may return a promise the request waits for before it goes on, `cut(record)` may
+ * answer a number of body bytes after which the connection breaks, and `bytesPerSecond` slows
+ * request bodies down (a slow uplink). WebSocket upgrades pass through untouched.
+ */
+export class Proxy {
+  requests = [];
+  hold = null;
+  cut = null;
+  bytesPerSecond = null;
+  #server;
+  #sockets = new Set();
+  #waiters = [];
+
+  static async start(target) {
+    const proxy = new Proxy(new URL(target));
+    await new Promise((resolve) => proxy.#server.listen(0, "127.0.0.1", resolve));
+    proxy.url = `http://127.0.0.1:${proxy.#server.address().port}`;
+    return proxy;
+  }
+
+  constructor(target) {
+    this.#server = http.createServer((req, res) => void this.#forward(target, req, res));
+    this.#server.on("connection", (socket) => {
+      this.#sockets.add(socket);
+      socket.on("close", () => this.#sockets.delete(socket));
+    });
+    this.#server.on("upgrade", (req, socket, head) => {
+      const upstream = net.connect(Number(target.port), target.hostname, () => {
+        const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+        for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+        upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
+        if (head.length) upstream.write(head);
+        socket.pipe(upstream).pipe(socket);
+      });
+      this.#sockets.add(upstream);
+      upstream.on("close", () => this.#sockets.delete(upstream));
+      upstream.on("error", () => socket.destroy());
+      socket.on("error", () => upstream.destroy());
+    });
+  }
+
+  async #forward(target, req, res) {
+    const record = {
+      method: req.method,
+      path: req.url,
+      authorization: req.headers.authorization ?? null,
+      uploadOffset: req.headers["upload-offset"] !== undefined ? Number(req.headers["upload-offset"]) : null,
+      status: null,
+    };
+    this.requests.push(record);
+    if (this.hold) await this.hold(record);
+    // The client gave up while the request was held (an aborted upload).
+    if (req.destroyed || res.destroyed) return;
+    const upstream = http.request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        record.status = answer.statusCode;
+        this.#settled(record);
+        res.writeHead(answer.statusCode, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on("error", () => res.destroy());
+    const limit = this.cut?.(record) ?? null;
+    let body = req;
+    if (this.bytesPerSecond && req.method === "PATCH") body = req.pipe(throttle(this.bytesPerSecond));
+    if (limit !== null) {
+      let passed = 0;
+      body = body.pipe(
+        new Transform({
+          transform(chunk, _encoding, done) {
+            const room = limit - passed;
+            passed += chunk.length;
+            if (room <= 0) return done();
+            if (chunk.length >= room) {
+              this.push(chunk.subarray(0, room));
+              // The link breaks here: both connections go down mid-body.
+              setImmediate(() => {
+                record.status = "cut";
+                upstream.destroy();
+                res.destroy();
+                req.destroy();
+              });
+              return done();
+            }
+            done(null, chunk);
+          },
+        }),
+      );
+    }
+    body.pipe(upstream);
+  }
+
+  #settled(record) {
+    for (const waiter of [...this.#waiters]) {
+      if (waiter.where(record)) {
+        this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+        waiter.resolve(record);
+      }
+    }
+  }
+
+  /** The tus requests (`/api/uploads…`) among `requests`: the socket's go through too. */
+  get uploads() {
+    return this.requests.filter((r) => r.path.startsWith("/api/uploads"));
+  }
+
+  /** The first request answered (or yet to be) that matches `where`. */
+  answered(where, ms = WAIT_MS) {
+    const done = this.requests.find((r) => r.status !== null && r.status !== "cut" && where(r));
+    if (done) return Promise.resolve(done);
+    return withTimeout(new Promise((resolve) => this.#waiters.push({ where, resolve })), "proxy: the request", ms);
+  }
+
+  async close() {
+    for (const socket of this.#sockets) socket.destroy();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+}
+
+/** Passes bytes on at about `bytesPerSecond`, in twentieths of a second. */
+function throttle(bytesPerSecond) {
+  const step = Math.max(1, Math.floor(bytesPerSecond / 20));
+  return new Transform({
+    transform(chunk, _encoding, done) {
+      let at = 0;
+      const next = () => {
+        if (at >= chunk.length) return done();
+        this.push(chunk.subarray(at, at + step));
+        at += step;
+        setTimeout(next, 50);
+      };
+      next();
+    },
+  });
+}
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/**
+ * A valid RGB PNG of `width` × `height` random pixels (incompressible: about 3 bytes a pixel),
+ * made here so that the test needs no image files.
+ */
+export function makePng(width, height) {
+  const chunk = (type, data) => {
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(data.length, 0);
+    head.write(type, 4, "ascii");
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
+    return Buffer.concat([head, data, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  const rows = [];
+  for (let y = 0; y < height; y++) rows.push(Buffer.from([0]), randomBytes(width * 3));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(Buffer.concat(rows))),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+/** The width and height a PNG's header states. */
+export function pngSize(bytes) {
+  assert.equal(bytes.subarray(1, 4).toString("ascii"), "PNG", "a PNG");
+  return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
+}
+
+/** A tus `HEAD` straight to the server: the upload's status and `Upload-Offset`. */
+export async function uploadOffset(server, token, id) {
+  const res = await fetch(`${server.url}/api/uploads/${id}`, {
+    method: "HEAD",
+    headers: { "tus-resumable": "1.0.0", authorization: `Bearer ${token}` },
+    signal: AbortSignal.timeout(10_000),
+  });
+  const offset = res.headers.get("upload-offset");
+  return { status: res.status, offset: offset === null ? null : Number(offset) };
+}

@@ -2,15 +2,18 @@
 // client's presence map, with the people shown watched through `watchPresence`: on a busy server
 // a socket only hears about the users it watches), a
 // conversation with a typing indicator and read receipts, groups (create, add a member, chat,
-// "read by N"), replies, edits, deletions and reactions in both, and a banner while the
-// connection is down. The page talks to its own origin; Vite forwards /api (REST and the socket)
-// to craftcode.
+// "read by N"), replies, edits, deletions and reactions in both, files attached to messages
+// (uploaded with the client's `upload()`, with a progress bar on the sender's page and one on the
+// others' pages while the file comes in; pictures shown as thumbnails, other files as download
+// links, both fetched with the token), and a banner while the connection is down. The page talks
+// to its own origin; Vite forwards /api (REST, the socket and the uploads) to craftcode.
 
 import { useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from "react";
 
 import {
   connect,
   login,
+  type Attachment,
   type Call,
   type Conversation as ConversationObject,
   type ConnectionStatus,
@@ -19,6 +22,7 @@ import {
   type Message,
   type PresenceScope,
   type RealtimeClient,
+  type UploadProgressPayload,
   type User,
 } from "@craftcode/realtime-client";
 
@@ -120,6 +124,8 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
   const tokenRef = useRef(session.token);
   /** The call of this page, ringing, active or just ended. */
   const [call, setCall] = useState<Call | null>(null);
+  /** Files others (or my other devices) are sending to my conversations, as they come in. */
+  const [incoming, setIncoming] = useState<UploadProgressPayload[]>([]);
 
   const addGroupMessages = (group: string, messages: Message[]) =>
     setGroupMessages((all) => ({ ...all, [group]: merge(all[group], messages) }));
@@ -162,10 +168,12 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
       // The whole message after an edit, or after whatever changed while this page was away.
       c.on("messageUpdated", (m) => patchMessage(m.id, () => m)),
       c.on("messageDeleted", (p) =>
-        patchMessage(p.messageId, (m) => ({ ...m, content: "", mentions: [], reactions: [], deletedAt: p.deletedAt })),
+        patchMessage(p.messageId, (m) => ({ ...m, content: "", mentions: [], attachments: [], reactions: [], deletedAt: p.deletedAt })),
       ),
       c.on("reactionsChanged", (p) => patchMessage(p.messageId, (m) => ({ ...m, reactions: p.reactions }))),
       c.on("conversations", (map) => setGroups([...map.values()].filter((g) => g.kind === "group"))),
+      // The client's live map of uploads under way that this page is not making itself.
+      c.on("uploads", (map) => setIncoming([...map.values()])),
       c.on("conversationRemoved", (p) => setSelectedGroup((open) => (open === p.conversationId ? null : open))),
       c.on("messageDelivered", (p) =>
         patchMessages(p.to, (m) => (m.id === p.messageId ? { ...m, deliveredAt: p.deliveredAt } : null)),
@@ -347,6 +355,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
             typing={[...(groupTyping[group.id] ?? [])].map((id) => names.get(id) ?? "Someone")}
             readsVersion={groupReads}
             token={tokenRef}
+            incoming={incoming}
           />
         ) : peer && client ? (
           <Conversation
@@ -360,6 +369,7 @@ function Chat({ session, onSignedOut }: { session: Session; onSignedOut: (reason
             readUpTo={readUpTo[peer.id] ?? null}
             inCall={call !== null && call.state !== "ended"}
             onCall={setCall}
+            incoming={incoming}
           />
         ) : (
           <p className="empty">Pick someone to talk to{names.size === 0 ? " (nobody else has signed up yet)" : ""}.</p>
@@ -379,8 +389,14 @@ function Conversation(props: {
   readUpTo: string | null;
   inCall: boolean;
   onCall: (call: Call) => void;
+  incoming: UploadProgressPayload[];
 }) {
-  const { client, me, peer, messages, names, typing, readUpTo, inCall, onCall } = props;
+  const { client, me, peer, messages, names, typing, readUpTo, inCall, onCall, incoming } = props;
+  // A direct conversation exists from its first message: files can go once it does.
+  const conversationId =
+    messages.find((m) => m.conversationId)?.conversationId ??
+    [...client.conversations.values()].find((c) => c.kind === "direct" && c.user?.id === peer.id)?.id ??
+    null;
   const [callError, setCallError] = useState<string | null>(null);
   const place = async (media: "audio" | "video") => {
     setCallError(null);
@@ -407,7 +423,9 @@ function Conversation(props: {
         messages={messages}
         names={names}
         placeholder={`Message ${peer.name}`}
-        send={(content, replyToId) => client.sendMessage(peer.id, content, { replyToId })}
+        conversationId={conversationId}
+        incoming={incoming}
+        send={(content, replyToId, attachmentIds) => client.sendMessage(peer.id, content, { replyToId, attachmentIds })}
         onTyping={(active) => (active ? client.typing(peer.id) : client.stopTyping(peer.id))}
         footer={receipt && <div className="receipt" data-testid="receipt">{receipt}</div>}
         typing={typing ? `${peer.name} is typing…` : ""}
@@ -431,13 +449,22 @@ function Thread(props: {
   messages: Message[];
   names: Map<string, string>;
   placeholder: string;
-  send: (content: string, replyToId: string | undefined) => Promise<Message>;
+  send: (content: string, replyToId: string | undefined, attachmentIds: string[] | undefined) => Promise<Message>;
   onTyping: (active: boolean) => void;
   footer?: ReactNode;
   typing: string;
+  /** Null for a direct conversation without a message yet: no files until it exists. */
+  conversationId: string | null;
+  /** Uploads under way from others (all conversations; this one's are shown). */
+  incoming: UploadProgressPayload[];
 }) {
-  const { client, me, messages, names, placeholder, send, onTyping, footer, typing } = props;
+  const { client, me, messages, names, placeholder, send, onTyping, footer, typing, conversationId } = props;
+  const incoming = props.incoming.filter((u) => u.conversationId === conversationId);
   const [draft, setDraft] = useState("");
+  /** Files picked for the next message, and those of mine on their way (with their progress). */
+  const [files, setFiles] = useState<File[]>([]);
+  const [outgoing, setOutgoing] = useState<Array<{ key: string; name: string; sent: number; total: number }>>([]);
+  const fileInput = useRef<HTMLInputElement>(null);
   const [error, setError] = useState<string | null>(null);
   const [replyTo, setReplyTo] = useState<Message | null>(null);
   const [editing, setEditing] = useState<Message | null>(null);
@@ -456,25 +483,52 @@ function Thread(props: {
       setError((err as Error).message);
     }
   };
+  /** Uploads the picked files side by side, each with its progress bar; resolves with their ids. */
+  const uploadAll = async (picked: File[]): Promise<string[]> => {
+    const batch = `${Date.now()}`;
+    const keys = picked.map((_, i) => `${batch}-${i}`);
+    setOutgoing((list) => [...list, ...picked.map((file, i) => ({ key: keys[i], name: file.name, sent: 0, total: file.size }))]);
+    try {
+      return await Promise.all(
+        picked.map(async (file, i) => {
+          const uploaded = await client.upload(file, conversationId!, {
+            onProgress: (sent, total) =>
+              setOutgoing((list) => list.map((u) => (u.key === keys[i] ? { ...u, sent, total } : u))),
+          });
+          return uploaded.id;
+        }),
+      );
+    } finally {
+      setOutgoing((list) => list.filter((u) => !keys.includes(u.key)));
+    }
+  };
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     const content = draft.trim();
-    if (!content) return;
+    const picked = editing ? [] : files;
+    if (!content && picked.length === 0) return;
+    if (picked.length > 10) {
+      setError("At most 10 files per message");
+      return;
+    }
     const target = editing;
     const answering = replyTo;
     setDraft("");
     setEditing(null);
     setReplyTo(null);
+    setFiles([]);
+    if (fileInput.current) fileInput.current.value = "";
     setError(null);
     try {
       // Shown through messageSent / messageUpdated.
       if (target) await client.editMessage(target.id, content);
-      else await send(content, answering?.id);
+      else await send(content, answering?.id, picked.length > 0 ? await uploadAll(picked) : undefined);
     } catch (err) {
       setError((err as Error).message);
       setDraft(content);
       setEditing(target);
       setReplyTo(answering);
+      setFiles(picked);
     }
   };
   const mine = (m: Message) => m.from === me.id;
@@ -505,6 +559,13 @@ function Thread(props: {
                 data-from={mine(m) ? "me" : "them"}
               >
                 {m.deletedAt ? "This message was deleted" : m.kind === "system" ? `· ${m.content}` : m.content}
+                {!m.deletedAt && m.attachments.length > 0 && (
+                  <div className="attachments">
+                    {m.attachments.map((a) => (
+                      <AttachmentView key={a.id} client={client} attachment={a} />
+                    ))}
+                  </div>
+                )}
               </div>
               {m.editedAt && !m.deletedAt && <span className="edited" data-testid="edited">(edited)</span>}
               {m.reactions.length > 0 && (
@@ -548,6 +609,14 @@ function Thread(props: {
             </div>
           );
         })}
+        {incoming.map((u) => (
+          <div key={u.uploadId} className="message-row" data-testid="incoming-upload" data-upload-id={u.uploadId} data-offset={u.offset} data-size={u.size}>
+            <div className="message upload">
+              {u.from === me.id ? "You are" : `${names.get(u.from) ?? "Someone"} is`} sending {u.filename} ({formatSize(u.size)})
+              <progress value={u.offset} max={u.size} />
+            </div>
+          </div>
+        ))}
         {footer}
         <div ref={end} />
       </div>
@@ -560,7 +629,31 @@ function Thread(props: {
           </button>
         </div>
       )}
+      {outgoing.map((u) => (
+        <div key={u.key} className="upload-progress" data-testid="upload-progress" data-filename={u.name} data-sent={u.sent} data-total={u.total}>
+          Sending {u.name}: <progress value={u.sent} max={u.total || 1} /> {Math.floor((100 * u.sent) / (u.total || 1))}%
+        </div>
+      ))}
+      {files.length > 0 && (
+        <div className="picked" data-testid="picked-files">
+          {files.map((f) => `${f.name} (${formatSize(f.size)})`).join(", ")}
+          <button type="button" data-testid="clear-files" onClick={() => (setFiles([]), fileInput.current && (fileInput.current.value = ""))}>
+            Remove
+          </button>
+        </div>
+      )}
       <form className="composer" onSubmit={submit}>
+        <label className="attach" title={conversationId ? "Attach files" : "Send a first message to attach files"}>
+          Attach
+          <input
+            ref={fileInput}
+            data-testid="attach"
+            type="file"
+            multiple
+            disabled={!conversationId || editing !== null}
+            onChange={(e) => setFiles([...(e.target.files ?? [])])}
+          />
+        </label>
         <input
           data-testid="composer"
           placeholder={placeholder}
@@ -574,6 +667,86 @@ function Thread(props: {
       </form>
       {error && <p className="error" data-testid="send-error">{error}</p>}
     </>
+  );
+}
+
+/** "1.2 MB", "340 kB", "12 B". */
+function formatSize(bytes: number): string {
+  if (bytes >= 1_000_000) return `${(bytes / 1_000_000).toFixed(1)} MB`;
+  if (bytes >= 1_000) return `${Math.round(bytes / 1_000)} kB`;
+  return `${bytes} B`;
+}
+
+/** Saves an attachment: fetched with the client's token, handed to the browser as a download. */
+async function download(client: RealtimeClient, attachment: Attachment): Promise<void> {
+  const blob = await client.fetchAttachment(attachment);
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = attachment.filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/**
+ * One attachment: a picture as its thumbnail (click to save the original), anything else as a
+ * link with its name and size. The server wants the token for both, which an `<img src>` cannot
+ * send: the bytes are fetched with it and shown through an object URL.
+ */
+function AttachmentView({ client, attachment }: { client: RealtimeClient; attachment: Attachment }) {
+  const [src, setSrc] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const picture = attachment.thumbnailUrl !== null;
+  useEffect(() => {
+    if (!picture) return;
+    let live = true;
+    let url: string | null = null;
+    client
+      .fetchAttachment(attachment, { thumbnail: true })
+      .then((blob) => {
+        if (!live) return;
+        url = URL.createObjectURL(blob);
+        setSrc(url);
+      })
+      .catch((err: Error) => live && setError(err.message));
+    return () => {
+      live = false;
+      if (url) URL.revokeObjectURL(url);
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [client, attachment.id, picture]);
+  const save = (e: { preventDefault: () => void }) => {
+    e.preventDefault();
+    download(client, attachment).catch((err: Error) => setError(err.message));
+  };
+  const label = `${attachment.filename} (${formatSize(attachment.size)})`;
+  if (picture) {
+    // The thumbnail is at most 320 px on its long side; shown at most 240 px wide.
+    const scale = Math.min(1, 240 / Math.max(attachment.width ?? 240, attachment.height ?? 240));
+    return (
+      <a className="attachment picture" href={client.attachmentUrl(attachment) ?? "#"} onClick={save} title={label} data-testid="attachment" data-attachment-id={attachment.id}>
+        {src ? (
+          <img data-testid="attachment-image" src={src} alt={attachment.filename} width={Math.round((attachment.width ?? 240) * scale)} />
+        ) : (
+          <span className="loading">{error ?? `Loading ${attachment.filename}…`}</span>
+        )}
+      </a>
+    );
+  }
+  return (
+    <a
+      className="attachment file"
+      data-testid="attachment-file"
+      data-attachment-id={attachment.id}
+      href={client.attachmentUrl(attachment) ?? "#"}
+      download={attachment.filename}
+      onClick={save}
+    >
+      {attachment.filename} <span className="size">({formatSize(attachment.size)})</span>
+      {error && <span className="error"> {error}</span>}
+    </a>
   );
 }
 
@@ -724,8 +897,9 @@ function Group(props: {
   typing: string[];
   readsVersion: number;
   token: { current: string };
+  incoming: UploadProgressPayload[];
 }) {
-  const { client, me, group, people, messages, names, typing, readsVersion, token } = props;
+  const { client, me, group, people, messages, names, typing, readsVersion, token, incoming } = props;
   const [error, setError] = useState<string | null>(null);
   const [readBy, setReadBy] = useState(0);
   const [adding, setAdding] = useState("");
@@ -766,7 +940,9 @@ function Group(props: {
         messages={messages}
         names={names}
         placeholder={`Message ${group.title}`}
-        send={(content, replyToId) => client.sendToConversation(group.id, content, { replyToId })}
+        conversationId={group.id}
+        incoming={incoming}
+        send={(content, replyToId, attachmentIds) => client.sendToConversation(group.id, content, { replyToId, attachmentIds })}
         onTyping={(active) => (active ? client.typingIn(group.id) : client.stopTypingIn(group.id))}
         footer={lastMine && <div className="receipt" data-testid="read-by">Read by {readBy}</div>}
         typing={typing.length > 0 ? `${typing.join(", ")} typing…` : ""}

@@ -5,8 +5,9 @@
 // lets a socket hear about everybody only while at most one user is online
 // (PRESENCE_BROADCAST_MAX=1), so the people list's dots come from `watchPresence` for every page
 // but the first; one test follows them live for people who are not conversation partners. Groups,
-// replies, edits, reactions and deletions, Web Push through the service worker, and a video call
-// through a real coturn, each in a test of their own.
+// replies, edits, reactions and deletions, Web Push through the service worker, a video call
+// through a real coturn, and files (a picture and a PDF, uploaded over tus through a slowed-down
+// uplink so that both pages show the upload's progress), each in a test of their own.
 //
 // CRAFTCODE_BIN (default ../../target/debug/craftcode) and CHROMIUM_PATH (default
 // /usr/bin/chromium) must exist; `npm test` builds dist/ first. Every wait is Playwright's
@@ -14,9 +15,12 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { deflateSync } from "node:zlib";
 
 import { chromium } from "playwright-core";
 
@@ -99,6 +103,65 @@ function showLogsIfFailed(t) {
       process.stderr.write(`\n----- craftcode -----\n${server.log()}\n----- vite preview -----\n${previewOutput.join("")}\n`);
     }
   });
+}
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** A valid RGB PNG of random pixels: about 3 bytes a pixel, as noise does not compress. */
+function makePng(width, height) {
+  const chunk = (type, data) => {
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(data.length, 0);
+    head.write(type, 4, "ascii");
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
+    return Buffer.concat([head, data, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  const rows = [];
+  for (let y = 0; y < height; y++) rows.push(Buffer.from([0]), randomBytes(width * 3));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(Buffer.concat(rows))),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+/** A one-page PDF with a line of text, its cross-reference table computed. */
+function makePdf(text) {
+  const stream = `BT /F1 18 Tf 20 100 Td (${text}) Tj ET`;
+  const objects = [
+    "<< /Type /Catalog /Pages 2 0 R >>",
+    "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+    `<< /Length ${stream.length} >>\nstream\n${stream}\nendstream`,
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+  ];
+  let pdf = "%PDF-1.4\n";
+  const offsets = objects.map((body, i) => {
+    const at = pdf.length;
+    pdf += `${i + 1} 0 obj\n${body}\nendobj\n`;
+    return at;
+  });
+  const xref = pdf.length;
+  pdf += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  for (const at of offsets) pdf += `${String(at).padStart(10, "0")} 00000 n \n`;
+  pdf += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(pdf, "latin1");
 }
 
 /** The person entry for `user` in `page`'s list. */
@@ -475,4 +538,77 @@ test("a video call through the React example: rings, is answered, connects throu
     await page.locator('[data-testid="message"][data-kind="system"]').filter({ hasText: "Video call, 0:" }).waitFor(WAIT);
   }
   assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
+});
+
+test("files through the React example: a picture and a PDF, with progress on both pages, then the thumbnail and the download link", async (t) => {
+  showLogsIfFailed(t);
+  const uma = await register("Uma");
+  const vic = await register("Vic");
+  const u = await signIn(uma);
+  const v = await signIn(vic);
+  await person(u, vic).click();
+  await person(v, uma).click();
+
+  // Files go into a conversation, which the first message makes.
+  await u.getByTestId("composer").fill("Two files coming");
+  await u.getByTestId("send").click();
+  await v.getByTestId("message").filter({ hasText: "Two files coming" }).waitFor(WAIT);
+  await u.locator('[data-testid="attach"]:not([disabled])').waitFor({ state: "attached", ...WAIT });
+
+  // About 430 kB of picture, through an uplink of 150 kB/s (Chromium's network emulation): the
+  // upload takes about three seconds, so the server tells Vic's page of it while it comes in.
+  const png = makePng(380, 380);
+  const pdf = makePdf("Minutes of the meeting");
+  const cdp = await u.context().newCDPSession(u);
+  await cdp.send("Network.enable");
+  await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 150_000 });
+  await u.getByTestId("attach").setInputFiles([
+    { name: "photo.png", mimeType: "image/png", buffer: png },
+    { name: "notes.pdf", mimeType: "application/pdf", buffer: pdf },
+  ]);
+  await u.getByTestId("picked-files").filter({ hasText: "photo.png" }).filter({ hasText: "notes.pdf" }).waitFor(WAIT);
+  await u.getByTestId("composer").fill("Here they are");
+  await u.getByTestId("send").click();
+
+  // Uma's page shows her upload's progress; Vic's shows the picture coming in.
+  await u.locator('[data-testid="upload-progress"][data-filename="photo.png"]').waitFor(WAIT);
+  // (Read in one go: the bar goes as soon as the upload is complete.)
+  const seen = await v.waitForFunction(
+    () => {
+      const bar = document.querySelector('[data-testid="incoming-upload"]');
+      const progress = bar?.querySelector("progress");
+      return bar && progress ? { text: bar.textContent, offset: Number(bar.dataset.offset), size: Number(bar.dataset.size), value: progress.value, max: progress.max } : null;
+    },
+    null,
+    WAIT,
+  );
+  const incoming = await seen.jsonValue();
+  assert.match(incoming.text, /^Uma is sending photo\.png \(\d+ kB\)$/);
+  assert.equal(incoming.size, png.length);
+  assert.ok(incoming.offset > 0 && incoming.offset < png.length, `part of it: ${incoming.offset} of ${png.length}`);
+  assert.deepEqual([incoming.value, incoming.max], [incoming.offset, incoming.size], "the bar shows it");
+  const coming = v.getByTestId("incoming-upload");
+  await v.screenshot({ path: path.join(EXAMPLE, "dist", "files-incoming-vic.png") });
+
+  // Then the message: the picture's thumbnail, loaded, and the PDF's link with name and size.
+  const row = (page) => page.getByTestId("message-row").filter({ has: page.getByTestId("message").filter({ hasText: "Here they are" }) });
+  for (const page of [v, u]) {
+    const image = row(page).getByTestId("attachment-image");
+    await image.waitFor(WAIT);
+    await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, await image.elementHandle(), WAIT);
+    assert.equal(await image.getAttribute("alt"), "photo.png");
+    await row(page).getByTestId("attachment-file").filter({ hasText: `notes.pdf (${pdf.length} B)` }).waitFor(WAIT);
+  }
+  await coming.waitFor({ state: "detached", ...WAIT });
+  await u.getByTestId("upload-progress").first().waitFor({ state: "detached", ...WAIT });
+  await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+
+  // The link saves the very same PDF.
+  const [saved] = await Promise.all([v.waitForEvent("download", WAIT), row(v).getByTestId("attachment-file").click()]);
+  assert.equal(saved.suggestedFilename(), "notes.pdf");
+  assert.ok((await readFile(await saved.path())).equals(pdf), "the same bytes");
+  assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
+  await v.screenshot({ path: path.join(EXAMPLE, "dist", "files-vic.png") });
+  await u.context().close();
+  await v.context().close();
 });
