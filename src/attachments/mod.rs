@@ -641,8 +641,17 @@ pub fn clean_content_type(raw: &str) -> Option<String> {
     (token(kind) && token(sub)).then_some(essence)
 }
 
-fn storage_error(e: object_store::Error) -> ApiError {
-    ApiError::internal(format!("attachment storage: {e}"))
+/// 503 `unavailable` with `Retry-After`: the file storage failed or does not answer (logged
+/// with its cause; `/readyz` names it).
+pub fn storage_error(e: object_store::Error) -> ApiError {
+    tracing::warn!(category = "error", error = %e, "⚠️ the attachment storage failed");
+    let mut err = ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        "the service cannot reach its file storage; try again shortly",
+    );
+    err.retry_after = Some(2);
+    err
 }
 
 #[cfg(test)]

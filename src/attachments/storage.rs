@@ -9,6 +9,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Bytes;
@@ -18,7 +19,9 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, WriteMultipart};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, PutPayload, RetryConfig, WriteMultipart,
+};
 use uuid::Uuid;
 
 use crate::config::{StorageLocation, StorageSettings};
@@ -75,9 +78,21 @@ impl Storage {
                 })
             }
             StorageLocation::S3 { bucket, prefix } => {
+                // A store that does not answer is told within seconds (503), not after the
+                // client's default three minutes of retries.
+                let retry = RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: Duration::from_secs(10),
+                    ..RetryConfig::default()
+                };
+                let client = ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(2))
+                    .with_timeout(Duration::from_secs(60));
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
-                    .with_region(&settings.s3_region);
+                    .with_region(&settings.s3_region)
+                    .with_retry(retry)
+                    .with_client_options(client);
                 if let Some(endpoint) = &settings.s3_endpoint {
                     // S3-compatible servers: path-style addresses, plain HTTP allowed (loopback).
                     builder = builder
@@ -166,6 +181,17 @@ impl Storage {
         };
         let got = self.objects.get_opts(&Path::from(key), options).await?;
         Ok(got.into_stream())
+    }
+
+    /// Whether the store answers: a look-up of a key nobody writes finds nothing, or fails.
+    pub async fn ping(&self) -> bool {
+        match self.objects.head(&Path::from("readiness-probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => true,
+            Err(e) => {
+                tracing::warn!(category = "error", error = %e, "❌ the attachment storage does not answer");
+                false
+            }
+        }
     }
 
     /// The size of the object `key`.

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use super::path::AttachmentPath;
 use crate::attachments::{self, Download, media};
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -114,7 +114,7 @@ async fn serve(state: &AppState, download: Download, headers: &HeaderMap) -> Api
         Some(Err(object_store::Error::NotFound { .. })) => {
             return Err(attachments::attachment_not_found());
         }
-        Some(Err(e)) => return Err(ApiError::internal(format!("attachment storage: {e}"))),
+        Some(Err(e)) => return Err(attachments::storage_error(e)),
     };
     let mut response = body.into_response();
     let headers = response.headers_mut();

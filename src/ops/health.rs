@@ -40,7 +40,7 @@ async fn healthz() -> Json<Health> {
 struct Readiness {
     /// `ok`, or `unavailable` when a dependency does not answer.
     status: &'static str,
-    /// What does not answer (`database`, `redis`); absent when everything does.
+    /// What does not answer (`database`, `redis`, `storage`); absent when everything does.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     failed: Vec<&'static str>,
     checks: Checks,
@@ -53,9 +53,12 @@ struct Checks {
     /// In a cluster only.
     #[serde(skip_serializing_if = "Option::is_none")]
     redis: Option<bool>,
+    /// Where attachments live (`STORAGE_URL`).
+    storage: bool,
 }
 
-/// 200 when the database (and Redis, in a cluster) answer, else 503 naming what failed.
+/// 200 when the database, the attachment storage (and Redis, in a cluster) answer, else 503
+/// naming what failed.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, description = "`failed` names what does not answer", body = Readiness)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
@@ -67,6 +70,10 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
         Some(cluster) => Some(cluster.ping().await),
         None => None,
     };
+    let storage = matches!(
+        tokio::time::timeout(READY_TIMEOUT, state.storage.ping()).await,
+        Ok(true)
+    );
     let mut failed = Vec::new();
     if !database {
         failed.push("database");
@@ -74,7 +81,14 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
     if redis == Some(false) {
         failed.push("redis");
     }
-    let checks = Checks { database, redis };
+    if !storage {
+        failed.push("storage");
+    }
+    let checks = Checks {
+        database,
+        redis,
+        storage,
+    };
     if failed.is_empty() {
         let ready = Readiness {
             status: "ok",

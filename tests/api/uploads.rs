@@ -1190,3 +1190,45 @@ async fn on_s3_parts_on_both_sides_of_the_5_mib_minimum_make_one_file(db: Db) {
     }
     app.stop().await;
 }
+
+db_test!(a_store_that_does_not_answer_is_named_and_answered_503);
+async fn a_store_that_does_not_answer_is_named_and_answered_503(db: Db) {
+    // Nothing listens on this port: the store "is down".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = spawn_app_with(
+        db,
+        &[
+            ("STORAGE_URL", "s3://craftcode-test/down"),
+            ("S3_ENDPOINT", &endpoint),
+            ("AWS_ACCESS_KEY_ID", "nobody"),
+            ("AWS_SECRET_ACCESS_KEY", "nothing"),
+        ],
+    )
+    .await;
+    let ready = expect_json(app.get("/readyz").await, 503).await;
+    assert_eq!(ready["failed"], json!(["storage"]));
+    assert_eq!(ready["checks"]["database"], true);
+    let (ada, bob, conversation) = pair(&app).await;
+    // Creating needs only the database; the bytes need the store: 503 with Retry-After, and the
+    // offset stays where it was.
+    let path = start(
+        &app,
+        &ada,
+        10,
+        &metadata(b"a.txt", "text/plain", conversation),
+    )
+    .await;
+    let refused = patch(&app, &ada, &path, 0, b"0123456789").await;
+    assert_eq!(refused.headers()["retry-after"], "2");
+    expect_error(refused, 503, "unavailable").await;
+    assert_eq!(offset_of(&app, &ada, &path).await, 0);
+    // Messages go on.
+    expect_json(
+        send_with(&app, &ada, &bob, json!({"content": "still here"})).await,
+        201,
+    )
+    .await;
+    app.stop().await;
+}
