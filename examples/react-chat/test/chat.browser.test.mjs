@@ -15,16 +15,15 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { deflateSync } from "node:zlib";
 
 import { chromium } from "playwright-core";
 
 import { Coturn } from "../../../tests/js/coturn.mjs";
+import { makePng } from "../../../tests/js/files.mjs";
 import { PushService } from "../../../tests/js/push-service.mjs";
 import { Server, freePort } from "../../../tests/js/server.mjs";
 
@@ -103,42 +102,6 @@ function showLogsIfFailed(t) {
       process.stderr.write(`\n----- craftcode -----\n${server.log()}\n----- vite preview -----\n${previewOutput.join("")}\n`);
     }
   });
-}
-
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(bytes) {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-/** A valid RGB PNG of random pixels: about 3 bytes a pixel, as noise does not compress. */
-function makePng(width, height) {
-  const chunk = (type, data) => {
-    const head = Buffer.alloc(8);
-    head.writeUInt32BE(data.length, 0);
-    head.write(type, 4, "ascii");
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
-    return Buffer.concat([head, data, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 2; // RGB
-  const rows = [];
-  for (let y = 0; y < height; y++) rows.push(Buffer.from([0]), randomBytes(width * 3));
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk("IHDR", ihdr),
-    chunk("IDAT", deflateSync(Buffer.concat(rows))),
-    chunk("IEND", Buffer.alloc(0)),
-  ]);
 }
 
 /** A one-page PDF with a line of text, its cross-reference table computed. */
