@@ -2,7 +2,8 @@
 // figure, the Node reference's, their ratio, and how far ours moved since the previous run; then
 // the targets of issue 9, met or not, with the measured gap. `presence` is ours alone (the Node
 // reference has no scoped presence): one column per online count it stepped through, and the
-// targets of issue 16.
+// targets of issue 16. `upload` is ours alone too (the reference has no uploads): one column, with
+// the server's memory growth set against the bytes written (issue 19).
 //
 // Usage: node bench/report.mjs latest.json [previous.json] > latest.md
 import { existsSync, readFileSync } from "node:fs";
@@ -247,6 +248,59 @@ if (presence) {
   if (failures.length) {
     out.push("");
     out.push(`craftcode connect failures: ${failures.map(([k, v]) => `${k} × ${v}`).join(", ")}`);
+  }
+}
+
+// [label, better, value of an upload result line]
+const UPLOAD_METRICS = [
+  ["uploads completed", "higher", (r) => r.completed],
+  ["uploads failed", "lower", (r) => r.failed],
+  ["answers not 2xx", "lower", (r) => r.non_2xx],
+  ["final Upload-Offset right (PATCH and HEAD)", "higher", (r) => r.offsets_ok],
+  ["MiB written in all", "", (r) => mib(kib(r.bytes))],
+  ["throughput, first POST to the last answer (MB/s)", "higher", (r) => r.mb_per_sec],
+  ["seconds per upload p50", "lower", (r) => r.upload_secs_p50],
+  ["seconds per upload max", "lower", (r) => r.upload_secs_max],
+  ["server RSS before (MiB)", "lower", (r) => mib(r.server_rss_before_kib)],
+  ["server RSS peak while uploading (MiB)", "lower", (r) => mib(r.server_rss_peak_kib)],
+  ["server RSS peak − before (MiB)", "lower", (r) => mib(r.server_rss_growth_kib)],
+  [
+    "server RSS peak − before, % of the bytes written",
+    "lower",
+    (r) => (r.server_rss_growth_kib == null || !r.bytes ? null : (r.server_rss_growth_kib * 1024 * 100) / r.bytes),
+  ],
+  ["server RSS after (MiB)", "lower", (r) => mib(r.server_rss_after_kib)],
+  ["server CPU (% of a core)", "lower", (r) => r.server_cpu_percent],
+  ["load generator CPU (% of a core)", "", (r) => r.loadgen_cpu_percent],
+];
+
+// Whole numbers as they are (fmt writes 20 as "20.0"), others as fmt does.
+const whole = (v) => (typeof v === "number" && Number.isInteger(v) ? v.toLocaleString("en-US") : fmt(v));
+
+const upload = find(latest, "upload", "craftcode");
+const uploadBefore = find(previous, "upload", "craftcode");
+if (upload) {
+  out.push("");
+  out.push("## upload: concurrent tus uploads (craftcode only: the Node reference has no uploads)");
+  out.push("");
+  out.push(
+    `${whole(upload.uploads)} uploads at once of ${whole(mib(kib(upload.size_bytes)))} MiB each, ` +
+      `${whole(upload.patches_per_upload)} PATCH(es) of up to ${whole(mib(kib(upload.chunk_bytes)))} MiB per upload, ` +
+      `each by its own user over its own connection into a local storage folder; the server's RSS read ` +
+      `${whole(upload.server_rss_samples)} times while the bytes streamed.`,
+  );
+  out.push("");
+  out.push("| metric | better | craftcode | since previous |");
+  out.push("| --- | --- | ---: | ---: |");
+  for (const [label, better, get] of UPLOAD_METRICS) {
+    const arrow = better === "higher" ? "↑" : better === "lower" ? "↓" : "";
+    const before = uploadBefore ? get(uploadBefore) : null;
+    out.push(`| ${label} | ${arrow} | ${whole(get(upload))} | ${change(get(upload), before, better)} |`);
+  }
+  const failures = Object.entries(upload.failures ?? {});
+  if (failures.length) {
+    out.push("");
+    out.push(`craftcode upload failures: ${failures.map(([k, v]) => `${k} × ${v}`).join(", ")}; first: ${upload.first_error}`);
   }
 }
 

@@ -8,6 +8,8 @@
 # `presence` (issue 16) runs on our server only: the Node reference has no conversations and no
 # scoped presence, so there is nothing of its to compare with. Its users are seeded apart, with
 # `craftcode seed --partners K`, so the other scenarios' users stay without conversations.
+# `upload` (issue 19) runs on our server only too (the reference has no uploads): C concurrent tus
+# uploads into a storage folder under the run's temporary folder, removed when the server stops.
 #
 # Usage: bench/run.sh [--quick]
 #   --quick   a few hundred sockets for a few seconds (the smoke test's size)
@@ -27,7 +29,10 @@
 #   measured per step), BENCH_PRESENCE_OFFLINE (2 s a reconnecting user stays away)
 #   BENCH_DM_SWEEP ("")    extra `dm` rates to try on our server after the set, e.g. "10000 20000"
 #                          (each with enough pairs that every user sends at most 10 msg/s)
-#   BENCH_SERVERS ("craftcode node"), BENCH_SCENARIOS ("idle dm fanout rest group presence")
+#   BENCH_UPLOAD_C (20) uploads at once of BENCH_UPLOAD_MB (50 MiB) each (quick: 4 × 2 MiB),
+#   BENCH_UPLOAD_CHUNK_MB (0: the whole file in one PATCH, like tus-js-client): `upload`, MB/s
+#                          and the server's RSS before and throughout (C × MB MiB go to disk)
+#   BENCH_SERVERS ("craftcode node"), BENCH_SCENARIOS ("idle dm fanout rest group presence upload")
 #   BENCH_PROFILE (release | debug), BENCH_OUT (bench/results), BENCH_PAUSE (3 s between runs)
 #   BENCH_CRAFTCODE_BIN    another craftcode binary to measure (and seed with) instead of this
 #                          checkout's, e.g. a release build of an older commit for an A/B
@@ -42,7 +47,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
         -h | --help)
-            sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,39p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -71,6 +76,8 @@ if ((QUICK)); then
     PRESENCE_FIRST_STEPS="150"
     PRESENCE_RATE="${BENCH_PRESENCE_RATE:-20}"
     PRESENCE_SECS="${BENCH_PRESENCE_SECS:-4}"
+    UPLOAD_C="${BENCH_UPLOAD_C:-4}"
+    UPLOAD_MB="${BENCH_UPLOAD_MB:-2}"
     HOLD=2
 else
     IDLE_N="${BENCH_IDLE_N:-19000}"
@@ -90,6 +97,8 @@ else
     PRESENCE_FIRST_STEPS="2000 10000"
     PRESENCE_RATE="${BENCH_PRESENCE_RATE:-500}"
     PRESENCE_SECS="${BENCH_PRESENCE_SECS:-20}"
+    UPLOAD_C="${BENCH_UPLOAD_C:-20}"
+    UPLOAD_MB="${BENCH_UPLOAD_MB:-50}"
     HOLD=5
 fi
 # The steps below N, then N itself.
@@ -103,8 +112,13 @@ presence_steps() {
 PRESENCE_STEPS="${BENCH_PRESENCE_STEPS:-$(presence_steps)}"
 PRESENCE_OFFLINE="${BENCH_PRESENCE_OFFLINE:-2}"
 DM_SWEEP="${BENCH_DM_SWEEP:-}"
+UPLOAD_CHUNK_MB="${BENCH_UPLOAD_CHUNK_MB:-0}"
+UPLOAD_BYTES=$((UPLOAD_MB * 1024 * 1024))
+UPLOAD_CHUNK=$((UPLOAD_CHUNK_MB * 1024 * 1024))
+# The server's cap on one upload: its default (100 MiB), or the upload's size when larger.
+UPLOAD_MAX=$((UPLOAD_BYTES > 100 * 1024 * 1024 ? UPLOAD_BYTES : 100 * 1024 * 1024))
 SERVERS="${BENCH_SERVERS:-craftcode node}"
-SCENARIOS="${BENCH_SCENARIOS:-idle dm fanout rest group presence}"
+SCENARIOS="${BENCH_SCENARIOS:-idle dm fanout rest group presence upload}"
 PROFILE="${BENCH_PROFILE:-release}"
 OUT="${BENCH_OUT:-$ROOT/bench/results}"
 PAUSE="${BENCH_PAUSE:-3}"
@@ -165,6 +179,7 @@ ADMIN_PASSWORD="bench-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
 USERS=$((IDLE_N > FANOUT_N ? IDLE_N : FANOUT_N))
 USERS=$((USERS > 2 * DM_PAIRS ? USERS : 2 * DM_PAIRS))
 USERS=$((USERS > GROUP_GROUPS * GROUP_MEMBERS ? USERS : GROUP_GROUPS * GROUP_MEMBERS))
+USERS=$((USERS > 2 * UPLOAD_C ? USERS : 2 * UPLOAD_C))
 USERS=$((USERS > 1000 ? USERS : 1000))
 # A sweep rate of R msg/s runs with R/20 pairs (10 msg/s per user, half the per-user limit).
 sweep_pairs() { echo $(($1 / 20 > DM_PAIRS ? $1 / 20 : DM_PAIRS)); }
@@ -177,6 +192,7 @@ printf '%s' "$ADMIN_PASSWORD" | DATABASE_URL="$DATABASE" "$CRAFTCODE" user creat
     --email "$ADMIN_EMAIL" --name "Bench admin" --admin --password-stdin >/dev/null
 
 RESULTS="$WORK/results.jsonl"
+STORAGE="$WORK/uploads"
 : >"$RESULTS"
 
 # `presence` has users of its own: user i of the ids file has direct conversations with the
@@ -285,6 +301,14 @@ run_scenarios() {
                     --ids "$PRESENCE_IDS" --partners "$PRESENCE_K" --steps "${PRESENCE_STEPS// /,}" \
                     --rate "$PRESENCE_RATE" --window "$PRESENCE_SECS" --offline "$PRESENCE_OFFLINE"
                 ;;
+            upload)
+                if [[ "$label" == node ]]; then
+                    say "node: upload skipped (the reference has no uploads)"
+                    continue
+                fi
+                scenario "$label" upload "${common[@]}" --tokens "$TOKENS" --ids "$IDS" \
+                    --uploads "$UPLOAD_C" --size "$UPLOAD_BYTES" --chunk "$UPLOAD_CHUNK"
+                ;;
             *) die "unknown scenario $name" ;;
         esac
     done
@@ -296,7 +320,9 @@ for server in $SERVERS; do
     case "$server" in
         craftcode)
             say "starting craftcode (SQLite) on $url"
+            # Uploads go to a folder of this run (removed when the server stops, see below).
             HOST=127.0.0.1 PORT="$port" DATABASE_URL="$DATABASE" LOG_FORMAT=json \
+                STORAGE_URL="file://$STORAGE" UPLOAD_MAX_SIZE="$UPLOAD_MAX" \
                 "$CRAFTCODE" serve >"$WORK/craftcode.log" 2>&1 &
             SERVER_PID=$!
             wait_for_port "$port" || { tail -n 20 "$WORK/craftcode.log" >&2; die "craftcode did not start"; }
@@ -318,6 +344,8 @@ for server in $SERVERS; do
         *) die "unknown server $server (craftcode or node)" ;;
     esac
     stop_server
+    # What `upload` wrote (C × MB MiB): gone before the next server, not only at the end.
+    rm -rf "$STORAGE"
 done
 
 mkdir -p "$OUT"
@@ -327,7 +355,7 @@ mkdir -p "$OUT"
         COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         DIRTY="$(git status --porcelain -- src migrations build.rs Cargo.toml Cargo.lock bench ':!bench/results' 2>/dev/null | head -c 1)" \
         PROFILE="$PROFILE" QUICK="$QUICK" USERS="$USERS" \
-        PARAMS="idle n=$IDLE_N; dm pairs=$DM_PAIRS rate=$DM_RATE secs=$DM_SECS; fanout n=$FANOUT_N k=$FANOUT_K; rest m=$REST_M c=$REST_C; group g=$GROUP_GROUPS m=$GROUP_MEMBERS rate=$GROUP_RATE secs=$GROUP_SECS; presence n=$PRESENCE_N k=$PRESENCE_K steps=$PRESENCE_STEPS rate=$PRESENCE_RATE secs=$PRESENCE_SECS offline=$PRESENCE_OFFLINE" \
+        PARAMS="idle n=$IDLE_N; dm pairs=$DM_PAIRS rate=$DM_RATE secs=$DM_SECS; fanout n=$FANOUT_N k=$FANOUT_K; rest m=$REST_M c=$REST_C; group g=$GROUP_GROUPS m=$GROUP_MEMBERS rate=$GROUP_RATE secs=$GROUP_SECS; presence n=$PRESENCE_N k=$PRESENCE_K steps=$PRESENCE_STEPS rate=$PRESENCE_RATE secs=$PRESENCE_SECS offline=$PRESENCE_OFFLINE; upload c=$UPLOAD_C mib=$UPLOAD_MB chunk_mib=$UPLOAD_CHUNK_MB" \
         node -e '
         const os = require("os");
         let socketio = null;

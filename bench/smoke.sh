@@ -5,7 +5,8 @@
 # REST send answered 2xx, every group message at every other member; for presence, every
 # reconnect made, every socket in scope `watched`, presence told to watchers and only about
 # their partners, and every socket's view of its partners matching who is online after each
-# step. Never a timing threshold. Exits non-zero on any failure.
+# step; for upload, every tus upload created, every PATCH answered 204 with the right
+# Upload-Offset, every upload's HEAD at its full length. Never a timing threshold. Exits non-zero on any failure.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -97,6 +98,24 @@ if (presence) {
     presence.stale_views === 0,
     steps.map((s) => s.stale_views),
   );
+}
+const upload = get("upload");
+check("upload: a result line", !!upload, null);
+if (upload) {
+  const statuses = upload.statuses ?? {};
+  check("upload: every upload completed", upload.completed === upload.uploads && upload.failed === 0, upload.failures);
+  check("upload: no failed request", upload.non_2xx === 0 && Object.keys(upload.failures ?? {}).length === 0, {
+    statuses,
+    first_error: upload.first_error,
+  });
+  check("upload: every upload created (201)", statuses["201"] === upload.uploads, statuses);
+  check("upload: every PATCH answered 204", statuses["204"] === upload.uploads * upload.patches_per_upload, statuses);
+  check(
+    "upload: every final Upload-Offset (PATCH and HEAD) is the upload's length",
+    upload.offsets_ok === upload.uploads && upload.bytes === upload.uploads * upload.size_bytes,
+    { offsets_ok: upload.offsets_ok, bytes: upload.bytes },
+  );
+  check("upload: the server's memory was read", upload.server_rss_before_kib !== null && upload.server_rss_peak_kib !== null, upload);
 }
 console.log(`\nsmoke: ${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
