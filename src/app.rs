@@ -42,7 +42,7 @@ impl Application {
         let push = crate::push::Push::load(&config, &store)
             .await
             .context("loading the VAPID key")?;
-        let storage = crate::attachments::Storage::open(&config.storage)?;
+        let storage = crate::storage::Storage::open(&config.storage)?;
         let listener = TcpListener::bind((config.host, config.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;

@@ -28,6 +28,7 @@ pub mod push;
 pub mod ratelimit;
 pub mod realtime;
 pub mod state;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod timestamp;

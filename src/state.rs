@@ -38,7 +38,7 @@ pub struct AppState {
     pub realtime: Realtime,
     pub metrics: Arc<Metrics>,
     /// Where attachments live (SPEC §12).
-    pub storage: crate::attachments::Storage,
+    pub storage: crate::storage::Storage,
     /// The VAPID key and the client that sends Web Push.
     pub push: Arc<Push>,
     /// This node's unique id, as the self-test reports it.

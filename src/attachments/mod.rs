@@ -9,7 +9,6 @@
 //! connection, the bytes that arrived are still committed, and the upload resumes from there.
 
 pub mod media;
-pub mod storage;
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -22,9 +21,9 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
+use crate::storage;
 use crate::store::{DIRECT, Measured, NewUpload, Part, Upload, User};
 use crate::timestamp::Timestamp;
-pub use storage::Storage;
 
 /// At most one `uploadProgress` per upload in this interval.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);

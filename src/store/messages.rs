@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::database::{Store, StoreError, on_pool};
-use super::uploads::Attachment;
 use super::writer::NewMessage;
 use crate::timestamp::Timestamp;
 
@@ -130,6 +129,24 @@ pub struct Message {
     pub deleted_at: Option<Timestamp>,
     pub delivered_at: Option<Timestamp>,
     pub read_at: Option<Timestamp>,
+}
+
+/// An attachment as a message carries it (SPEC §12). `url` and `thumbnailUrl` are paths on this
+/// server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub id: Uuid,
+    pub filename: String,
+    pub size: u64,
+    /// What the bytes are (sniffed), not what the uploader claimed.
+    pub content_type: String,
+    /// Of an image; null for anything else.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub url: String,
+    /// Of an image that could be decoded; null otherwise.
+    pub thumbnail_url: Option<String>,
 }
 
 /// One emoji's reactions to a message: who reacted with it, in the order they did.

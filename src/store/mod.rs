@@ -20,13 +20,13 @@ pub use calls::{CallDevice, CallRow, NewCall, Started};
 pub use conversations::{Added, ConversationRow, DIRECT, MemberRow, Membership};
 pub use database::{DatabaseKind, Store, StoreError};
 pub use messages::{
-    CallRecord, Message, MessageKind, Outgoing as OutgoingMessage, Reacted, Reaction, SystemEvent,
-    SystemType,
+    Attachment, CallRecord, Message, MessageKind, Outgoing as OutgoingMessage, Reacted, Reaction,
+    SystemEvent, SystemType,
 };
 pub use notifications::{NewNotification, Notification};
 pub use oauth::{NewOAuthState, OAuthIdentity, OAuthState};
 pub use push::{ClaimedPush, NewPush, PushCandidate, Subscription};
 pub use seed::Seeded;
 pub use sessions::{NewSession, RefreshOutcome, Session};
-pub use uploads::{Attachment, Measured, NewUpload, Part, Upload, WithAttachments};
+pub use uploads::{Measured, NewUpload, Part, Upload, WithAttachments};
 pub use users::{NewUser, User, UserChanges, UserFlags, UserUpdate, UserWithSessions};

@@ -5,26 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::database::{Store, StoreError, on_pool};
-use super::messages::{INSERT_MESSAGE, Message, MessageRow, Outgoing};
+use super::messages::{Attachment, INSERT_MESSAGE, Message, MessageRow, Outgoing};
 use crate::timestamp::Timestamp;
-
-/// An attachment as a message carries it (SPEC §12). `url` and `thumbnailUrl` are paths on this
-/// server.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Attachment {
-    pub id: Uuid,
-    pub filename: String,
-    pub size: u64,
-    /// What the bytes are (sniffed), not what the uploader claimed.
-    pub content_type: String,
-    /// Of an image; null for anything else.
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub url: String,
-    /// Of an image that could be decoded; null otherwise.
-    pub thumbnail_url: Option<String>,
-}
 
 /// One object holding the bytes `offset..offset + size` of an unfinished upload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

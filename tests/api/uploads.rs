@@ -1170,7 +1170,7 @@ async fn on_s3_parts_on_both_sides_of_the_5_mib_minimum_make_one_file(db: Db) {
     assert_eq!(thumbnail.status(), StatusCode::OK);
 
     let storage = &app.state.storage;
-    let file = craftcode::attachments::storage::file_key(big_id);
+    let file = craftcode::storage::file_key(big_id);
     assert_eq!(storage.size(&file).await.unwrap(), big.len() as u64);
     let message = sent["message"]["id"].as_str().unwrap();
     let deleted = app
@@ -1183,8 +1183,8 @@ async fn on_s3_parts_on_both_sides_of_the_5_mib_minimum_make_one_file(db: Db) {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     for key in [
         file,
-        craftcode::attachments::storage::file_key(image_id),
-        craftcode::attachments::storage::thumbnail_key(image_id),
+        craftcode::storage::file_key(image_id),
+        craftcode::storage::thumbnail_key(image_id),
     ] {
         assert!(storage.size(&key).await.is_err(), "{key} is still stored");
     }

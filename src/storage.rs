@@ -1,5 +1,7 @@
-//! Where attachment bytes live: a local folder or an S3-compatible bucket, through `object_store`
-//! (`STORAGE_URL`). Keys are made of ids only, never of a filename a user chose.
+//! Where attachment bytes live (not to be confused with `store`, the database): a local folder or
+//! an S3-compatible bucket, through `object_store` (`STORAGE_URL`). It knows objects and keys,
+//! nothing of uploads' rules (`attachments`). Keys are made of ids only, never of a filename a
+//! user chose.
 //!
 //! - `uploads/{id}/{offset}-{random}`: the parts of an unfinished upload, one per PATCH;
 //! - `files/{id}`: a completed upload, its parts joined;
