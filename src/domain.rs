@@ -630,4 +630,59 @@ mod tests {
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse(&"x".repeat(1025)).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Every value a REST body or socket payload carries is accepted within its rules or
+        /// refused with a message, never a panic.
+        #[test]
+        fn any_text_is_a_valid_value_or_refused(raw in "\\PC{0,300}|.{0,300}") {
+            if let Ok(content) = Content::parse(&raw) {
+                let text = content.as_str();
+                proptest::prop_assert!(!text.is_empty() && text == text.trim() && !text.contains('\0'));
+                proptest::prop_assert!(text.chars().count() <= MAX_CONTENT_CHARS);
+            }
+            if let Ok(Some(id)) = ClientId::parse(Some(&raw)) {
+                proptest::prop_assert!(id.as_str().chars().count() <= MAX_CLIENT_ID_CHARS);
+            }
+            if let Ok(title) = GroupTitle::parse(&raw) {
+                proptest::prop_assert!(!title.as_str().chars().any(char::is_control));
+            }
+            if let Ok(email) = Email::parse(&raw) {
+                proptest::prop_assert!(email.as_str().contains('@') && email.as_str().len() <= 254);
+            }
+            let _ = Name::parse(&raw);
+            let _ = Password::parse(&raw);
+            let _ = Emoji::parse(&raw);
+            let _ = PageLimit::parse(Some(&raw));
+            let _ = ChangeCursor::parse(&raw);
+            let _ = mention_ids(Some(std::slice::from_ref(&raw)));
+        }
+
+        /// A cursor the server wrote reads back as it was.
+        #[test]
+        fn a_change_cursor_reads_back(millis in 0i64..4_000_000_000_000, id in proptest::prelude::any::<u128>()) {
+            let cursor = ChangeCursor {
+                changed_at: crate::timestamp::Timestamp::from_millis(millis),
+                message_id: Uuid::from_u128(id),
+            };
+            proptest::prop_assert_eq!(ChangeCursor::parse(&cursor.encode()), Ok(cursor));
+        }
+
+        /// Any list of attachment ids: 0 to 10 distinct ids, or `invalid_attachment`.
+        #[test]
+        fn any_attachment_list_is_ten_distinct_ids_or_refused(
+            raw in proptest::collection::vec("[0-9a-f-]{0,40}|0190c0de-0000-7000-8000-00000000000[0-3]", 0..14)
+        ) {
+            match attachment_ids(Some(&raw)) {
+                Ok(ids) => {
+                    proptest::prop_assert!(ids.len() <= MAX_ATTACHMENTS);
+                    let unique: std::collections::HashSet<_> = ids.iter().collect();
+                    proptest::prop_assert_eq!(unique.len(), ids.len());
+                }
+                Err(e) => proptest::prop_assert_eq!(e.code, ErrorCode::InvalidAttachment),
+            }
+        }
+    }
 }

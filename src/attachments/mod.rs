@@ -682,4 +682,37 @@ mod tests {
         assert_eq!(clean_content_type("text/html\r\nX-Evil: 1"), None);
         assert_eq!(clean_content_type("a/b/c"), None);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Whatever a client names its file, what is kept is one harmless name.
+        #[test]
+        fn any_filename_is_kept_as_one_harmless_name(name in ".*") {
+            let kept = clean_filename(&name);
+            proptest::prop_assert!(!kept.is_empty() && kept.chars().count() <= FILENAME_MAX);
+            proptest::prop_assert!(!kept.contains(['/', '\\']) && !kept.chars().any(char::is_control));
+            proptest::prop_assert!(kept != "." && kept != "..");
+        }
+
+        /// A claimed type is kept only as a `type/subtype` that makes a header value.
+        #[test]
+        fn any_claimed_type_is_kept_only_as_a_type(raw in ".*") {
+            if let Some(kind) = clean_content_type(&raw) {
+                proptest::prop_assert_eq!(kind.matches('/').count(), 1);
+                proptest::prop_assert!(axum::http::HeaderValue::from_str(&kind).is_ok());
+            }
+        }
+
+        /// Any bytes under any claim get a type, never a panic; a claimed image is never
+        /// believed without the bytes.
+        #[test]
+        fn any_bytes_get_a_type(head in proptest::collection::vec(0u8..=255, 0..600), claimed in "(image|text|application)/[a-z+.-]{1,12}") {
+            let kind = media::sniff(&head, &claimed);
+            proptest::prop_assert!(!kind.is_empty());
+            if media::is_image(&kind) {
+                proptest::prop_assert!(infer::get(&head).is_some_and(|k| k.mime_type() == kind));
+            }
+        }
+    }
 }

@@ -205,4 +205,23 @@ mod tests {
             Err(TokenError::Invalid)
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Anything that is not a token this server signed is refused, never a panic: garbage,
+        /// and real tokens with any one character changed.
+        #[test]
+        fn only_tokens_signed_here_verify(garbage in ".{0,400}", at in 0usize..400, with in "[A-Za-z0-9_=.-]") {
+            let keys = TokenKeys::new(&[7; 32], std::time::Duration::from_secs(3600));
+            proptest::prop_assert!(keys.verify(&garbage).is_err());
+            let token = keys.issue(&user(), Uuid::now_v7()).token;
+            let at = at % token.len();
+            let mut changed = token.clone();
+            changed.replace_range(at..at + 1, &with);
+            if changed != token {
+                proptest::prop_assert!(keys.verify(&changed).is_err(), "{} verified", changed);
+            }
+        }
+    }
 }

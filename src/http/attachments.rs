@@ -281,4 +281,24 @@ mod tests {
         );
         assert!(HeaderValue::from_str(&header).is_ok());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any `Range` header: one range inside the file, unsatisfiable, or ignored.
+        #[test]
+        fn any_range_is_inside_the_file_or_not_served(raw in "(bytes=)?[0-9,\\- a-z]{0,30}", size in 0u64..10_000_000) {
+            if let RangeAsked::One(range) = byte_range(&raw, size) {
+                proptest::prop_assert!(range.start < range.end && range.end <= size, "{:?} of {}", range, size);
+            }
+        }
+
+        /// Any filename, once kept, makes a header value.
+        #[test]
+        fn any_kept_filename_makes_a_valid_disposition(name in ".*", inline in proptest::prelude::any::<bool>()) {
+            let kept = crate::attachments::clean_filename(&name);
+            let header = content_disposition(if inline { "inline" } else { "attachment" }, &kept);
+            proptest::prop_assert!(HeaderValue::from_str(&header).is_ok(), "{}", header);
+        }
+    }
 }

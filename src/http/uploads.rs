@@ -387,4 +387,50 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any header value is read or refused, never a panic; what is read has keys tus allows.
+        #[test]
+        fn any_metadata_header_is_read_or_refused(raw in proptest::collection::vec(0u8..=255, 0..300)) {
+            if let Ok(value) = HeaderValue::from_bytes(&raw) {
+                let mut headers = HeaderMap::new();
+                headers.insert(UPLOAD_METADATA, value);
+                if let Ok(read) = metadata(&headers) {
+                    for key in read.keys() {
+                        proptest::prop_assert!(!key.is_empty() && !key.contains([' ', ',']));
+                    }
+                }
+            }
+        }
+
+        /// What a tus client writes reads back as it was.
+        #[test]
+        fn metadata_a_client_writes_reads_back(
+            pairs in proptest::collection::btree_map("[a-zA-Z0-9_.-]{1,12}", ".*", 1..6)
+        ) {
+            let raw = pairs
+                .iter()
+                .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
+                .collect::<Vec<_>>()
+                .join(",");
+            if raw.len() <= METADATA_MAX {
+                proptest::prop_assert_eq!(metadata(&with(UPLOAD_METADATA, &raw)).unwrap(), pairs);
+            }
+        }
+
+        /// Any `Upload-Length` is a size within the limit, exactly as written, or a refusal.
+        #[test]
+        fn any_upload_length_is_its_number_within_the_limit_or_refused(raw in ".{0,40}", max in 0u64..=u64::MAX) {
+            if let Ok(value) = HeaderValue::from_str(&raw) {
+                let mut headers = HeaderMap::new();
+                headers.insert(UPLOAD_LENGTH, value);
+                if let Ok(size) = upload_length(&headers, max) {
+                    proptest::prop_assert!(size <= max);
+                    proptest::prop_assert_eq!(raw.parse::<u64>().ok(), Some(size));
+                }
+            }
+        }
+    }
 }

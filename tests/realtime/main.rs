@@ -19,6 +19,7 @@ mod cluster;
 mod conversations;
 mod durability;
 mod editing;
+mod frame_fuzz;
 mod handshake;
 mod hostile_input;
 mod messaging;
