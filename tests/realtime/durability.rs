@@ -1,11 +1,13 @@
 //! §9: a message acknowledged to its sender is durably stored. The real `craftcode` binary is
 //! killed with SIGKILL right after the last acknowledgement, restarted on the same database, and
-//! every acknowledged message must still be there.
+//! every acknowledged message must still be there: after the last acknowledgement, and in the
+//! middle of a stream of sends from many people (issue 22's crash under load), none twice.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -284,6 +286,110 @@ db_test! {
         sort(&mut stored);
         sort(&mut acknowledged);
         assert_eq!(stored, acknowledged, "acknowledged messages were lost");
+        node.kill();
+    }
+}
+
+/// How many people send at once in the crash-under-load test, each to the next one.
+const SENDERS: usize = 12;
+/// The pause between one person's sends (about 15 a second each, under the limit of 20).
+const SEND_PACE: Duration = Duration::from_millis(65);
+/// Acknowledged sends after which the node is killed, mid-stream.
+const KILL_AFTER: usize = 250;
+
+/// One person sending over a socket until the connection dies: answers what was acknowledged
+/// `ok:true` (message id and clientId), in order.
+async fn send_until_the_node_dies(
+    mut socket: SocketClient,
+    me: usize,
+    to: Uuid,
+    acked: Arc<AtomicUsize>,
+) -> Vec<(Value, String)> {
+    let mut acknowledged = Vec::new();
+    for n in 0.. {
+        let client_id = format!("load-{me}-{n}");
+        let ack = socket.emit_expecting_ack(
+            "sendMessage",
+            json!({ "to": to, "content": format!("under load {me}/{n}"), "clientId": client_id }),
+        );
+        match tokio::time::timeout(WAIT, ack).await {
+            Ok(Ok(ack)) if ack["ok"] == true => {
+                acknowledged.push((ack["message"]["id"].clone(), client_id));
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            // Refused (rate_limited) or the connection ended without an answer: not
+            // acknowledged, so not promised.
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return acknowledged,
+        }
+        if !socket.is_connected() {
+            return acknowledged;
+        }
+        tokio::time::sleep(SEND_PACE).await;
+    }
+    acknowledged
+}
+
+db_test! {
+    async fn a_kill_9_mid_stream_loses_no_acknowledged_message_and_doubles_none(db: Db) {
+        let Setup { database, workdir, jwt_secret, http } = Setup::new(db).await;
+        let node = Node::start(&database.url, &jwt_secret, workdir.path()).await;
+        let mut people = Vec::new();
+        for i in 0..SENDERS {
+            people.push(register(&http, &node, &format!("Sender{i}")).await);
+        }
+        let acked = Arc::new(AtomicUsize::new(0));
+        let mut senders = Vec::new();
+        for (i, (_, token)) in people.iter().enumerate() {
+            let mut socket = Handshake::new(node.addr)
+                .token(token)
+                .connect()
+                .await
+                .unwrap_or_else(|e| panic!("the handshake was refused: {e}"));
+            socket.next_event("authenticated").await;
+            let to = people[(i + 1) % SENDERS].0;
+            senders.push(tokio::spawn(send_until_the_node_dies(socket, i, to, acked.clone())));
+        }
+        // Mid-stream: every sender has sends in flight when the node dies.
+        while acked.load(Ordering::SeqCst) < KILL_AFTER {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        node.kill();
+        let mut acknowledged = Vec::new();
+        for sender in senders {
+            acknowledged.push(sender.await.expect("a sender task"));
+        }
+        assert!(acknowledged.iter().all(|a| !a.is_empty()), "every sender was acknowledged");
+
+        let node = Node::start(&database.url, &jwt_secret, workdir.path()).await;
+        for (i, sent) in acknowledged.iter().enumerate() {
+            let (sender, _) = &people[i];
+            let (_, recipient_token) = &people[(i + 1) % SENDERS];
+            let get = |path: String| {
+                let request = http.get(node.url(&path)).bearer_auth(recipient_token);
+                async move { expect_json(request.send().await.expect("sent"), 200).await }
+            };
+            let history = get(format!("/api/messages/{sender}?limit=100")).await;
+            assert_eq!(history["hasMore"], false);
+            let sync = get("/api/sync?limit=100".to_owned()).await;
+            assert_eq!(sync["hasMore"], false);
+            for (list, name) in [(&history["messages"], "history"), (&sync["messages"], "sync")] {
+                let list = list.as_array().expect("messages");
+                // None twice: every clientId once.
+                let mut client_ids: Vec<&str> = list.iter().filter_map(|m| m["clientId"].as_str()).collect();
+                let count = client_ids.len();
+                client_ids.sort_unstable();
+                client_ids.dedup();
+                assert_eq!(client_ids.len(), count, "a message stored twice in {name}");
+                // Every acknowledged one there.
+                for (id, client_id) in sent {
+                    assert!(
+                        list.iter().any(|m| m["id"] == *id && m["clientId"] == client_id.as_str()),
+                        "{client_id} was acknowledged but is not in the recipient's {name}"
+                    );
+                }
+            }
+        }
         node.kill();
     }
 }
