@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    Db, TestApp, TestUser, db_test, expect_error, expect_json, spawn_app, spawn_app_with,
+    Db, TestApp, TestUser, db_test, expect_error, expect_json, s3_settings, spawn_app,
+    spawn_app_with,
 };
 
 fn b64(text: &[u8]) -> String {
@@ -1056,36 +1057,6 @@ async fn a_deleted_users_files_are_removed(db: Db) {
         .unwrap();
     assert_eq!(kept["attachments"], json!([]));
     app.stop().await;
-}
-
-/// `STORAGE_URL` and the S3 settings of a fresh prefix in the test S3 server's bucket (SeaweedFS,
-/// which the test command starts: `source scripts/test-env.sh && ensure_seaweedfs`).
-fn s3_settings() -> Vec<(&'static str, String)> {
-    let var =
-        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-    let bucket = var("TEST_S3_BUCKET", "craftcode-test");
-    vec![
-        (
-            "STORAGE_URL",
-            format!("s3://{bucket}/test-{}", Uuid::now_v7().simple()),
-        ),
-        (
-            "S3_ENDPOINT",
-            var("TEST_S3_ENDPOINT", "http://127.0.0.1:8333"),
-        ),
-        ("S3_REGION", var("TEST_S3_REGION", "us-east-1")),
-        (
-            "AWS_ACCESS_KEY_ID",
-            var("TEST_S3_ACCESS_KEY", "craftcode-test"),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            var(
-                "TEST_S3_SECRET_KEY",
-                "9eb57d6ada2e4f84e429999f86b15d607ae56e6d",
-            ),
-        ),
-    ]
 }
 
 async fn spawn_on_s3(db: Db) -> TestApp {
