@@ -84,7 +84,7 @@ fn namespaces_of(event: &str) -> &'static [&'static str] {
         "authenticated" | "authError" | "tokenUpdated" | "userStatusChanged" => &[AUTH_NS],
         "newMessage" | "messageSent" | "messageDelivered" | "messagesRead" | "messageUpdated"
         | "messageDeleted" | "reactionsChanged" | "userTyping" | "getOnlineUsers"
-        | "presenceChanged" => &[MESSENGER_NS],
+        | "presenceChanged" | "uploadProgress" => &[MESSENGER_NS],
         "notification" | "notificationsRead" => &[NOTIFICATIONS_NS],
         "incomingCall" | "callAccepted" | "callEnded" | "iceCandidate" => &[MESSENGER_NS],
         _ => &TOPIC_NAMESPACES,
