@@ -126,6 +126,12 @@ impl Application {
             .clone()
             .layer(cors)
             .layer(axum::middleware::from_fn_with_state(routes, plain_options));
+        // Before routing, so the overridden method picks the route.
+        let router = axum::Router::new().fallback_service(
+            tower::ServiceBuilder::new()
+                .map_request(tus_method_override)
+                .service(router),
+        );
         tracing::info!(category = "ok", addr = %listener.local_addr()?, "✅ serving");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         // Small socket frames must leave at once, not wait for Nagle's algorithm (it added tens
@@ -183,6 +189,27 @@ async fn plain_options(
             .unwrap_or_else(|never| match never {});
     }
     next.run(request).await
+}
+
+/// tus core: a `POST` to an upload with `X-HTTP-Method-Override: PATCH` (or `DELETE`, `HEAD`)
+/// is handled as that method, for clients whose environment cannot send it. Only under
+/// `/api/uploads/`; elsewhere the header means nothing.
+fn tus_method_override(mut request: axum::extract::Request) -> axum::extract::Request {
+    const OVERRIDE: &str = "x-http-method-override";
+    if request.method() != axum::http::Method::POST
+        || !request.uri().path().starts_with("/api/uploads/")
+    {
+        return request;
+    }
+    let method = match request.headers().get(OVERRIDE).map(|v| v.as_bytes()) {
+        Some(b"PATCH") => axum::http::Method::PATCH,
+        Some(b"DELETE") => axum::http::Method::DELETE,
+        Some(b"HEAD") => axum::http::Method::HEAD,
+        _ => return request,
+    };
+    request.headers_mut().remove(OVERRIDE);
+    *request.method_mut() = method;
+    request
 }
 
 /// An address this node can reach itself on: the bound one, with an unspecified IP (`0.0.0.0`)

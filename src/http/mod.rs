@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -128,6 +128,7 @@ pub fn cors(config: &Config) -> CorsLayer {
             uploads::UPLOAD_LENGTH,
             uploads::UPLOAD_OFFSET,
             uploads::UPLOAD_METADATA,
+            HeaderName::from_static("x-http-method-override"),
         ])
         // What a browser's tus client and downloads must be able to read.
         .expose_headers([

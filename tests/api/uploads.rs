@@ -1203,3 +1203,51 @@ async fn a_store_that_does_not_answer_is_named_and_answered_503(db: Db) {
     .await;
     app.stop().await;
 }
+
+db_test!(a_post_with_a_method_override_is_a_patch_or_a_delete);
+async fn a_post_with_a_method_override_is_a_patch_or_a_delete(db: Db) {
+    let app = spawn_app(db).await;
+    let (ada, _bob, conversation) = pair(&app).await;
+    let path = start(
+        &app,
+        &ada,
+        6,
+        &metadata(b"o.txt", "text/plain", conversation),
+    )
+    .await;
+    let overridden = |method: &str| {
+        tus(&app, Method::POST, &path, &ada).header("X-HTTP-Method-Override", method)
+    };
+    let patched = overridden("PATCH")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::NO_CONTENT);
+    assert_eq!(patched.headers()["upload-offset"], "3");
+    let head = overridden("HEAD").send().await.unwrap();
+    assert_eq!(head.headers()["upload-offset"], "3");
+    let deleted = overridden("DELETE").send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        tus(&app, Method::HEAD, &path, &ada)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // Nowhere else: a POST elsewhere stays a POST.
+    let elsewhere = app
+        .client
+        .post(app.url("/api/auth/me"))
+        .bearer_auth(&ada.token)
+        .header("X-HTTP-Method-Override", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    expect_error(elsewhere, 405, "method_not_allowed").await;
+    app.stop().await;
+}
