@@ -3,8 +3,8 @@
 //! nothing of uploads' rules (`attachments`). Keys are made of ids only, never of a filename a
 //! user chose.
 //!
-//! - `uploads/{id}/{offset}-{random}`: the parts of an unfinished upload, one per PATCH;
-//! - `files/{id}`: a completed upload, its parts joined;
+//! - `uploads/{id}/{offset}-{random}`: an upload's bytes, one part per PATCH, kept as they are
+//!   once it completes (a download reads them one after the other: nothing is copied);
 //! - `files/{id}.thumbnail`: an image's thumbnail.
 //!
 //! Bytes stream through in chunks: no whole file is ever held in memory.
@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Bytes;
-use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -45,11 +45,6 @@ pub struct Storage {
 }
 
 pub type ByteStream = BoxStream<'static, Result<Bytes, object_store::Error>>;
-
-/// The key of a completed upload's file.
-pub fn file_key(id: Uuid) -> String {
-    format!("files/{id}")
-}
 
 /// The key of an image's thumbnail.
 pub fn thumbnail_key(id: Uuid) -> String {
@@ -141,34 +136,28 @@ impl Storage {
         Ok(())
     }
 
-    /// Joins the parts of an upload into the object `to`: one part is renamed, several are
-    /// streamed one after the other into a new object.
-    pub async fn join(&self, parts: &[Part], to: &str) -> object_store::Result<()> {
-        let target = Path::from(to);
-        if parts.is_empty() {
-            return self.put(to, Vec::new()).await;
-        }
-        if let [only] = parts
-            && self
-                .objects
-                .rename(&Path::from(only.key.as_str()), &target)
-                .await
-                .is_ok()
-        {
-            return Ok(());
-        }
-        let mut out = self.writer(to).await?;
-        for part in parts {
-            let mut bytes = self.read(&part.key, None).await?;
-            while let Some(chunk) = bytes.next().await {
-                if let Err(e) = out.write(&chunk?).await {
-                    out.abort().await;
-                    return Err(e);
-                }
-            }
-        }
-        out.finish().await?;
-        Ok(())
+    /// The bytes `range` (all when `None`) of a file kept as consecutive parts, read part after
+    /// part, each part only when the one before is done.
+    pub fn read_parts(&self, parts: &[Part], range: Option<Range<u64>>) -> ByteStream {
+        let total: u64 = parts.iter().map(|p| p.size).sum();
+        let wanted = range.unwrap_or(0..total);
+        let pieces: Vec<(String, Range<u64>)> = parts
+            .iter()
+            .filter_map(|part| {
+                let (start, end) = (part.offset, part.offset + part.size);
+                let from = wanted.start.max(start);
+                let to = wanted.end.min(end);
+                (from < to).then(|| (part.key.clone(), from - start..to - start))
+            })
+            .collect();
+        let storage = self.clone();
+        futures_util::stream::iter(pieces)
+            .then(move |(key, range)| {
+                let storage = storage.clone();
+                async move { storage.read(&key, Some(range)).await }
+            })
+            .try_flatten()
+            .boxed()
     }
 
     /// The bytes of `key`, or of `range` of them.
@@ -201,9 +190,9 @@ impl Storage {
         Ok(self.objects.head(&Path::from(key)).await?.size)
     }
 
-    /// The first `len` bytes of `key` (fewer when it is shorter), in memory.
-    pub async fn head_bytes(&self, key: &str, len: u64) -> object_store::Result<Vec<u8>> {
-        let mut stream = self.read(key, None).await?;
+    /// The first `len` bytes of a file kept as `parts` (fewer when it is shorter), in memory.
+    pub async fn head_bytes(&self, parts: &[Part], len: u64) -> object_store::Result<Vec<u8>> {
+        let mut stream = self.read_parts(parts, Some(0..len));
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;

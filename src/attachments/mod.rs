@@ -338,28 +338,19 @@ fn forget_progress(id: Uuid) {
         .remove(&id);
 }
 
-/// Joins a fully received upload's parts into its file, finds out what the bytes are (and an
-/// image's size and thumbnail), and marks it complete. Safe to run again after a crash halfway.
+/// Finds out what a fully received upload's bytes are (and an image's size and thumbnail) and
+/// marks it complete. Its parts stay as they are: a download reads them one after the other, so
+/// completing copies nothing. Safe to run again after a crash halfway.
 async fn complete(state: &AppState, upload: &Upload) -> ApiResult<Upload> {
     let parts = upload.parts();
-    let file = storage::file_key(upload.id);
-    if (!parts.is_empty() || upload.size() == 0)
-        && let Err(e) = state.storage.join(&parts, &file).await
-    {
-        // Another request (a HEAD after a crash, a retried PATCH) may have completed it.
-        return match state.store.find_upload(upload.id).await? {
-            Some(done) if done.completed_at.is_some() => Ok(done),
-            _ => Err(storage_error(e)),
-        };
-    }
     let head = state
         .storage
-        .head_bytes(&file, media::SNIFF_BYTES)
+        .head_bytes(&parts, media::SNIFF_BYTES)
         .await
         .map_err(storage_error)?;
     let content_type = media::sniff(&head, &upload.claimed_type);
     let inspected = if media::is_image(&content_type) {
-        inspect_image(state, &file, &content_type).await?
+        inspect_image(state, &parts, &content_type).await?
     } else {
         None
     };
@@ -383,12 +374,6 @@ async fn complete(state: &AppState, upload: &Upload) -> ApiResult<Upload> {
     if state.store.complete_upload(upload.id, &measured).await? {
         state.metrics.upload_completed();
     }
-    if !parts.is_empty() {
-        let keys: Vec<String> = parts.into_iter().map(|p| p.key).collect();
-        if let Err(e) = state.storage.remove(&keys).await {
-            tracing::warn!(category = "warn", error = %e, "⚠️ could not remove an upload's parts; the sweep will");
-        }
-    }
     let upload = state
         .store
         .find_upload(upload.id)
@@ -402,7 +387,7 @@ async fn complete(state: &AppState, upload: &Upload) -> ApiResult<Upload> {
 /// threads.
 async fn inspect_image(
     state: &AppState,
-    file: &str,
+    parts: &[Part],
     content_type: &str,
 ) -> ApiResult<Option<media::Inspected>> {
     let temp = tempfile::NamedTempFile::new()
@@ -411,11 +396,7 @@ async fn inspect_image(
         temp.reopen()
             .map_err(|e| ApiError::internal(format!("a temporary file: {e}")))?,
     );
-    let mut bytes = state
-        .storage
-        .read(file, None)
-        .await
-        .map_err(storage_error)?;
+    let mut bytes = state.storage.read_parts(parts, None);
     while let Some(chunk) = bytes.next().await {
         let chunk = chunk.map_err(storage_error)?;
         tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
@@ -455,11 +436,12 @@ pub async fn abandon(state: &AppState, me: &User, id: Uuid) -> ApiResult<()> {
 
 /// Removes an upload's files, then its row.
 async fn remove(state: &AppState, upload: &Upload) -> ApiResult<()> {
-    let keys = [
-        storage::file_key(upload.id),
-        storage::thumbnail_key(upload.id),
-    ];
-    state.storage.remove(&keys).await.map_err(storage_error)?;
+    let thumbnail = [storage::thumbnail_key(upload.id)];
+    state
+        .storage
+        .remove(&thumbnail)
+        .await
+        .map_err(storage_error)?;
     state
         .storage
         .remove_under(&format!("uploads/{}", upload.id))
@@ -497,9 +479,9 @@ async fn remove_all(state: &AppState, uploads: Result<Vec<Upload>, crate::store:
     }
 }
 
-/// What a download serves.
+/// What a download serves: the bytes of `parts`, one after the other.
 pub struct Download {
-    pub key: String,
+    pub parts: Vec<Part>,
     pub size: u64,
     pub content_type: String,
     pub filename: String,
@@ -544,16 +526,26 @@ pub async fn download(
             .thumbnail_type
             .clone()
             .ok_or_else(attachment_not_found)?;
+        let key = storage::thumbnail_key(id);
+        let size = match state.storage.size(&key).await {
+            Ok(size) => size,
+            Err(object_store::Error::NotFound { .. }) => return Err(attachment_not_found()),
+            Err(e) => return Err(storage_error(e)),
+        };
         return Ok(Download {
-            key: storage::thumbnail_key(id),
-            size: 0,
+            parts: vec![Part {
+                offset: 0,
+                size,
+                key,
+            }],
+            size,
             content_type: kind,
             filename: format!("thumbnail-{}", upload.filename),
             etag: format!("\"{id}-thumbnail\""),
         });
     }
     Ok(Download {
-        key: storage::file_key(id),
+        parts: upload.parts(),
         size: upload.size(),
         content_type,
         filename: upload.filename.clone(),

@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -59,12 +60,7 @@ async fn thumbnail(
     AttachmentPath(id): AttachmentPath,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let mut download = attachments::download(&state, &caller.user, id, true).await?;
-    download.size = state
-        .storage
-        .size(&download.key)
-        .await
-        .map_err(|_| attachments::attachment_not_found())?;
+    let download = attachments::download(&state, &caller.user, id, true).await?;
     serve(&state, download, &headers).await
 }
 
@@ -102,20 +98,17 @@ async fn serve(state: &AppState, download: Download, headers: &HeaderMap) -> Api
             }
         },
     };
-    let empty = download.size == 0;
-    let stream = match (&range, empty) {
-        (_, true) => None,
-        (Some(r), false) => Some(state.storage.read(&download.key, Some(r.clone())).await),
-        (None, false) => Some(state.storage.read(&download.key, None).await),
-    };
-    let body = match stream {
-        None => Body::empty(),
-        Some(Ok(stream)) => Body::from_stream(stream),
+    // The first bytes are read before answering, so a file that is gone is a 404 and a store
+    // that does not answer a 503, not a 200 cut short.
+    let mut stream = state.storage.read_parts(&download.parts, range.clone());
+    let first = match stream.next().await {
         Some(Err(object_store::Error::NotFound { .. })) => {
             return Err(attachments::attachment_not_found());
         }
         Some(Err(e)) => return Err(attachments::storage_error(e)),
+        first => first,
     };
+    let body = Body::from_stream(futures_util::stream::iter(first).chain(stream));
     let mut response = body.into_response();
     let headers = response.headers_mut();
     common_headers(headers, &download);

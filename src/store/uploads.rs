@@ -38,7 +38,8 @@ pub struct Upload {
 }
 
 impl Upload {
-    /// The objects its received bytes are in, in order (empty once it completed).
+    /// The objects its received bytes are in, in order (kept once it completed: they are its
+    /// file).
     pub fn parts(&self) -> Vec<Part> {
         // Only this module writes the column, from the same type.
         serde_json::from_str(&self.parts).unwrap_or_default()
@@ -179,7 +180,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = on_pool!(self, pool => sqlx::query(
             "UPDATE uploads SET completed_at = $2, content_type = $3, width = $4, height = $5,
-                                thumbnail_type = $6, parts = '[]'
+                                thumbnail_type = $6
              WHERE id = $1 AND completed_at IS NULL AND received = size",
         )
         .bind(id)

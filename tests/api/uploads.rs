@@ -521,9 +521,19 @@ async fn filenames_lose_their_paths_and_control_characters(db: Db) {
         assert_eq!(file.status(), StatusCode::OK);
         assert!(file.headers()["content-disposition"].to_str().is_ok());
     }
-    // Nothing was written outside the storage folder's own keys.
+    // Nothing was written under a name of the client's: every key is made of ids.
     for file in stored_files(app.storage.path()) {
-        assert!(file.contains("/files/"), "{file}");
+        let key = file
+            .strip_prefix(&app.storage.path().display().to_string())
+            .unwrap();
+        let named = key.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>();
+        assert_eq!(named.len(), 3, "{key}");
+        assert_eq!(named[0], "uploads", "{key}");
+        assert!(named[1].parse::<Uuid>().is_ok(), "{key}");
+        assert!(
+            named[2].bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+            "{key}"
+        );
     }
     app.stop().await;
 }
@@ -1079,7 +1089,8 @@ db_test!(on_s3_parts_on_both_sides_of_the_5_mib_minimum_make_one_file);
 async fn on_s3_parts_on_both_sides_of_the_5_mib_minimum_make_one_file(db: Db) {
     let app = spawn_on_s3(db).await;
     let (ada, bob, conversation) = pair(&app).await;
-    // 12 MiB in a 5 MiB and a 7 MiB PATCH: each a multipart object of its own, joined at the end.
+    // 12 MiB in PATCHes of 5, 5 and 2 MiB: each a multipart object of its own (the last under
+    // S3's 5 MiB part minimum), read one after the other.
     let big: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
     let big_id = upload(
         &app,
@@ -1122,7 +1133,7 @@ async fn on_s3_parts_on_both_sides_of_the_5_mib_minimum_make_one_file(db: Db) {
     assert_eq!(whole.status(), StatusCode::OK);
     assert!(
         whole.bytes().await.unwrap().as_ref() == &big[..],
-        "the joined file is the bytes sent"
+        "the parts read as one are the bytes sent"
     );
     let range = app
         .client
@@ -1140,9 +1151,20 @@ async fn on_s3_parts_on_both_sides_of_the_5_mib_minimum_make_one_file(db: Db) {
     let thumbnail = download(&app, &bob, attachments[1]["thumbnailUrl"].as_str().unwrap()).await;
     assert_eq!(thumbnail.status(), StatusCode::OK);
 
+    // The stored objects: the big file's three parts, the image's one and its thumbnail.
     let storage = &app.state.storage;
-    let file = craftcode::storage::file_key(big_id);
-    assert_eq!(storage.size(&file).await.unwrap(), big.len() as u64);
+    let mut keys = Vec::new();
+    for id in [big_id, image_id] {
+        let stored = app.state.store.find_upload(id).await.unwrap().unwrap();
+        keys.extend(stored.parts().into_iter().map(|part| part.key));
+    }
+    assert_eq!(keys.len(), 4);
+    keys.push(craftcode::storage::thumbnail_key(image_id));
+    let mut sizes = 0;
+    for key in &keys {
+        sizes += storage.size(key).await.unwrap();
+    }
+    assert!(sizes > (big.len() + image.len()) as u64);
     let message = sent["message"]["id"].as_str().unwrap();
     let deleted = app
         .client
@@ -1152,11 +1174,7 @@ async fn on_s3_parts_on_both_sides_of_the_5_mib_minimum_make_one_file(db: Db) {
         .await
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    for key in [
-        file,
-        craftcode::storage::file_key(image_id),
-        craftcode::storage::thumbnail_key(image_id),
-    ] {
+    for key in keys {
         assert!(storage.size(&key).await.is_err(), "{key} is still stored");
     }
     app.stop().await;

@@ -210,11 +210,12 @@ function clusterTests() {
       }
     }
 
-    // The bytes are in the bucket under this run's prefix (not in a folder of the nodes), the
-    // parts joined into one file each.
+    // The bytes are in the bucket under this run's prefix (not in a folder of the nodes), one
+    // object per PATCH, kept as the file's parts.
     const keys = s3Keys();
-    assert.ok(keys.includes(`files/${bigId}`), `the 12 MiB file is in S3: ${JSON.stringify(keys)}`);
-    assert.ok(keys.includes(`files/${smallId}`), `the 100 KiB file is in S3: ${JSON.stringify(keys)}`);
+    const partsOf = (id) => keys.filter((k) => k.startsWith(`uploads/${id}/`)).length;
+    assert.equal(partsOf(bigId), 3, `the 12 MiB file's three parts are in S3: ${JSON.stringify(keys)}`);
+    assert.equal(partsOf(smallId), 2, `the 100 KiB file's two parts are in S3: ${JSON.stringify(keys)}`);
     assert.equal(existsSync(path.join(node(1).db.dir, "data", "uploads")), false, "no local upload folder");
 
     // Alice attaches both from node 3; Bob gets the message on node 2.
