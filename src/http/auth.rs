@@ -30,8 +30,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 struct RegisterBody {
+    #[schema(value_type = String, required = true, format = Email, max_length = 254)]
     email: Option<String>,
+    /// At least 8 characters.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 1024)]
     password: Option<String>,
+    /// 1 to 100 characters after trimming, no control characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
 }
 
@@ -60,7 +65,9 @@ async fn register(
 
 #[derive(Deserialize, ToSchema)]
 struct LoginBody {
+    #[schema(value_type = String, required = true, min_length = 1)]
     email: Option<String>,
+    #[schema(value_type = String, required = true, min_length = 1)]
     password: Option<String>,
 }
 
@@ -89,7 +96,7 @@ struct RefreshBody {
 }
 
 /// Exchanges a refresh token (body or `craftcode_refresh` cookie) for new tokens.
-#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body(content = Option<RefreshBody>),
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body(content = RefreshBody, description = "optional: an empty body (with the cookie) is allowed"),
     responses(
         (status = 200, body = accounts::RefreshResponse),
         (status = 401, description = "invalid_refresh_token", body = ErrorBody),
@@ -130,7 +137,7 @@ struct LogoutBody {
 }
 
 /// Ends the current session, or every session with `all: true`; their sockets get `force_logout`.
-#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body(content = Option<LogoutBody>),
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body(content = LogoutBody, description = "optional: an empty body is allowed"),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = accounts::LogoutResponse),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::json::{Json as JsonBody, JsonOrEmpty};
 use super::messages::{SendFields, send_answer};
-use super::query::{optional_id, page_limit};
+use super::query::{Query, optional_id, page_limit};
 use crate::auth::AuthUser;
 use crate::conversations::{
     self, Changes, Conversation, ConversationPage, ReadBy, ReadState, Role,
@@ -89,8 +89,10 @@ struct ConversationBody {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// 1 to 100, default 50.
+    #[param(value_type = Option<String>, pattern = r"^(|\+?0*([1-9][0-9]?|100))$")]
     limit: Option<String>,
     /// `nextCursor` of the previous page.
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
     before: Option<String>,
 }
 
@@ -114,8 +116,13 @@ async fn list(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ConversationCreateBody)]
 struct CreateBody {
+    /// The group's title: 1 to 100 characters after trimming, no control characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     title: Option<String>,
+    /// The other members.
+    #[schema(value_type = Vec<Uuid>, required = true, min_items = 1, max_items = 100)]
     member_ids: Option<Vec<String>>,
 }
 
@@ -160,7 +167,9 @@ async fn show(
 }
 
 #[derive(Deserialize, Default, ToSchema)]
+#[schema(as = ConversationPatchBody)]
 struct PatchBody {
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     title: Option<String>,
     muted: Option<bool>,
 }
@@ -193,6 +202,7 @@ async fn update(
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct MembersBody {
+    #[schema(value_type = Vec<Uuid>, required = true, min_items = 1, max_items = 100)]
     user_ids: Option<Vec<String>>,
 }
 
@@ -234,9 +244,21 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A member's role, as a body names it (documentation only: the handler reads text, to answer a
+/// bad one with `validation_failed`).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum RoleName {
+    Owner,
+    Admin,
+    Member,
+}
+
 #[derive(Deserialize, ToSchema)]
 struct RoleBody {
     /// `owner` (passes ownership on), `admin` or `member`.
+    #[schema(value_type = RoleName, required = true)]
     role: Option<String>,
 }
 
@@ -265,15 +287,24 @@ async fn set_role(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ConversationSendBody)]
 struct SendBody {
+    /// 1 to 4,000 characters after trimming, no NUL (required unless `attachmentIds` names
+    /// completed uploads).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4000, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     content: Option<String>,
+    /// Up to 128 characters; retrying with the same one returns the stored message.
+    #[schema(value_type = Option<String>, max_length = 128)]
     client_id: Option<String>,
     /// A message of this conversation the new one replies to.
+    #[schema(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
     reply_to_id: Option<String>,
     /// Members to mention.
+    #[schema(value_type = Option<Vec<Uuid>>)]
     mentions: Option<Vec<String>>,
     /// 1–10 completed uploads of the sender's for this conversation (§12); `content` may then
     /// be empty.
+    #[schema(value_type = Option<Vec<Uuid>>, max_items = 10)]
     attachment_ids: Option<Vec<String>>,
 }
 
@@ -309,10 +340,13 @@ async fn send(
 #[into_params(parameter_in = Query)]
 struct PageQuery {
     /// A message id: only older messages.
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
     before: Option<String>,
     /// A message id: only newer messages.
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
     after: Option<String>,
     /// 1 to 100, default 50.
+    #[param(value_type = Option<String>, pattern = r"^(|\+?0*([1-9][0-9]?|100))$")]
     limit: Option<String>,
 }
 
@@ -348,7 +382,10 @@ async fn history(
 
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ConversationReadBody)]
 struct ReadBody {
+    /// The id of the last message read.
+    #[schema(value_type = Uuid, required = true)]
     up_to: Option<String>,
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::OkCount;
 use super::json::Json as JsonBody;
 use super::path::{MessagePath, ReactionPath, UserPath};
-use super::query::{optional_id, page_limit};
+use super::query::{Query, optional_id, page_limit};
 use crate::auth::AuthUser;
 use crate::domain::{ChangeCursor, Content, Outgoing, attachment_ids};
 use crate::editing::{self, Reactions};
@@ -41,13 +41,21 @@ fn cursor(fields: &mut BTreeMap<String, String>, name: &str, raw: Option<&str>) 
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = MessageSendBody)]
 struct SendBody {
+    /// 1 to 4,000 characters after trimming, no NUL (required unless `attachmentIds` names
+    /// completed uploads).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4000, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     content: Option<String>,
+    /// Up to 128 characters; retrying with the same one returns the stored message.
+    #[schema(value_type = Option<String>, max_length = 128)]
     client_id: Option<String>,
     /// A message of the same conversation this one replies to.
+    #[schema(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
     reply_to_id: Option<String>,
     /// 1–10 completed uploads of the sender's for this conversation (§12); `content` may then
     /// be empty.
+    #[schema(value_type = Option<Vec<Uuid>>, max_items = 10)]
     attachment_ids: Option<Vec<String>>,
 }
 
@@ -116,20 +124,57 @@ pub(super) async fn send_answer(
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 struct PageQuery {
     /// A message id: only older messages (history).
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
     before: Option<String>,
     /// A message id: only newer messages (history).
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
     after: Option<String>,
     /// A message id: what came after it (sync).
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
     since: Option<String>,
     /// The `changedCursor` of the last sync with this `since`: the changes after it (sync).
+    #[param(value_type = Option<String>, pattern = r"^(|[+-]?[0-9]{1,18}\.([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}))$")]
     changed_after: Option<String>,
     /// 1 to 100, default 50.
+    #[param(value_type = Option<String>, pattern = r"^(|\+?0*([1-9][0-9]?|100))$")]
+    limit: Option<String>,
+}
+
+/// The query of a conversation's history (documentation of [`PageQuery`] as `history` reads it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct HistoryParams {
+    /// A message id: only older messages.
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
+    before: Option<String>,
+    /// A message id: only newer messages.
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
+    after: Option<String>,
+    /// 1 to 100, default 50.
+    #[param(value_type = Option<String>, pattern = r"^(|\+?0*([1-9][0-9]?|100))$")]
+    limit: Option<String>,
+}
+
+/// The query of `sync` (documentation of [`PageQuery`] as `sync` reads it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct SyncParams {
+    /// A message id: what came after it.
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
+    since: Option<String>,
+    /// The `changedCursor` of the last sync with this `since`: the changes after it.
+    #[param(value_type = Option<String>, pattern = r"^(|[+-]?[0-9]{1,18}\.([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}))$")]
+    changed_after: Option<String>,
+    /// 1 to 100, default 50.
+    #[param(value_type = Option<String>, pattern = r"^(|\+?0*([1-9][0-9]?|100))$")]
     limit: Option<String>,
 }
 
 /// The conversation with a user, newest first.
 #[utoipa::path(get, path = "/api/messages/{id}", tag = "messages",
-    params(("id" = Uuid, Path, description = "the other user's id"), PageQuery), security(("bearer" = []), ("cookie" = [])),
+    params(("id" = Uuid, Path, description = "the other user's id"), HistoryParams), security(("bearer" = []), ("cookie" = [])),
     responses((status = 200, body = Page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, description = "user_not_found: the path is not a user id", body = ErrorBody)))]
 async fn history(
@@ -151,7 +196,10 @@ async fn history(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = MessagesReadBody)]
 struct ReadBody {
+    /// The id of the last message read.
+    #[schema(value_type = Uuid, required = true)]
     up_to: Option<String>,
 }
 
@@ -179,7 +227,7 @@ async fn mark_read(
 }
 
 /// Everything the caller missed since a message: messages and notifications, oldest first.
-#[utoipa::path(get, path = "/api/sync", tag = "messages", params(PageQuery), security(("bearer" = []), ("cookie" = [])),
+#[utoipa::path(get, path = "/api/sync", tag = "messages", params(SyncParams), security(("bearer" = []), ("cookie" = [])),
     responses((status = 200, body = SyncPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn sync(
     State(state): State<AppState>,
@@ -207,6 +255,8 @@ async fn sync(
 
 #[derive(Deserialize, ToSchema)]
 struct EditBody {
+    /// 1 to 4,000 characters after trimming, no NUL.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4000, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     content: Option<String>,
 }
 

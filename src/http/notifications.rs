@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::json::Json as JsonBody;
 use super::path::NotificationPath;
-use super::query::{optional_id, page_limit};
+use super::query::{Query, optional_id, page_limit};
 use super::{Done, OkCount};
 use crate::auth::{AdminUser, AuthUser};
 use crate::domain;
@@ -32,12 +32,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// `userId` or `all: true`, not both.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = NotificationSendBody)]
 struct SendBody {
+    /// The one user to notify (then `all` is absent or false).
+    #[schema(value_type = Option<Uuid>)]
     user_id: Option<String>,
+    /// `true` to notify every active user (then no `userId`).
     #[serde(default)]
     all: bool,
+    /// 1 to 200 characters after trimming, no NUL.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     title: Option<String>,
+    /// 1 to 4,000 characters after trimming, no NUL.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4000, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     body: Option<String>,
+    /// 1 to 50 letters, digits, `_`, `.` or `-` (default `info`).
+    #[schema(value_type = Option<String>, pattern = r"^\s*[A-Za-z0-9_.-]{1,50}\s*$")]
     kind: Option<String>,
     #[schema(value_type = Option<Object>)]
     data: Option<Value>,
@@ -81,9 +91,12 @@ async fn send(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// `true` for unread ones only.
+    /// `true` (or `1`) for unread ones only.
+    #[param(value_type = Option<String>, pattern = r"^(|true|false|1|0)$")]
     unread: Option<String>,
+    #[param(value_type = Option<String>, pattern = r"^(|\+?0*([1-9][0-9]?|100))$")]
     limit: Option<String>,
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
     before: Option<String>,
 }
 

@@ -40,13 +40,19 @@ async fn config(State(state): State<AppState>, _caller: AuthUser) -> Json<PushCo
 /// A browser `PushSubscription`'s JSON (`expirationTime` and anything else is ignored).
 #[derive(Deserialize, ToSchema)]
 struct SubscribeBody {
+    /// The push service's absolute URL.
+    #[schema(format = "uri")]
     endpoint: String,
     keys: Keys,
 }
 
 #[derive(Deserialize, ToSchema)]
 struct Keys {
+    /// The browser's P-256 public key: 65 bytes, base64url.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{87}=?$")]
     p256dh: String,
+    /// The 16-byte auth secret, base64url.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{22}(==)?$")]
     auth: String,
 }
 
@@ -79,6 +85,7 @@ async fn subscribe(
 
 #[derive(Deserialize, ToSchema)]
 struct UnsubscribeBody {
+    #[schema(format = "uri")]
     endpoint: String,
 }
 

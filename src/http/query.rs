@@ -29,3 +29,31 @@ pub fn optional_id(
         .map_err(|_| fields.insert(name.to_owned(), format!("must be a {what} id")))
         .ok()
 }
+
+/// A query string read into `T`; one that cannot be (a parameter given twice, bad
+/// percent-encoding) is 400 `validation_failed` naming `query`, in the §2 error body rather than
+/// axum's plain-text rejection.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for Query<T>
+{
+    type Rejection = crate::error::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection| {
+                let message = rejection.body_text();
+                let message = message
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&message)
+                    .to_owned();
+                crate::error::ApiError::validation(BTreeMap::from([("query".to_owned(), message)]))
+            })
+    }
+}

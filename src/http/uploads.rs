@@ -92,17 +92,25 @@ async fn options(State(state): State<AppState>) -> Response {
 }
 
 /// As `OPTIONS /api/uploads`.
-#[utoipa::path(options, path = "/api/uploads/{id}", tag = "uploads", params(("id" = Uuid, Path)),
+#[utoipa::path(options, path = "/api/uploads/{id}", tag = "uploads", params(("id" = String, Path, description = "any: OPTIONS answers the same for every path")),
     responses((status = 204, description = "Tus-Version, Tus-Extension and Tus-Max-Size")))]
 async fn options_of_one(state: State<AppState>) -> Response {
     options(state).await
+}
+
+/// The `Tus-Resumable` header every tus request but OPTIONS carries (documentation only).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+enum TusResumable {
+    #[schema(rename = "1.0.0")]
+    V1,
 }
 
 /// tus `creation`: starts an upload of `Upload-Length` bytes to a conversation the caller is a
 /// member of. `Upload-Metadata` carries `filename`, `filetype` and `conversationId` (base64).
 #[utoipa::path(post, path = "/api/uploads", tag = "uploads", security(("bearer" = []), ("cookie" = [])),
     params(
-        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+        ("Tus-Resumable" = inline(TusResumable), Header, description = "the tus version: 1.0.0"),
         ("Upload-Length" = u64, Header, description = "the file's size in bytes"),
         ("Upload-Metadata" = String, Header, description = "`filename`, `filetype`, `conversationId`: comma-separated `key base64(value)`"),
     ),
@@ -149,7 +157,7 @@ async fn create(
 
 /// How far an upload is: `Upload-Offset` and `Upload-Length`.
 #[utoipa::path(head, path = "/api/uploads/{id}", tag = "uploads", security(("bearer" = []), ("cookie" = [])),
-    params(("id" = Uuid, Path), ("Tus-Resumable" = String, Header, description = "1.0.0")),
+    params(("id" = Uuid, Path), ("Tus-Resumable" = inline(TusResumable), Header, description = "the tus version: 1.0.0")),
     responses(
         (status = 200, description = "Upload-Offset, Upload-Length, Upload-Expires"),
         (status = 401, body = ErrorBody),
@@ -175,7 +183,7 @@ async fn offset(
 #[utoipa::path(patch, path = "/api/uploads/{id}", tag = "uploads", security(("bearer" = []), ("cookie" = [])),
     params(
         ("id" = Uuid, Path),
-        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+        ("Tus-Resumable" = inline(TusResumable), Header, description = "the tus version: 1.0.0"),
         ("Upload-Offset" = u64, Header, description = "where the body goes: the upload's offset"),
     ),
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
@@ -224,7 +232,7 @@ async fn append(
 
 /// tus `termination`: abandons an upload not attached to a message; its bytes are removed.
 #[utoipa::path(delete, path = "/api/uploads/{id}", tag = "uploads", security(("bearer" = []), ("cookie" = [])),
-    params(("id" = Uuid, Path), ("Tus-Resumable" = String, Header, description = "1.0.0")),
+    params(("id" = Uuid, Path), ("Tus-Resumable" = inline(TusResumable), Header, description = "the tus version: 1.0.0")),
     responses(
         (status = 204, description = "abandoned"),
         (status = 401, body = ErrorBody),

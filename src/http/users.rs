@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::json::Json as JsonBody;
 use super::path::UserPath;
-use super::query::{optional_id, page_limit};
+use super::query::{Query, optional_id, page_limit};
 use crate::auth::{AdminUser, AuthUser};
 use crate::domain::PageLimit;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -44,10 +44,13 @@ struct DirectoryPage {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Text to find in the name or email.
+    #[param(value_type = Option<String>, max_length = 100, pattern = r"^[^\u0000]*$")]
     q: Option<String>,
     /// 1 to 100, default 50.
+    #[param(value_type = Option<String>, pattern = r"^(|\+?0*([1-9][0-9]?|100))$")]
     limit: Option<String>,
     /// `nextCursor` of the previous page.
+    #[param(value_type = Option<String>, pattern = r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")]
     cursor: Option<String>,
 }
 
@@ -85,9 +88,15 @@ async fn list(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = UserCreateBody)]
 struct CreateBody {
+    #[schema(value_type = String, required = true, format = Email, max_length = 254)]
     email: Option<String>,
+    /// 1 to 100 characters after trimming, no control characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
+    /// At least 8 characters; without one the account can sign in only through OAuth.
+    #[schema(value_type = Option<String>, min_length = 8, max_length = 1024)]
     password: Option<String>,
     is_admin: Option<bool>,
     is_active: Option<bool>,
@@ -143,6 +152,7 @@ async fn show(
 /// `password` (with `currentPassword`).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = UserPatchBody)]
 struct PatchBody {
     name: Option<String>,
     email: Option<String>,

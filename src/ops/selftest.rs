@@ -353,9 +353,23 @@ async fn post_to_self(state: &AppState, token: &str, body: &str) -> Result<(), S
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ActionBody {
+    #[schema(value_type = TestAction, required = true)]
     action: Option<String>,
+    /// Required for `sendToUser`.
+    #[schema(value_type = Option<uuid::Uuid>)]
     target_user_id: Option<String>,
     message: Option<String>,
+}
+
+/// The test actions (documentation only: the handler reads text, to answer a bad one with
+/// `invalid_action` naming the valid ones).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+enum TestAction {
+    SendToUser,
+    Broadcast,
+    EmitOnlineUsers,
 }
 
 /// What a test action did.

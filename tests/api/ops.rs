@@ -474,6 +474,132 @@ async fn every_documented_operation_documents_a_client_error(db: Db) {
     assert!(silent.is_empty(), "no 4xx answer documented: {silent:?}");
 }
 
+db_test!(every_json_route_documents_and_answers_the_body_errors);
+/// Every operation with a JSON request body documents 400, 413 and 415 with the §2 error body,
+/// and really answers 415 `unsupported_media_type` to a body that is not JSON.
+async fn every_json_route_documents_and_answers_the_body_errors(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.create_user("Admin").await;
+    let doc = openapi(&app).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client");
+    let mut wrong = Vec::new();
+    let mut json_routes = 0;
+    for (method, path, operation) in operations(&doc) {
+        if operation["requestBody"]["content"]["application/json"].is_null() {
+            continue;
+        }
+        json_routes += 1;
+        let name = format!("{} {path}", method.to_uppercase());
+        for status in ["400", "413", "415"] {
+            let schema = &operation["responses"][status]["content"]["application/json"]["schema"];
+            if schema["$ref"] != "#/components/schemas/ErrorBody" {
+                wrong.push(format!("{name}: {status} not documented with ErrorBody"));
+            }
+        }
+        let method =
+            reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
+        let response = client
+            .request(method, app.url(&with_ids(&path)))
+            .bearer_auth(&admin.token)
+            .header("content-type", "text/plain")
+            .body("hello")
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status != 415 || body["error"]["code"] != "unsupported_media_type" {
+            wrong.push(format!("{name}: a text/plain body got {status} {body}"));
+        }
+    }
+    assert!(
+        json_routes >= 15,
+        "only {json_routes} JSON routes documented"
+    );
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+db_test!(the_register_body_is_described_as_the_server_checks_it);
+/// The document's register body: every field required, the email an email, the password at
+/// least 8 characters, the name 1 to 100 (SPEC §3, §9).
+async fn the_register_body_is_described_as_the_server_checks_it(db: Db) {
+    let app = spawn_app(db).await;
+    let doc = openapi(&app).await;
+    let body = &doc["paths"]["/api/auth/register"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    let schema = resolve(&doc, body);
+    let mut required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no required fields: {schema:#}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    required.sort_unstable();
+    assert_eq!(required, ["email", "name", "password"], "{schema:#}");
+    let props = &schema["properties"];
+    assert_eq!(props["email"]["format"], "email", "{schema:#}");
+    assert_eq!(props["password"]["minLength"], 8, "{schema:#}");
+    assert_eq!(props["name"]["minLength"], 1, "{schema:#}");
+    assert_eq!(props["name"]["maxLength"], 100, "{schema:#}");
+}
+
+db_test!(each_route_documents_its_own_request_body);
+/// Bodies of the same Rust name in different modules (`CreateBody`, `SendBody`, …) each keep
+/// their own schema: a route's documented body has that route's fields.
+async fn each_route_documents_its_own_request_body(db: Db) {
+    let app = spawn_app(db).await;
+    let doc = openapi(&app).await;
+    let cases = [
+        ("post", "/api/users", "email"),
+        ("patch", "/api/users/{id}", "currentPassword"),
+        ("post", "/api/conversations", "memberIds"),
+        ("patch", "/api/conversations/{id}", "muted"),
+        ("post", "/api/conversations/{id}/messages", "mentions"),
+        ("post", "/api/messages/send/{userId}", "content"),
+        ("post", "/api/notifications", "title"),
+        ("post", "/api/conversations/{id}/read", "upTo"),
+        ("post", "/api/messages/{id}/read", "upTo"),
+    ];
+    for (method, path, field) in cases {
+        let body =
+            &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+        let schema = resolve(&doc, body);
+        // A body with a rule across fields is `allOf: [the fields, the rule]`.
+        let has = |s: &Value| !s["properties"][field].is_null();
+        let in_all_of = schema["allOf"]
+            .as_array()
+            .is_some_and(|parts| parts.iter().any(|p| has(resolve(&doc, p))));
+        assert!(
+            has(schema) || in_all_of,
+            "{method} {path}: the documented body has no `{field}`: {schema:#}"
+        );
+    }
+}
+
+db_test!(a_query_string_that_cannot_be_read_is_answered_in_the_error_format);
+/// A parameter given twice is 400 `validation_failed` in the §2 body, not axum's plain text.
+async fn a_query_string_that_cannot_be_read_is_answered_in_the_error_format(db: Db) {
+    let app = spawn_app(db).await;
+    let user = app.create_user("Ann").await;
+    for path in [
+        "/api/conversations?limit=1&limit=2",
+        "/api/users/directory?q=a&q=b",
+        "/api/sync?since=&since=",
+        "/api/notifications?unread=1&unread=0",
+    ] {
+        let body = expect_json(app.get_with_token(path, &user.token).await, 400).await;
+        assert_eq!(body["error"]["code"], "validation_failed", "{path}: {body}");
+        assert!(
+            body["error"]["fields"]["query"].is_string(),
+            "{path}: {body}"
+        );
+    }
+}
+
 db_test!(the_oauth_endpoints_are_documented_once_routed);
 async fn the_oauth_endpoints_are_documented_once_routed(db: Db) {
     let app = spawn_app(db).await;
